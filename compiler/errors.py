@@ -1,0 +1,86 @@
+"""The error hierarchy and the one format every diagnostic is printed in.
+
+Every message a user sees is `path:line:col: severity: message`; the message names the layer
+and says what to change. Exit codes: 1 for an invalid spec, 2 for usage or I/O problems.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+import difflib
+
+
+@dataclass(frozen=True)
+class Location:
+    path: str
+    line: int  # 1-based
+    col: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    severity: str  # "error" or "warning"
+    message: str
+    where: Location | None = None
+    layer: str | None = None
+
+    def render(self) -> str:
+        prefix = f"{self.where}: " if self.where else ""
+        subject = f"layer '{self.layer}': " if self.layer else ""
+        return f"{prefix}{self.severity}: {subject}{self.message}"
+
+
+class ConvspecError(Exception):
+    """Base of every error convspec reports to a user (never as a traceback)."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, where: Location | None = None, layer: str | None = None):
+        super().__init__(message)
+        self.diagnostics = [Diagnostic("error", message, where, layer)]
+
+    @classmethod
+    def many(cls, diagnostics: list[Diagnostic]) -> "ConvspecError":
+        err = cls(diagnostics[0].message, diagnostics[0].where, diagnostics[0].layer)
+        err.diagnostics = list(diagnostics)
+        return err
+
+    def render(self) -> str:
+        return "\n".join(d.render() for d in self.diagnostics)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+class SpecError(ConvspecError):
+    """The spec is invalid: bad YAML, schema violation, bad wiring, or a failed expect."""
+
+
+class ShapeError(SpecError):
+    """A layer cannot be applied to the shape it receives."""
+
+
+class UsageError(ConvspecError):
+    """Bad command line, missing file, unknown bundled spec name, I/O failure."""
+
+    exit_code = 2
+
+
+class LayerArgError(Exception):
+    """Raised inside a layer rule; inference adds the layer name and the source location.
+
+    `arg` names the argument at fault so the location can point at it.
+    """
+
+    def __init__(self, message: str, arg: str | None = None):
+        super().__init__(message)
+        self.arg = arg
+
+
+def did_you_mean(word: str, choices) -> str:
+    """' (did you mean 'x'?)' for the closest choice, or ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean '{close[0]}'?" if close else ""

@@ -1,0 +1,400 @@
+"""Expansion: blocks, repeats, stage tables, groups and defaults -> a flat, wired graph.
+
+Every item of a `layers:` list has one *op* (a layer type, a block, `sequential` or `stages`)
+and optional meta keys (name, inputs, expect, when, repeat, rest). Items are wired in order
+unless they name their `inputs`. Names are scoped and dotted: item `conv1` inside block
+instance `layer1.0` becomes node `layer1.0.conv1`. References are resolved after the whole
+spec is expanded, so an item may name a later one; cycles are then reported, not looped on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import layers as _layers  # noqa: F401  (fills the registry)
+from .errors import Location, SpecError, did_you_mean
+from .expr import ExprError, is_reference, substitute
+from .ir import Expectation, Graph, Node
+from .registry import REGISTRY
+from .schema import GROUP_KEYS, META_KEYS, validate_args
+from .source import Map, Seq
+
+MAX_NODES = 50_000
+INPUT = "input"  # the reserved name of a scope's input
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A reference to a name, qualified by the scope it was written in."""
+
+    target: str
+    text: str
+    where: Location | None
+    nearby: tuple = ()  # names visible where it was written, for "did you mean"
+
+
+@dataclass
+class Item:
+    op: str
+    value: object
+    meta: Map
+    where: Location | None
+    name: str  # scope-local name, or a pattern with {i}/{n} when repeated
+
+    def meta_at(self, key):
+        return self.meta.value_at.get(key, self.where) if isinstance(self.meta, Map) else self.where
+
+
+def qualify(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+class Expander:
+    def __init__(self, doc: Map, path: str):
+        self.path = path
+        self.blocks = doc.get("blocks") or Map()
+        self.defaults = doc.get("defaults") or Map()
+        self.nodes: list[tuple[Node, tuple[Ref, ...]]] = []
+        self.aliases: dict[str, Ref] = {}
+        self.defined: dict[str, Location | None] = {}
+        self.expectations: list[tuple[Expectation, Ref]] = []
+        self.for_name = {}
+
+    # -- scopes --------------------------------------------------------------------------
+    def scope(self, items: Seq, prefix: str, source: Ref, params: dict | None, indexed: bool,
+              chain: tuple = ()) -> Ref:
+        """Expand a list of items; return a reference to its output (its last item's)."""
+        parsed = self._parse_items(items, prefix, indexed, params)
+        nearby = tuple(n for it in parsed for n in self._instance_names(it, params))
+        previous = source
+        for item in parsed:
+            previous = self.item(item, prefix, previous, source, params, chain, nearby)
+        return previous
+
+    def _parse_items(self, items: Seq, prefix: str, indexed: bool, params) -> list[Item]:
+        parsed, taken, counters = [], {}, {}
+        for index, raw in enumerate(items):
+            where = items.item_at[index]
+            if isinstance(raw, str):
+                op, value, meta = raw, None, Map()
+                meta.where = where
+            else:
+                ops = [k for k in raw if k not in META_KEYS]
+                if len(ops) != 1:
+                    what = "no layer type" if not ops else f"{len(ops)} layer types ({', '.join(ops)})"
+                    raise SpecError(f"a layer item needs exactly one layer type key, found {what}; "
+                                    "put each layer in its own list item", where)
+                op = ops[0]
+                value = raw[op]
+                meta = raw
+            name = meta.get("name")
+            if name is None:
+                name = str(index) if indexed else self._auto_name(op, counters, taken, items)
+            if name == INPUT:
+                raise SpecError("'input' is reserved for the input of the spec or block; choose another name",
+                                meta.value_at.get("name", where))
+            if name in taken:
+                raise SpecError(f"duplicate name '{name}' (first used at line {taken[name].line}); "
+                                "names must be unique within their block", meta.value_at.get("name", where))
+            taken[name] = meta.value_at.get("name", where) if isinstance(meta, Map) else where
+            parsed.append(Item(op, value, meta, where, name))
+        return parsed
+
+    @staticmethod
+    def _auto_name(op, counters, taken, items) -> str:
+        """Keras-style names: conv1, conv2, maxpool1... skipping names given explicitly."""
+        explicit = {raw.get("name") for raw in items if isinstance(raw, Map)}
+        while True:
+            counters[op] = counters.get(op, 0) + 1
+            name = f"{op}{counters[op]}"
+            if name not in taken and name not in explicit:
+                return name
+
+    def _instance_names(self, item: Item, params) -> list[str]:
+        if "repeat" not in item.meta or not any(m in item.name for m in ("{i}", "{n}")):
+            return [item.name]
+        times = self._value(item.meta["repeat"], params, item.meta_at("repeat"), "repeat")
+        return [item.name.format(i=i, n=i + 1) for i in range(int(times))] if isinstance(times, int) else []
+
+    # -- items ---------------------------------------------------------------------------
+    def item(self, item: Item, prefix, previous: Ref, source: Ref, params, chain, nearby) -> Ref:
+        here = qualify(prefix, item.name)
+        out = Ref(here, item.name, item.where)
+        if "when" in item.meta:
+            keep = self._value(item.meta["when"], params, item.meta_at("when"), "when")
+            if not isinstance(keep, bool):
+                raise SpecError(f"'when' must be true or false, got {keep!r}", item.meta_at("when"))
+            if not keep:  # a skipped item passes its input through, under its own name
+                self._alias(here, self._inputs(item, prefix, previous, source, nearby)[0], item.where)
+                return out
+        inputs = self._inputs(item, prefix, previous, source, nearby)
+        start = len(self.nodes)
+        if "repeat" in item.meta:
+            out = self._repeat(item, prefix, inputs, params, chain)
+        else:
+            self.op(item.op, item.value, prefix, here, inputs, item.where, params, chain)
+        if "expect" in item.meta:
+            produced = tuple(n.name for n, _ in self.nodes[start:])
+            self.expectations.append((
+                Expectation(here, "", produced, dict(item.meta["expect"]),
+                            item.meta_at("expect"), item.meta["expect"].value_at),
+                out))
+        return out
+
+    def _inputs(self, item: Item, prefix, previous, source, nearby) -> tuple[Ref, ...]:
+        if "inputs" not in item.meta:
+            return (previous,)
+        names = item.meta["inputs"]
+        names = [names] if isinstance(names, str) else list(names)
+        where = item.meta_at("inputs")
+        refs = []
+        for k, text in enumerate(names):
+            at = names_at[k] if (names_at := getattr(item.meta["inputs"], "item_at", None)) else where
+            if text == INPUT:
+                refs.append(Ref(source.target, text, at, nearby))
+            else:
+                refs.append(Ref(qualify(prefix, text), text, at, nearby))
+        return tuple(refs)
+
+    def _repeat(self, item: Item, prefix, inputs, params, chain) -> Ref:
+        times = self._value(item.meta["repeat"], params, item.meta_at("repeat"), "repeat")
+        if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= 10000:
+            raise SpecError(f"'repeat' must be an integer from 1 to 10000, got {times!r}", item.meta_at("repeat"))
+        pattern = any(m in item.name for m in ("{i}", "{n}"))
+        rest = item.meta.get("rest")
+        current = inputs
+        last = None
+        for i in range(times):
+            local = item.name.format(i=i, n=i + 1) if pattern else f"{item.name}.{i}"
+            here = qualify(prefix, local)
+            value = item.value if i == 0 or rest is None else _merge(item.value or Map(), rest, item.meta_at("rest"))
+            self.op(item.op, value, prefix, here, current, item.where, params, chain)
+            last = Ref(here, local, item.where)
+            current = (last,)
+        if not pattern:
+            self._alias(qualify(prefix, item.name), last, item.where)
+            return Ref(qualify(prefix, item.name), item.name, item.where)
+        return last
+
+    # -- ops -----------------------------------------------------------------------------
+    def op(self, op: str, value, prefix: str, here: str, inputs: tuple[Ref, ...], where, params, chain) -> None:
+        if op == "sequential":
+            out = self.scope(_seq(value, where, "sequential"), here, self._single(op, inputs, where),
+                             params, indexed=True, chain=chain)
+            self._alias(here, out, where)
+        elif op == "stages":
+            # The stages land in the enclosing scope: layer1..layer4, not stages1.layer1.
+            out = self.scope(_stage_items(value, where), prefix, self._single(op, inputs, where), params,
+                             indexed=False, chain=chain)
+            self._alias(here, out, where)
+        elif op in self.blocks:
+            self._block(op, value, here, inputs, where, params, chain)
+        elif op in REGISTRY:
+            self._layer(op, value, here, inputs, where, params)
+        else:
+            known = list(REGISTRY) + list(self.blocks) + list(GROUP_KEYS)
+            hint = did_you_mean(op, known) or "; run `convspec layers` for the list"
+            raise SpecError(f"unknown layer type '{op}'{hint}", where, here)
+
+    def _single(self, op, inputs, where) -> Ref:
+        if len(inputs) != 1:
+            raise SpecError(f"'{op}' takes one input, got {len(inputs)}", where)
+        return inputs[0]
+
+    def _layer(self, op, value, here, inputs, where, params) -> None:
+        cls = REGISTRY[op]
+        args = self._args(cls, value, where, here, params)
+        if cls.variadic and len(inputs) < 2:
+            raise SpecError(f"{op} merges two or more inputs, got {len(inputs)}; "
+                            "list them with `inputs: [a, b]`", where, here)
+        if not cls.variadic and len(inputs) != 1:
+            raise SpecError(f"{op} takes one input, got {len(inputs)} ({', '.join(r.text for r in inputs)}); "
+                            "merge them first with an add or concat layer", where, here)
+        if len(self.nodes) >= MAX_NODES:
+            raise SpecError(f"the spec expands to more than {MAX_NODES} layers", where, here)
+        node = Node(here, cls.from_args(args), (), where, dict(args.value_at))
+        self._define(here, where)
+        self.nodes.append((node, inputs))
+
+    def _args(self, cls, value, where, here, params) -> Map:
+        if value is None:
+            args = Map()
+        elif isinstance(value, Map):
+            args = value
+        elif cls.shorthand and not isinstance(value, (Seq, Map)):
+            args = Map({cls.shorthand: value})
+            args.value_at[cls.shorthand] = where
+        else:
+            example = f"{cls.type_name}: {{{cls.shorthand or next((f.name for f in cls.arguments()), 'arg')}: ...}}"
+            raise SpecError(f"{cls.type_name} needs a mapping of arguments, like `{example}`", where, here)
+        args.where = args.where or where
+        base = self.defaults.get(cls.type_name)
+        if base:
+            args = _merge(base, args, where)
+        args = self._substitute(args, params, where, here)
+        validate_args(cls.type_name, args, here, args.where or where)
+        return args
+
+    def _block(self, op, value, here, inputs, where, params, chain) -> None:
+        if op in chain:
+            raise SpecError(f"block '{op}' uses itself (through {' -> '.join(chain + (op,))})", where, here)
+        block = self.blocks[op]
+        declared = block.get("args") or Map()
+        given = value if isinstance(value, Map) else Map()
+        if value is not None and not isinstance(value, Map):
+            raise SpecError(f"block '{op}' takes a mapping of arguments, got {value!r}", where, here)
+        given = self._substitute(given, params, where, here)
+        for key in given:
+            if key not in declared:
+                hint = did_you_mean(key, declared) or f"; its arguments are: {', '.join(declared) or 'none'}"
+                raise SpecError(f"unknown argument '{key}' for block '{op}'{hint}", given.key_at.get(key, where), here)
+        bound = {}
+        for key, default in declared.items():
+            if key in given:
+                bound[key] = given[key]
+            elif default is None:
+                raise SpecError(f"block '{op}' needs the argument '{key}'", where, here)
+            else:
+                bound[key] = default
+        out = self.scope(block["layers"], here, self._single(op, inputs, where), bound, indexed=False,
+                         chain=chain + (op,))
+        if "output" in block:
+            out = Ref(qualify(here, block["output"]), block["output"], block.value_at["output"])
+        self._alias(here, out, where)
+
+    # -- helpers -------------------------------------------------------------------------
+    def _substitute(self, value, params, where, here):
+        try:
+            return substitute(value, params or {})
+        except ExprError as e:
+            scope = "" if params else " (block arguments exist only inside a block)"
+            raise SpecError(f"{e}{scope}", where, here) from None
+
+    def _value(self, value, params, where, key):
+        if is_reference(value):
+            try:
+                return substitute(value, params or {})
+            except ExprError as e:
+                raise SpecError(f"'{key}': {e}", where) from None
+        return value
+
+    def _define(self, name, where) -> None:
+        if name in self.defined:
+            first = self.defined[name]
+            at = f" (first defined at line {first.line})" if first else ""
+            raise SpecError(f"duplicate layer name '{name}'{at}", where, name)
+        self.defined[name] = where
+
+    def _alias(self, name: str, ref: Ref, where) -> None:
+        self._define(name, where)
+        self.aliases[name] = ref
+
+    def resolve(self, ref: Ref) -> str:
+        target, seen = ref.target, []
+        while target in self.aliases:
+            if target in seen:
+                raise SpecError(f"cycle: {' -> '.join(seen + [target])}", ref.where)
+            seen.append(target)
+            ref = self.aliases[target]
+            target = ref.target
+        if target == INPUT or target in self.defined:
+            return target
+        hint = did_you_mean(ref.text, ref.nearby) if ref.nearby else ""
+        raise SpecError(f"undefined name '{ref.text}'{hint}", ref.where)
+
+
+def _seq(value, where, op) -> Seq:
+    if not isinstance(value, Seq) or not value:
+        raise SpecError(f"'{op}' takes a non-empty list of layers", where)
+    return value
+
+
+def _merge(base: Map, top, where) -> Map:
+    """`top` over `base`, keeping each value's source position."""
+    if not isinstance(top, Map):
+        return top if top is not None else base
+    out = Map(base)
+    out.value_at, out.key_at = dict(base.value_at), dict(base.key_at)
+    out.update(top)
+    out.value_at.update(top.value_at)
+    out.key_at.update(top.key_at)
+    out.where = top.where or where
+    return out
+
+
+def _stage_items(table: Map, where) -> Seq:
+    """A stage table is shorthand for one repeated item per row."""
+    pattern = table.get("name", "stage{n}")
+    items = Seq()
+    for k, row in enumerate(table["table"]):
+        at = table["table"].item_at[k]
+        args = _merge(table.get("args") or Map(), Map((key, v) for key, v in row.items() if key != "repeat"), at)
+        args.value_at.update({key: row.value_at[key] for key in row if key != "repeat"})
+        item = Map({table["block"]: args, "repeat": row["repeat"], "name": pattern.format(n=k + 1, i=k)})
+        item.value_at = {table["block"]: at, "repeat": row.value_at["repeat"], "name": table.value_at.get("name", at)}
+        if "rest" in table:
+            item["rest"] = table["rest"]
+            item.value_at["rest"] = table.value_at["rest"]
+        item.where = at
+        items.append(item)
+        items.item_at.append(at)
+    return items
+
+
+def expand(doc: Map, path: str) -> Graph:
+    """Flatten a validated document into a Graph whose nodes are in topological order."""
+    ex = Expander(doc, path)
+    source = Ref(INPUT, INPUT, doc.where)
+    last = ex.scope(doc["layers"], "", source, None, indexed=False)
+    name = doc.get("name") or path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+
+    resolved = []
+    for node, refs in ex.nodes:
+        resolved.append(Node(node.name, node.layer, tuple(ex.resolve(r) for r in refs), node.where, node.arg_at))
+    outputs_raw = doc.get("outputs")
+    if outputs_raw is None:
+        outputs = (ex.resolve(last),)
+    else:
+        names = [outputs_raw] if isinstance(outputs_raw, str) else list(outputs_raw)
+        outputs = tuple(ex.resolve(Ref(n, n, doc.value_at["outputs"], tuple(ex.defined))) for n in names)
+    if outputs == (INPUT,):
+        raise SpecError("the spec has no layers left (every layer is skipped)", doc.where)
+
+    expectations = [Expectation(e.subject, ex.resolve(ref), e.nodes, e.values, e.where, e.value_at)
+                    for e, ref in ex.expectations]
+    if "expect" in doc:
+        expectations.append(Expectation(name, outputs[0], tuple(n.name for n in resolved), dict(doc["expect"]),
+                                        doc.value_at["expect"], doc["expect"].value_at))
+    meta = {k: doc[k] for k in ("title", "paper", "description") if k in doc}
+    input_shape = tuple(doc["input"])
+    return Graph(name, path, meta, input_shape, _topological(resolved), outputs, tuple(expectations))
+
+
+def _topological(nodes: list[Node]) -> tuple[Node, ...]:
+    """Order nodes so inputs come first, keeping the written order where it is free; report cycles."""
+    by_name = {n.name: n for n in nodes}
+    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
+    order: list[Node] = []
+    for root in nodes:
+        if state.get(root.name):
+            continue
+        stack = [(root, iter(root.inputs))]
+        state[root.name] = 1
+        while stack:
+            node, pending = stack[-1]
+            for name in pending:
+                if name not in by_name or state.get(name) == 2:
+                    continue
+                if state.get(name) == 1:
+                    path = [n.name for n, _ in stack]
+                    cycle = path[path.index(name):] + [name]
+                    raise SpecError(f"the layers form a cycle: {' -> '.join(cycle)}; "
+                                    "a layer cannot depend on its own output", by_name[name].where, name)
+                state[name] = 1
+                stack.append((by_name[name], iter(by_name[name].inputs)))
+                break
+            else:
+                stack.pop()
+                state[node.name] = 2
+                order.append(node)
+    return tuple(order)

@@ -1,0 +1,220 @@
+"""Inference: walk the graph once, in order, and compute every node's figures.
+
+For each node: output shape, parameters (trainable and not), MACs, FLOPs and receptive field,
+plus the warnings its layer raises (`--strict` makes them errors) and the `expect:` checks.
+
+Receptive field, per spatial axis, with k the dilated kernel, s the stride, p the begin pad:
+    size' = size + (k - 1) * jump;  jump' = jump * s;  start' = start + ((k - 1)/2 - p) * jump
+where start is the input coordinate (0-based pixel centres) of the centre of the first
+output's field. Merges take the union of their inputs' fields.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .errors import Diagnostic, LayerArgError, ShapeError, SpecError
+from .ir import Graph, Node
+from .registry import GLOBAL, numel
+
+BYTES_PER_VALUE = 4  # float32 activations and weights
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    size: tuple[int, int]
+    jump: tuple[int, int]
+    start: tuple[float, float]
+
+    def as_dict(self) -> dict:
+        return {"size": list(self.size), "jump": list(self.jump), "start": [_num(s) for s in self.start]}
+
+
+@dataclass(frozen=True)
+class LayerFigures:
+    node: Node
+    input_shapes: tuple
+    output_shape: tuple
+    trainable: int
+    non_trainable: int
+    macs: int
+    flops: int
+    receptive_field: ReceptiveField | None
+
+    @property
+    def params(self) -> int:
+        return self.trainable + self.non_trainable
+
+
+@dataclass(frozen=True)
+class Analysis:
+    graph: Graph
+    layers: tuple[LayerFigures, ...]
+    warnings: tuple[Diagnostic, ...]
+
+    @property
+    def trainable(self) -> int:
+        return sum(f.trainable for f in self.layers)
+
+    @property
+    def non_trainable(self) -> int:
+        return sum(f.non_trainable for f in self.layers)
+
+    @property
+    def params(self) -> int:
+        return self.trainable + self.non_trainable
+
+    @property
+    def macs(self) -> int:
+        return sum(f.macs for f in self.layers)
+
+    @property
+    def flops(self) -> int:
+        return sum(f.flops for f in self.layers)
+
+    @property
+    def output_shapes(self) -> tuple:
+        by_name = {f.node.name: f for f in self.layers}
+        return tuple(by_name[o].output_shape for o in self.graph.outputs)
+
+    @property
+    def activation_bytes(self) -> int:
+        """Input plus every node's output, float32, batch 1: what a forward pass keeps if nothing is freed."""
+        return BYTES_PER_VALUE * (numel(self.graph.input_shape) + sum(numel(f.output_shape) for f in self.layers))
+
+    @property
+    def weight_bytes(self) -> int:
+        return BYTES_PER_VALUE * self.params
+
+    @property
+    def branching(self) -> bool:
+        """True when some layer is not simply fed by the layer before it."""
+        previous = "input"
+        for f in self.layers:
+            if f.node.inputs != (previous,):
+                return True
+            previous = f.node.name
+        return False
+
+
+def _num(x: float):
+    return int(x) if float(x).is_integer() else x
+
+
+def infer(graph: Graph, strict: bool = False) -> Analysis:
+    shapes = {"input": graph.input_shape}
+    fields = {"input": ReceptiveField((1, 1), (1, 1), (0.0, 0.0)) if len(graph.input_shape) == 3 else None}
+    figures, warnings = [], []
+    for node in graph.nodes:
+        ins = tuple(shapes[name] for name in node.inputs)
+        layer = node.layer
+        try:
+            out = layer.output_shape(*ins)
+            weights = layer.weights(*ins)
+            macs = layer.macs(out, *ins)
+            flops = layer.flops(out, *ins)
+            step = layer.window(*ins)
+            for message, arg in layer.warnings(*ins):
+                warnings.append(Diagnostic("warning", message, node.arg_at.get(arg, node.where), node.name))
+        except LayerArgError as e:
+            message = str(e)
+            if len(ins) > 1:
+                listed = ", ".join(f"#{i} '{n}' {list(s)}" for i, (n, s) in enumerate(zip(node.inputs, ins), 1))
+                message += f" (inputs: {listed})"
+            raise ShapeError(message, node.arg_at.get(e.arg, node.where), node.name) from None
+        shapes[node.name] = out
+        rf = _receptive_field([fields[n] for n in node.inputs], ins, step)
+        fields[node.name] = rf
+        trainable = sum(w.size for w in weights if w.trainable)
+        figures.append(LayerFigures(node, ins, out, trainable, sum(w.size for w in weights) - trainable,
+                                    macs, flops, rf))
+
+    warnings.extend(_unused(graph))
+    analysis = Analysis(graph, tuple(figures), tuple(warnings))
+    _check_expectations(analysis)
+    if strict and warnings:
+        raise SpecError.many([Diagnostic("error", w.message + " (an error under --strict)", w.where, w.layer)
+                              for w in warnings])
+    return analysis
+
+
+def _receptive_field(inputs, shapes, step) -> ReceptiveField | None:
+    if any(f is None for f in inputs):
+        return None
+    if len(inputs) > 1:
+        return _union(inputs)
+    rf, x = inputs[0], shapes[0]
+    if step is None:
+        return rf
+    if step == GLOBAL:
+        kernel, stride, dilation, begin = x[1:], x[1:], (1, 1), (0, 0)
+    else:
+        kernel, stride, dilation, begin = step.kernel, step.stride, step.dilation, step.begin
+    size, jump, start = [], [], []
+    for r, j, s0, k, s, d, p in zip(rf.size, rf.jump, rf.start, kernel, stride, dilation, begin):
+        k_eff = d * (k - 1) + 1
+        size.append(r + (k_eff - 1) * j)
+        jump.append(j * s)
+        start.append(s0 + ((k_eff - 1) / 2 - p) * j)
+    return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+
+
+def _union(fields) -> ReceptiveField:
+    size, jump, start = [], [], []
+    for axis in range(2):
+        lo = min(f.start[axis] - (f.size[axis] - 1) / 2 for f in fields)
+        hi = max(f.start[axis] + (f.size[axis] - 1) / 2 for f in fields)
+        size.append(int(round(hi - lo)) + 1)
+        jump.append(max(f.jump[axis] for f in fields))
+        start.append((lo + hi) / 2)
+    return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+
+
+def _unused(graph: Graph) -> list[Diagnostic]:
+    """Layers whose output never reaches a graph output are almost always a wiring mistake."""
+    needed, stack = set(), list(graph.outputs)
+    by_name = {n.name: n for n in graph.nodes}
+    while stack:
+        name = stack.pop()
+        if name in needed or name not in by_name:
+            continue
+        needed.add(name)
+        stack.extend(by_name[name].inputs)
+    return [Diagnostic("warning", "its output reaches no graph output; wire it in with `inputs:` "
+                       "or list it under `outputs:`", n.where, n.name)
+            for n in graph.nodes if n.name not in needed]
+
+
+def _check_expectations(analysis: Analysis) -> None:
+    by_name = {f.node.name: f for f in analysis.layers}
+    failures = []
+    for exp in analysis.graph.expectations:
+        group = [by_name[n] for n in exp.nodes]
+        out = by_name[exp.output] if exp.output in by_name else None
+        actual = {
+            "params": sum(f.params for f in group),
+            "trainable": sum(f.trainable for f in group),
+            "non_trainable": sum(f.non_trainable for f in group),
+            "macs": sum(f.macs for f in group),
+            "flops": sum(f.flops for f in group),
+            "output": list(out.output_shape if out else analysis.graph.input_shape),
+        }
+        rf = out.receptive_field if out else None
+        actual["receptive_field"] = list(rf.size) if rf else None
+        for key, wanted in exp.values.items():
+            got = actual[key]
+            if key == "receptive_field" and isinstance(wanted, int):
+                wanted = [wanted, wanted]
+            if key == "output":
+                wanted = list(wanted)
+            if got != wanted:
+                failures.append(Diagnostic(
+                    "error", f"expect failed: {key} is {_show(got)}, the spec expects {_show(wanted)}; "
+                    "fix the layer's arguments, or the expectation if it is the one that is wrong",
+                    exp.value_at.get(key, exp.where), exp.subject))
+    if failures:
+        raise SpecError.many(failures)
+
+
+def _show(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else str(value)

@@ -1,0 +1,44 @@
+"""The flat graph IR that expansion produces and inference consumes. Frozen, typed, no YAML."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import Location
+from .registry import Layer
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str  # stable dotted name, e.g. layer1.0.conv1; weight keys are <name>.<weight>
+    layer: Layer  # typed, normalised arguments and the rules of its type
+    inputs: tuple[str, ...]  # node names, or "input" for the spec's input
+    where: Location | None = None  # the layer item in the spec
+    arg_at: dict = field(default_factory=dict, compare=False)  # argument -> Location
+
+    @property
+    def type(self) -> str:
+        return self.layer.type_name
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """An `expect:` mapping: figures that `check` verifies for one layer item or the whole spec."""
+
+    subject: str  # what the messages call it
+    output: str  # the node whose output shape and receptive field are checked
+    nodes: tuple[str, ...]  # the nodes whose params, MACs and FLOPs are summed
+    values: dict
+    where: Location | None = None
+    value_at: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Graph:
+    name: str
+    path: str
+    meta: dict  # title, paper, description
+    input_shape: tuple
+    nodes: tuple[Node, ...]  # in topological order
+    outputs: tuple[str, ...]
+    expectations: tuple[Expectation, ...] = ()

@@ -1,0 +1,79 @@
+"""Elementwise activations. Shape in = shape out, no weights, no MACs.
+
+FLOPs per element (a convention, stated once here): relu 1 (a max), leaky_relu 2 (a multiply
+and a max), sigmoid 4 (negate, exp, add, divide), tanh 5, softmax 5 (max, subtract, exp, sum,
+divide), linear 0. conv and dense reuse these for their `activation` shorthand.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from ..registry import NON_NEGATIVE_INT, NUMBER, Layer, arg, numel, register
+
+
+class Activation(Layer):
+    flops_per_element: ClassVar[int]
+
+    def output_shape(self, x):
+        return x
+
+    def flops(self, out, x):
+        return self.flops_per_element * numel(out)
+
+
+@register("relu")
+class ReLU(Activation):
+    """Rectified linear unit, max(0, x)."""
+
+    flops_per_element = 1
+
+
+@register("leaky_relu")
+class LeakyReLU(Activation):
+    """Leaky ReLU, x if x > 0 else alpha * x."""
+
+    alpha: float = arg(NUMBER, "slope for x < 0", default=0.01)
+    flops_per_element = 2
+    shorthand = "alpha"
+
+
+@register("sigmoid")
+class Sigmoid(Activation):
+    """Logistic sigmoid, 1 / (1 + exp(-x))."""
+
+    flops_per_element = 4
+
+
+@register("tanh")
+class Tanh(Activation):
+    """Hyperbolic tangent."""
+
+    flops_per_element = 5
+
+
+@register("softmax")
+class Softmax(Activation):
+    """Softmax over one axis (0, the channels or features, by default)."""
+
+    axis: int = arg(NON_NEGATIVE_INT, "axis of the [C, H, W] or [features] shape, batch excluded", default=0)
+    flops_per_element = 5
+
+
+@register("linear")
+class Linear(Activation):
+    """Identity activation, f(x) = x (Keras' 'linear')."""
+
+    flops_per_element = 0
+
+
+ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "softmax", "linear")
+
+
+def activation_flops(name: str | None, out) -> int:
+    """FLOPs of an `activation:` shorthand on conv or dense."""
+    if name is None:
+        return 0
+    from ..registry import REGISTRY
+
+    return REGISTRY[name].flops_per_element * numel(out)

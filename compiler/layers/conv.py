@@ -1,0 +1,208 @@
+"""Convolutions: conv, depthwise_conv, separable_conv, spatial_separable_conv.
+
+Counting conventions (the figures papers and torchvision quote):
+  MACs  = output elements x (input channels / groups) x kernel height x kernel width
+  FLOPs = 2 x MACs, plus one add per output element for the bias, plus the activation's FLOPs.
+Weight layout is PyTorch's and ONNX's: [out_channels, in_channels / groups, kh, kw].
+"""
+
+from __future__ import annotations
+
+from ..arith import Window, pair, padding_arg
+from ..errors import LayerArgError
+from ..registry import (BOOL, PADDING, POSITIVE_INT, SIZE2, Layer, Weight, arg, enum, numel,
+                        register)
+from ._window import slide, tiling
+from .activation import ACTIVATIONS, activation_flops
+
+ACTIVATION = enum(*ACTIVATIONS)
+
+
+def _window_args():
+    """kernel/stride/padding/dilation, the same four on every convolution."""
+    return dict(
+        kernel=arg(SIZE2, "window size, k or [kh, kw]", convert=pair),
+        stride=arg(SIZE2, "step, s or [sh, sw]", default=1, convert=pair),
+        padding=arg(PADDING, "zero padding: p, [ph, pw], [top, left, bottom, right], 'same' or 'valid'",
+                    default=0, convert=padding_arg),
+        dilation=arg(SIZE2, "spacing between kernel taps", default=1, convert=pair),
+    )
+
+
+class _Conv(Layer):
+    """Shared rules of the single-kernel convolutions (conv and depthwise_conv)."""
+
+    needs_spatial = True
+
+    def _groups(self, c):
+        return self.groups
+
+    def _out_channels(self, c):
+        return self.filters
+
+    def output_shape(self, x):
+        c = x[0]
+        g = self._groups(c)
+        if c % g:
+            raise LayerArgError(f"input channels {c} are not divisible by groups {g}; "
+                                f"use a groups value that divides {c}", arg="groups")
+        f = self._out_channels(c)
+        if f % g:
+            raise LayerArgError(f"filters {f} are not divisible by groups {g}; "
+                                f"use a multiple of {g}", arg="filters")
+        _, (h, w) = slide(self, x, self.kernel, self.stride, self.padding, self.dilation)
+        return (f, h, w)
+
+    def weights(self, x):
+        c = x[0]
+        f = self._out_channels(c)
+        ws = [Weight("weight", (f, c // self._groups(c)) + self.kernel)]
+        if self.bias:
+            ws.append(Weight("bias", (f,), role="bias"))
+        return ws
+
+    def macs(self, out, x):
+        return numel(out) * (x[0] // self._groups(x[0])) * self.kernel[0] * self.kernel[1]
+
+    def flops(self, out, x):
+        return 2 * self.macs(out, x) + (numel(out) if self.bias else 0) + activation_flops(self.activation, out)
+
+    def window(self, x):
+        return slide(self, x, self.kernel, self.stride, self.padding, self.dilation)[0]
+
+    def warnings(self, x):
+        win, out = slide(self, x, self.kernel, self.stride, self.padding, self.dilation)
+        return tiling(x, win, out)
+
+
+@register("conv")
+class Conv(_Conv):
+    """2-D convolution: `filters` kernels of size `kernel` slid over the input."""
+
+    filters: int = arg(POSITIVE_INT, "number of output channels (filters)")
+    kernel: tuple = _window_args()["kernel"]
+    stride: tuple = _window_args()["stride"]
+    padding: object = _window_args()["padding"]
+    dilation: tuple = _window_args()["dilation"]
+    groups: int = arg(POSITIVE_INT, "grouped convolution: channels are split into this many groups", default=1)
+    bias: bool = arg(BOOL, "add a learned bias per filter", default=True)
+    activation: str | None = arg(ACTIVATION, "activation applied to the output", default=None)
+
+
+@register("depthwise_conv")
+class DepthwiseConv(_Conv):
+    """Depthwise convolution: one kernel per input channel (groups = channels)."""
+
+    kernel: tuple = _window_args()["kernel"]
+    stride: tuple = _window_args()["stride"]
+    padding: object = _window_args()["padding"]
+    dilation: tuple = _window_args()["dilation"]
+    multiplier: int = arg(POSITIVE_INT, "output channels per input channel", default=1)
+    bias: bool = arg(BOOL, "add a learned bias per output channel", default=True)
+    activation: str | None = arg(ACTIVATION, "activation applied to the output", default=None)
+
+    def _groups(self, c):
+        return c
+
+    def _out_channels(self, c):
+        return c * self.multiplier
+
+
+@register("separable_conv")
+class SeparableConv(Layer):
+    """Depthwise-separable convolution: a depthwise conv, then a 1x1 pointwise conv (Keras' SeparableConv2D)."""
+
+    filters: int = arg(POSITIVE_INT, "output channels of the pointwise conv")
+    kernel: tuple = _window_args()["kernel"]
+    stride: tuple = _window_args()["stride"]
+    padding: object = _window_args()["padding"]
+    dilation: tuple = _window_args()["dilation"]
+    multiplier: int = arg(POSITIVE_INT, "depthwise output channels per input channel", default=1)
+    bias: bool = arg(BOOL, "bias on the pointwise conv (the depthwise conv has none, as in Keras)", default=True)
+    activation: str | None = arg(ACTIVATION, "activation applied to the output", default=None)
+    needs_spatial = True
+
+    def _depthwise(self, x):
+        return slide(self, x, self.kernel, self.stride, self.padding, self.dilation)
+
+    def output_shape(self, x):
+        _, (h, w) = self._depthwise(x)
+        return (self.filters, h, w)
+
+    def weights(self, x):
+        mid = x[0] * self.multiplier
+        ws = [Weight("depthwise.weight", (mid, 1) + self.kernel),
+              Weight("pointwise.weight", (self.filters, mid, 1, 1))]
+        if self.bias:
+            ws.append(Weight("pointwise.bias", (self.filters,), role="bias"))
+        return ws
+
+    def macs(self, out, x):
+        mid = x[0] * self.multiplier
+        pixels = out[1] * out[2]
+        return pixels * mid * self.kernel[0] * self.kernel[1] + pixels * mid * self.filters
+
+    def flops(self, out, x):
+        return 2 * self.macs(out, x) + (numel(out) if self.bias else 0) + activation_flops(self.activation, out)
+
+    def window(self, x):
+        return self._depthwise(x)[0]
+
+    def warnings(self, x):
+        win, out = self._depthwise(x)
+        return tiling(x, win, out)
+
+
+@register("spatial_separable_conv")
+class SpatialSeparableConv(Layer):
+    """Spatially separable convolution: a kh x 1 conv, then a 1 x kw conv (deck 002's rank-1 kernel)."""
+
+    filters: int = arg(POSITIVE_INT, "output channels")
+    kernel: tuple = _window_args()["kernel"]
+    stride: tuple = _window_args()["stride"]
+    padding: object = _window_args()["padding"]
+    mid: int | None = arg(POSITIVE_INT, "channels between the two convs (default: filters)", default=None)
+    bias: bool = arg(BOOL, "bias on the second conv", default=True)
+    activation: str | None = arg(ACTIVATION, "activation applied to the output", default=None)
+    needs_spatial = True
+
+    def _combined(self, x):
+        # A kh x 1 conv followed by a 1 x kw conv reads exactly one kh x kw window.
+        return slide(self, x, self.kernel, self.stride, self.padding)
+
+    def _mid(self):
+        return self.mid or self.filters
+
+    def output_shape(self, x):
+        _, (h, w) = self._combined(x)
+        return (self.filters, h, w)
+
+    def weights(self, x):
+        kh, kw = self.kernel
+        ws = [Weight("vertical.weight", (self._mid(), x[0], kh, 1)),
+              Weight("horizontal.weight", (self.filters, self._mid(), 1, kw))]
+        if self.bias:
+            ws.append(Weight("horizontal.bias", (self.filters,), role="bias"))
+        return ws
+
+    def vertical_window(self, x) -> Window:
+        """The first conv: the kh x 1 half of the combined window (pads on top and bottom only)."""
+        win, _ = self._combined(x)
+        return Window((win.kernel[0], 1), (win.stride[0], 1), (1, 1), (win.begin[0], 0), (win.end[0], 0))
+
+    def macs(self, out, x):
+        kh, kw = self.kernel
+        h_out, w_in = out[1], x[2]
+        first = h_out * w_in * self._mid() * x[0] * kh
+        second = h_out * out[2] * self.filters * self._mid() * kw
+        return first + second
+
+    def flops(self, out, x):
+        return 2 * self.macs(out, x) + (numel(out) if self.bias else 0) + activation_flops(self.activation, out)
+
+    def window(self, x):
+        return self._combined(x)[0]
+
+    def warnings(self, x):
+        win, out = self._combined(x)
+        return tiling(x, win, out)

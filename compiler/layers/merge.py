@@ -1,0 +1,65 @@
+"""Merges of two or more inputs: add (residual connections) and concat (Inception, DenseNet).
+
+FLOPs: add does (inputs - 1) additions per output element; concat only copies.
+"""
+
+from __future__ import annotations
+
+from ..errors import LayerArgError
+from ..registry import NON_NEGATIVE_INT, Layer, arg, numel, register
+
+
+def _describe(shape) -> str:
+    return "x".join(map(str, shape[1:])) if len(shape) == 3 else str(list(shape))
+
+
+@register("add")
+class Add(Layer):
+    """Elementwise sum of its inputs (a residual connection); all shapes must be equal."""
+
+    variadic = True
+
+    def output_shape(self, *ins):
+        first = ins[0]
+        for i, x in enumerate(ins[1:], start=2):
+            if len(x) != len(first):
+                raise LayerArgError(f"input #{i} has shape {list(x)} but input #1 has {list(first)}; "
+                                    "add needs inputs of the same shape")
+            if x[0] != first[0]:
+                raise LayerArgError(
+                    f"channel mismatch: input #1 has {first[0]} channels but input #{i} has {x[0]}; "
+                    "project the shortcut with a 1x1 conv (or a zero_pad_shortcut) to the same channels")
+            if x[1:] != first[1:]:
+                raise LayerArgError(
+                    f"spatial mismatch: input #1 is {_describe(first)} but input #{i} is {_describe(x)}; "
+                    "give the shortcut the same stride as the main path")
+        return first
+
+    def flops(self, out, *ins):
+        return (len(ins) - 1) * numel(out)
+
+
+@register("concat")
+class Concat(Layer):
+    """Concatenation along an axis (0, the channels, by default); all other sizes must match."""
+
+    axis: int = arg(NON_NEGATIVE_INT, "axis of the [C, H, W] or [features] shape to join along", default=0)
+    variadic = True
+
+    def output_shape(self, *ins):
+        first = ins[0]
+        if self.axis >= len(first):
+            raise LayerArgError(f"axis {self.axis} is out of range for inputs of rank {len(first)}", arg="axis")
+        for i, x in enumerate(ins[1:], start=2):
+            if len(x) != len(first):
+                raise LayerArgError(f"input #{i} has shape {list(x)} but input #1 has {list(first)}; "
+                                    "concat needs inputs of the same rank")
+            others = [d for a, d in enumerate(x) if a != self.axis]
+            if others != [d for a, d in enumerate(first) if a != self.axis]:
+                what = "spatial mismatch" if self.axis == 0 and len(x) == 3 else "size mismatch"
+                raise LayerArgError(
+                    f"{what}: input #1 is {_describe(first)} but input #{i} is {_describe(x)}; "
+                    f"every input must match except along axis {self.axis} "
+                    "(check the strides and padding of each branch)")
+        total = sum(x[self.axis] for x in ins)
+        return tuple(total if a == self.axis else d for a, d in enumerate(first))

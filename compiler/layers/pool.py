@@ -1,0 +1,193 @@
+"""Pooling: max, average, L2 (spatial and across channels), global and adaptive.
+
+No weights and no MACs (MACs count conv and dense work only). FLOPs per output element:
+max k*k - 1 comparisons; average k*k (adds and one divide); L2 2*k*k + 1 (squares, adds, a
+square root). Global and adaptive pooling read each input element once per window holding it.
+"""
+
+from __future__ import annotations
+
+from .. import arith
+from ..arith import Window, pair, padding_arg
+from ..errors import LayerArgError
+from ..registry import (BOOL, GLOBAL, PADDING, POSITIVE_INT, SIZE2, Layer, arg, numel, register,
+                        spatial)
+from ._window import pool_padding_check, slide, tiling
+
+
+class _Pool(Layer):
+    """Shared rules of windowed spatial pooling."""
+
+    needs_spatial = True
+    flops_per_tap = 1  # per kernel element per output element
+    flops_extra = 0  # per output element
+
+    def _slide(self, x):
+        stride = self.stride or self.kernel  # PyTorch and Keras: stride defaults to the kernel
+        win, out = slide(self, x, self.kernel, stride, self.padding, ceil_mode=self.ceil_mode)
+        pool_padding_check(win)
+        return win, out
+
+    def output_shape(self, x):
+        _, (h, w) = self._slide(x)
+        return (x[0], h, w)
+
+    def flops(self, out, x):
+        taps = self.kernel[0] * self.kernel[1]
+        return numel(out) * (self.flops_per_tap * taps + self.flops_extra)
+
+    def window(self, x):
+        return self._slide(x)[0]
+
+    def warnings(self, x):
+        win, out = self._slide(x)
+        return tiling(x, win, out)
+
+
+def _pool_args():
+    return dict(
+        kernel=arg(SIZE2, "window size, k or [kh, kw]", convert=pair),
+        stride=arg(SIZE2, "step (default: the kernel size)", default=None, convert=pair),
+        padding=arg(PADDING, "padding: p, [ph, pw], [top, left, bottom, right], 'same' or 'valid'",
+                    default=0, convert=padding_arg),
+        ceil_mode=arg(BOOL, "round the output size up instead of down (PyTorch's ceil_mode)", default=False),
+    )
+
+
+@register("maxpool")
+class MaxPool(_Pool):
+    """Max pooling over each kernel window, per channel."""
+
+    kernel: tuple = _pool_args()["kernel"]
+    stride: tuple | None = _pool_args()["stride"]
+    padding: object = _pool_args()["padding"]
+    ceil_mode: bool = _pool_args()["ceil_mode"]
+    shorthand = "kernel"
+    flops_extra = -1  # k*k - 1 comparisons
+
+
+@register("avgpool")
+class AvgPool(_Pool):
+    """Average pooling over each kernel window, per channel."""
+
+    kernel: tuple = _pool_args()["kernel"]
+    stride: tuple | None = _pool_args()["stride"]
+    padding: object = _pool_args()["padding"]
+    ceil_mode: bool = _pool_args()["ceil_mode"]
+    count_include_pad: bool = arg(BOOL, "count padded zeros in the divisor (PyTorch's default)", default=True)
+    shorthand = "kernel"
+
+
+@register("l2pool")
+class L2Pool(_Pool):
+    """L2 pooling: the square root of the sum of squares over each window (deck 000)."""
+
+    kernel: tuple = _pool_args()["kernel"]
+    stride: tuple | None = _pool_args()["stride"]
+    padding: object = _pool_args()["padding"]
+    ceil_mode: bool = _pool_args()["ceil_mode"]
+    shorthand = "kernel"
+    flops_per_tap = 2
+    flops_extra = 1
+
+
+@register("l2pool_channels")
+class L2PoolChannels(Layer):
+    """L2 pooling across channels: sqrt of the sum of squares over `size` neighbouring channels (deck 000's 'over features')."""
+
+    size: int = arg(POSITIVE_INT, "number of neighbouring channels pooled together")
+    stride: int | None = arg(POSITIVE_INT, "step along the channels (default: size, disjoint groups)", default=None)
+    shorthand = "size"
+
+    def _stride(self):
+        return self.stride or self.size
+
+    def output_shape(self, x):
+        c = x[0]
+        if self.size > c:
+            raise LayerArgError(f"size {self.size} is larger than the {c} input channels; "
+                                f"use a size <= {c}", arg="size")
+        return (arith.output_size(c, self.size, self._stride(), 0, 0),) + tuple(x[1:])
+
+    def flops(self, out, x):
+        return numel(out) * (2 * self.size + 1)
+
+    def warnings(self, x):
+        lost = arith.unread(x[0], self.size, self._stride(), 0, 0, self.output_shape(x)[0])
+        if not lost:
+            return []
+        return [(f"groups of {self.size} channels at stride {self._stride()} do not tile {x[0]} channels: "
+                 f"channels {lost[0]}-{lost[-1]} are never read; use a size and stride that divide evenly",
+                 "size")]
+
+
+class _GlobalPool(Layer):
+    needs_spatial = True
+
+    def output_shape(self, x):
+        c, _, _ = spatial(x, self)
+        return (c, 1, 1) if self.keepdims else (c,)
+
+    def flops(self, out, x):
+        return numel(x)
+
+    def window(self, x):
+        return GLOBAL
+
+
+_KEEPDIMS = "keep the output as [C, 1, 1] (false gives [C], as Keras does)"
+
+
+@register("global_avgpool")
+class GlobalAvgPool(_GlobalPool):
+    """Global average pooling: one mean per channel."""
+
+    keepdims: bool = arg(BOOL, _KEEPDIMS, default=True)
+
+
+@register("global_maxpool")
+class GlobalMaxPool(_GlobalPool):
+    """Global max pooling: one maximum per channel."""
+
+    keepdims: bool = arg(BOOL, _KEEPDIMS, default=True)
+
+
+class _AdaptivePool(Layer):
+    """Pool to a fixed output size; bins follow PyTorch: floor(i*n/out) to ceil((i+1)*n/out)."""
+
+    needs_spatial = True
+    shorthand = "output_size"
+
+    def output_shape(self, x):
+        c, _, _ = spatial(x, self)
+        return (c,) + self.output_size
+
+    def flops(self, out, x):
+        rows = sum(b - a for a, b in arith.pooled_bins(x[1], self.output_size[0]))
+        cols = sum(b - a for a, b in arith.pooled_bins(x[2], self.output_size[1]))
+        return x[0] * rows * cols
+
+    def window(self, x):
+        # Exact when the output divides the input; otherwise the largest bin, at the mean step.
+        kernel, stride = [], []
+        for n, o in zip(x[1:], self.output_size):
+            kernel.append(max(b - a for a, b in arith.pooled_bins(n, o)))
+            stride.append(max(n // o, 1))
+        return Window(tuple(kernel), tuple(stride), (1, 1), (0, 0), (0, 0))
+
+
+_OUTPUT_SIZE = "output size, s or [h, w]"
+
+
+@register("adaptive_avgpool")
+class AdaptiveAvgPool(_AdaptivePool):
+    """Adaptive average pooling to a fixed output size (PyTorch's AdaptiveAvgPool2d)."""
+
+    output_size: tuple = arg(SIZE2, _OUTPUT_SIZE, convert=pair)
+
+
+@register("adaptive_maxpool")
+class AdaptiveMaxPool(_AdaptivePool):
+    """Adaptive max pooling to a fixed output size (PyTorch's AdaptiveMaxPool2d)."""
+
+    output_size: tuple = arg(SIZE2, _OUTPUT_SIZE, convert=pair)

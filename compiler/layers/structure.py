@@ -1,0 +1,61 @@
+"""Layers that only move or pass data: flatten, dropout, identity, zero_pad_shortcut.
+
+None has weights, MACs or FLOPs.
+"""
+
+from __future__ import annotations
+
+from ..arith import Window
+from ..errors import LayerArgError
+from ..registry import GLOBAL, POSITIVE_INT, RATE, Layer, arg, numel, register, spatial
+
+
+@register("flatten")
+class Flatten(Layer):
+    """Flatten [C, H, W] to [C*H*W] in channel-major order (PyTorch's and ONNX's)."""
+
+    def output_shape(self, x):
+        return (numel(x),)
+
+    def window(self, x):
+        return GLOBAL if len(x) == 3 else None
+
+
+@register("dropout")
+class Dropout(Layer):
+    """Dropout: zeroes a fraction of units while training; the identity at inference."""
+
+    rate: float = arg(RATE, "fraction of units dropped while training", default=0.5)
+    shorthand = "rate"
+
+    def output_shape(self, x):
+        return x
+
+
+@register("identity")
+class Identity(Layer):
+    """Passes its input through unchanged (a named tap or an explicit shortcut)."""
+
+    def output_shape(self, x):
+        return x
+
+
+@register("zero_pad_shortcut")
+class ZeroPadShortcut(Layer):
+    """ResNet option A shortcut: subsample by `stride`, then pad the channels with zeros to `channels`."""
+
+    channels: int = arg(POSITIVE_INT, "output channels; the extra ones are zeros, split evenly before and after")
+    stride: int = arg(POSITIVE_INT, "spatial subsampling step (keeps every stride-th row and column)", default=2)
+    needs_spatial = True
+    shorthand = "channels"
+
+    def output_shape(self, x):
+        c, h, w = spatial(x, self)
+        if self.channels < c:
+            raise LayerArgError(f"channels {self.channels} is fewer than the {c} input channels; "
+                                "a zero-padding shortcut can only add channels", arg="channels")
+        s = self.stride
+        return (self.channels, -(-h // s), -(-w // s))
+
+    def window(self, x):
+        return Window((1, 1), (self.stride,) * 2, (1, 1), (0, 0), (0, 0))

@@ -1,0 +1,174 @@
+"""The layer registry: every layer type is one class in one module of `compiler/layers/`.
+
+A layer class declares, side by side:
+  - its arguments, as dataclass fields made with `arg()` (JSON Schema fragment, doc, default,
+    converter), so the schema, `convspec layers` and the docs table all come from here;
+  - its rules: `output_shape`, `weights` (names, shapes, trainable or not), `macs`, `flops`,
+    `window` (the receptive-field step) and `warnings`.
+
+`@register("name")` turns the class into a frozen dataclass and refuses duplicate names.
+Instances are the normalised, typed form of one layer's arguments.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from typing import ClassVar
+
+from .errors import LayerArgError
+
+Shape = tuple  # (C, H, W) or (features,), never the batch
+
+REGISTRY: dict[str, type["Layer"]] = {}
+
+GLOBAL = "global"  # a window() result: every output depends on the whole input map
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A reusable argument type: its JSON Schema and the words an error uses for it."""
+
+    schema: dict
+    expects: str
+
+
+POSITIVE_INT = Kind({"type": "integer", "minimum": 1}, "a positive integer")
+NON_NEGATIVE_INT = Kind({"type": "integer", "minimum": 0}, "an integer >= 0")
+BOOL = Kind({"type": "boolean"}, "true or false")
+NUMBER = Kind({"type": "number"}, "a number")
+POSITIVE_NUMBER = Kind({"type": "number", "exclusiveMinimum": 0}, "a number > 0")
+RATE = Kind({"type": "number", "minimum": 0, "exclusiveMaximum": 1}, "a number in [0, 1)")
+SIZE2 = Kind(
+    {"anyOf": [POSITIVE_INT.schema,
+               {"type": "array", "items": POSITIVE_INT.schema, "minItems": 2, "maxItems": 2}]},
+    "a positive integer or a list [h, w] of them",
+)
+PADDING = Kind(
+    {"anyOf": [NON_NEGATIVE_INT.schema,
+               {"type": "array", "items": NON_NEGATIVE_INT.schema, "minItems": 2, "maxItems": 2},
+               {"type": "array", "items": NON_NEGATIVE_INT.schema, "minItems": 4, "maxItems": 4},
+               {"enum": ["same", "valid"]}]},
+    "an integer >= 0, [h, w], [top, left, bottom, right], 'same' or 'valid'",
+)
+
+
+def enum(*values) -> Kind:
+    return Kind({"enum": list(values)}, "one of " + ", ".join(repr(v) for v in values))
+
+
+def arg(kind: Kind, doc: str, default=MISSING, convert=None):
+    """A layer argument: its kind, a one-line doc, a default (none = required), a converter."""
+    meta = {"kind": kind, "doc": doc, "convert": convert}
+    return field(metadata=meta) if default is MISSING else field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class Weight:
+    """One weight tensor of a layer. Its key is `<node name>.<name>`, as in torchvision."""
+
+    name: str
+    shape: tuple
+    trainable: bool = True
+    role: str = "kernel"  # kernel, bias, scale, shift, mean, var: how it is initialised
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+class Layer:
+    """Base of all layer types. Rules receive the input shapes (one argument per input)."""
+
+    type_name: ClassVar[str]
+    family: ClassVar[str]  # the registry module it lives in, for docs
+    shorthand: ClassVar[str | None] = None  # `dense: 4096` means `dense: {units: 4096}`
+    variadic: ClassVar[bool] = False  # merges (add, concat) take two or more inputs
+    needs_spatial: ClassVar[bool] = False  # input must be [C, H, W]
+
+    # -- rules (override what applies) -------------------------------------------------
+    def output_shape(self, *ins: Shape) -> Shape:
+        raise NotImplementedError
+
+    def weights(self, *ins: Shape) -> list[Weight]:
+        return []
+
+    def macs(self, out: Shape, *ins: Shape) -> int:
+        return 0
+
+    def flops(self, out: Shape, *ins: Shape) -> int:
+        return 0
+
+    def window(self, *ins: Shape):
+        """Receptive-field step: an arith.Window, GLOBAL, or None for a pointwise layer."""
+        return None
+
+    def warnings(self, *ins: Shape) -> list[tuple[str, str | None]]:
+        """(message, argument) pairs that `check` reports, and `--strict` turns into errors."""
+        return []
+
+    # -- construction ------------------------------------------------------------------
+    @classmethod
+    def arguments(cls):
+        return fields(cls)
+
+    @classmethod
+    def from_args(cls, args: dict) -> "Layer":
+        """Build from already schema-validated arguments, normalising each one once."""
+        values = {}
+        for f in fields(cls):
+            value = args[f.name] if f.name in args else f.default
+            convert = f.metadata["convert"]
+            values[f.name] = convert(value) if convert and value is not None else value
+        return cls(**values)
+
+    @classmethod
+    def args_schema(cls, partial: bool = False) -> dict:
+        """The JSON Schema of this type's argument mapping (`partial`: nothing required)."""
+        props = {}
+        for f in fields(cls):
+            kind = f.metadata["kind"]
+            props[f.name] = dict(kind.schema, description=f.metadata["doc"])
+            if f.default is not MISSING and f.default is not None:
+                props[f.name]["default"] = f.default
+        schema = {"type": "object", "properties": props, "additionalProperties": False}
+        required = [f.name for f in fields(cls) if f.default is MISSING]
+        if required and not partial:
+            schema["required"] = required
+        return schema
+
+    @classmethod
+    def summary(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0]
+
+
+def register(type_name: str):
+    """Class decorator: make a frozen dataclass of the layer and add it to the registry."""
+
+    def wrap(cls):
+        if type_name in REGISTRY:
+            raise ValueError(f"layer type '{type_name}' is registered twice")
+        cls = dataclass(frozen=True)(cls)
+        cls.type_name = type_name
+        cls.family = cls.__module__.rsplit(".", 1)[-1]
+        REGISTRY[type_name] = cls
+        return cls
+
+    return wrap
+
+
+def spatial(x: Shape, layer: Layer) -> Shape:
+    """Require a [C, H, W] input; the error says what to add."""
+    if len(x) != 3:
+        raise LayerArgError(f"{layer.type_name} needs a [C, H, W] input, got {list(x)}; "
+                            "it cannot follow a flatten or dense layer")
+    return x
+
+
+def numel(shape: Shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n

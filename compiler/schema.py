@@ -1,0 +1,224 @@
+"""The spec's JSON Schema, generated from the layer registry, and validation against it.
+
+`spec_schema()` is what `convspec schema` prints and what the bundled specs' modeline points
+at, so editors complete and check specs. `validate()` checks a loaded document's structure
+with the same generator (layer arguments are checked per layer by expansion, after block
+arguments are substituted) and turns jsonschema's errors into positioned, plain messages.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import jsonschema
+
+from .errors import Diagnostic, SpecError, did_you_mean
+from .registry import REGISTRY
+from .source import Map, locate
+
+# Dotted segments of letters, digits and _; `{i}` (0-based) and `{n}` (1-based) number repeats.
+NAME_PATTERN = r"^(?:[A-Za-z0-9_]|\{[in]\})+(?:\.(?:[A-Za-z0-9_]|\{[in]\})+)*$"
+EXPRESSION = {"type": "string", "pattern": r"^\$", "description": "a block argument: $name or ${expression}"}
+META_KEYS = ("name", "inputs", "expect", "when", "repeat", "rest")
+GROUP_KEYS = ("sequential", "stages")
+SCHEMA_URL = "https://convspec.dev/schema/spec.json"
+
+
+def _expect_schema() -> dict:
+    count = {"type": "integer", "minimum": 0}
+    return {
+        "type": "object",
+        "description": "figures that `convspec check` verifies",
+        "additionalProperties": False,
+        "properties": {
+            "output": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1,
+                       "description": "output shape, [C, H, W] or [features]"},
+            "params": dict(count, description="total parameters (trainable and non-trainable)"),
+            "trainable": dict(count, description="trainable parameters"),
+            "non_trainable": dict(count, description="non-trainable parameters (BatchNorm running statistics)"),
+            "macs": dict(count, description="multiply-accumulates of conv and dense layers"),
+            "flops": dict(count, description="floating-point operations"),
+            "receptive_field": {"anyOf": [{"type": "integer", "minimum": 1},
+                                          {"type": "array", "items": {"type": "integer", "minimum": 1},
+                                           "minItems": 2, "maxItems": 2}],
+                                "description": "receptive field size, s or [h, w]"},
+        },
+    }
+
+
+def _with_expressions(schema: dict) -> dict:
+    """Inside blocks, any argument may be $name or ${expression}."""
+    out = dict(schema)
+    out["properties"] = {k: {"anyOf": [v, EXPRESSION], "description": v.get("description", "")}
+                         for k, v in schema["properties"].items()}
+    return out
+
+
+def _layer_value(cls) -> dict:
+    """What may follow `type:` in a layer item: arguments, null, or the shorthand scalar."""
+    options = [_with_expressions(cls.args_schema()), {"type": "null"}]
+    if cls.shorthand:
+        field = {f.name: f for f in cls.arguments()}[cls.shorthand]
+        options.append(field.metadata["kind"].schema)
+        options.append(EXPRESSION)
+    return {"anyOf": options, "description": cls.summary()}
+
+
+@lru_cache(maxsize=2)
+def spec_schema(detailed: bool = True) -> dict:
+    """The spec's JSON Schema. `detailed` adds every layer type's arguments (for editors)."""
+    item_props = {
+        "name": {"type": "string", "pattern": NAME_PATTERN,
+                 "description": "stable dotted name of the layer (the key of its weights)"},
+        "inputs": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+                   "description": "names of the layers feeding this one (default: the previous layer)"},
+        "expect": {"$ref": "#/$defs/expect"},
+        "when": {"anyOf": [{"type": "boolean"}, EXPRESSION],
+                 "description": "include the layer only if true; a skipped layer passes its input through"},
+        "repeat": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 10000}, EXPRESSION],
+                   "description": "stack this many copies, named <name>.0, <name>.1, ..."},
+        "rest": {"type": "object", "description": "argument overrides for every copy after the first"},
+        "sequential": {"type": "array", "items": {"$ref": "#/$defs/item"},
+                       "description": "a group whose unnamed layers are named by position (0, 1, ...)"},
+        "stages": {"$ref": "#/$defs/stages"},
+    }
+    if detailed:
+        for type_name, cls in REGISTRY.items():
+            item_props[type_name] = _layer_value(cls)
+    item = {
+        "type": ["string", "object"],
+        "description": "a layer: `type: {arguments}` plus name, inputs, expect...; or a bare type name",
+        "properties": item_props,
+        # Blocks are named by the spec, so any other key may be one; expansion checks it.
+        "additionalProperties": ({"anyOf": [{"type": "object"}, {"type": "null"}],
+                                  "description": "a block defined under `blocks:`, with its arguments"}
+                                 if detailed else True),
+        "minProperties": 1,
+    }
+    stages = {
+        "type": "object",
+        "description": "a stage table: one repeated block per row",
+        "required": ["block", "table"],
+        "additionalProperties": False,
+        "properties": {
+            "block": {"type": "string", "description": "the block (or layer type) every stage repeats"},
+            "name": {"type": "string", "description": "stage name pattern, {n} 1-based or {i} 0-based (default stage{n})"},
+            "args": {"type": "object", "description": "arguments common to every stage"},
+            "rest": {"type": "object", "description": "overrides for every block after the first of a stage"},
+            "table": {"type": "array", "minItems": 1, "description": "one row per stage: repeat plus arguments",
+                      "items": {"type": "object", "required": ["repeat"],
+                                "properties": {"repeat": {"type": "integer", "minimum": 1, "maximum": 10000}}}},
+        },
+    }
+    block = {
+        "type": "object",
+        "required": ["layers"],
+        "additionalProperties": False,
+        "properties": {
+            "args": {"type": "object", "description": "block arguments and their defaults (null: required)"},
+            "layers": {"type": "array", "items": {"$ref": "#/$defs/item"}, "minItems": 1,
+                       "description": "the block's layers; `input` names the block's input"},
+            "output": {"type": "string", "description": "the layer whose output is the block's (default: the last)"},
+            "description": {"type": "string"},
+        },
+        "description": "a reusable, parameterised group of layers",
+    }
+    defaults = {
+        "type": "object",
+        "description": "default arguments per layer type",
+        "additionalProperties": False,
+        "properties": {name: cls.args_schema(partial=True) for name, cls in REGISTRY.items()},
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_URL,
+        "title": "convspec CNN spec",
+        "type": "object",
+        "required": ["input", "layers"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$", "description": "the spec's name"},
+            "title": {"type": "string", "description": "one-line title"},
+            "paper": {"type": "string", "description": "the publication it follows"},
+            "description": {"type": "string"},
+            "input": {"type": "array", "items": {"type": "integer", "minimum": 1},
+                      "minItems": 1, "maxItems": 3,
+                      "description": "input shape without the batch: [C, H, W] or [features]"},
+            "defaults": defaults,
+            "blocks": {"type": "object", "additionalProperties": block,
+                       "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+                       "description": "reusable blocks, used like layer types"},
+            "layers": {"type": "array", "items": {"$ref": "#/$defs/item"}, "minItems": 1,
+                       "description": "the layers, in order"},
+            "outputs": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
+                        "description": "the graph's outputs (default: the last layer)"},
+            "expect": {"$ref": "#/$defs/expect"},
+        },
+        "$defs": {"item": item, "stages": stages, "expect": _expect_schema()},
+    }
+
+
+@lru_cache(maxsize=None)
+def _validator(key):
+    schema = spec_schema(False) if key == "spec" else REGISTRY[key].args_schema()
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema)
+
+
+def validate(doc: Map, path: str) -> None:
+    """Check the document's structure; raise SpecError listing every problem with its position."""
+    problems = [_diagnostic(e, doc, path) for e in _validator("spec").iter_errors(doc)]
+    if problems:
+        problems.sort(key=lambda d: (d.where.line, d.where.col) if d.where else (0, 0))
+        raise SpecError.many(problems)
+
+
+def validate_args(type_name: str, args: Map, layer: str, fallback) -> None:
+    """Check one layer's (substituted) arguments against its type's schema fragment."""
+    problems = [_diagnostic(e, args, fallback.path if fallback else "", layer, type_name, fallback)
+                for e in _validator(type_name).iter_errors(args)]
+    if problems:
+        raise SpecError.many(problems)
+
+
+def _diagnostic(err, doc, path, layer=None, type_name=None, fallback=None) -> Diagnostic:
+    parts = list(err.absolute_path)
+    where = locate(doc, parts, fallback)
+    owner = f"{type_name}" if type_name else _describe(parts)
+    if err.validator == "additionalProperties":
+        allowed = list(err.schema.get("properties", {}))
+        extra = [k for k in err.instance if k not in allowed]
+        key = extra[0]
+        container = doc
+        for p in parts:
+            container = container[p]
+        if isinstance(container, Map) and key in container.key_at:
+            where = container.key_at[key]
+        noun = "argument" if type_name else "key"
+        hint = did_you_mean(key, allowed) or f"; allowed: {', '.join(allowed)}"
+        return Diagnostic("error", f"unknown {noun} '{key}' for {owner}{hint}", where, layer)
+    if err.validator == "required":
+        missing = [k for k in err.validator_value if k not in err.instance]
+        props = err.schema.get("properties", {})
+        doc_text = props.get(missing[0], {}).get("description")
+        noun = "argument" if type_name else "key"
+        extra = f" ({doc_text})" if doc_text else ""
+        return Diagnostic("error", f"{owner} is missing the required {noun} '{missing[0]}'{extra}", where, layer)
+    subject = f"argument '{parts[0]}' of {type_name}" if type_name and parts else f"'{_describe(parts)}'"
+    if type_name and parts:
+        field = {f.name: f for f in REGISTRY[type_name].arguments()}.get(parts[0])
+        expects = field.metadata["kind"].expects if field else None
+    else:
+        expects = err.schema.get("description") if err.validator in ("anyOf", "oneOf", "type") else None
+    if expects:
+        return Diagnostic("error", f"{subject} must be {expects}; got {err.instance!r}", where, layer)
+    return Diagnostic("error", f"{subject}: {err.message}", where, layer)
+
+
+def _describe(parts) -> str:
+    if not parts:
+        return "the spec"
+    out = str(parts[0])
+    for p in parts[1:]:
+        out += f"[{p}]" if isinstance(p, int) else f".{p}"
+    return out

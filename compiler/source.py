@@ -1,0 +1,134 @@
+"""Load YAML safely, keeping the source position of every key and value.
+
+Safe YAML only (no tags that build objects), and bounded: file size, nesting depth and the
+number of nodes after aliases are expanded (no "billion laughs"). Mappings and lists come back
+as `Map` and `Seq`, plain dict and list subclasses that also know where each entry came from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .errors import Location, SpecError, UsageError
+
+MAX_BYTES = 2_000_000
+MAX_DEPTH = 64
+MAX_NODES = 200_000
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_scalars = yaml.constructor.SafeConstructor()
+
+
+class Map(dict):
+    """A YAML mapping: `where` is its own position, `key_at`/`value_at` those of its entries."""
+
+    where: Location | None = None
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.key_at: dict = {}
+        self.value_at: dict = {}
+
+
+class Seq(list):
+    """A YAML sequence: `where` is its own position, `item_at[i]` that of item i."""
+
+    where: Location | None = None
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.item_at: list = []
+
+
+def position(node, path: str) -> Location:
+    mark = node.start_mark
+    return Location(path, mark.line + 1, mark.column + 1)
+
+
+def read_text(path: Path) -> str:
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise UsageError(f"{path}: spec is {size} bytes; the limit is {MAX_BYTES}")
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path}: is a directory, expected a YAML spec") from None
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def load(text: str, path: str) -> Map:
+    """Parse one YAML document into Map/Seq/scalars with positions."""
+    if len(text.encode("utf-8", "ignore")) > MAX_BYTES:
+        raise SpecError(f"spec is larger than {MAX_BYTES} bytes", Location(path, 1, 1))
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path, 1, 1)
+        problem = e.problem or e.context or "invalid YAML"
+        raise SpecError(f"invalid YAML: {problem}", where) from None
+    except yaml.YAMLError as e:
+        raise SpecError(f"invalid YAML: {e}", Location(path, 1, 1)) from None
+    if node is None:
+        raise SpecError("the spec is empty; it needs at least 'input' and 'layers'", Location(path, 1, 1))
+    budget = [MAX_NODES]
+    doc = _convert(node, path, 0, budget)
+    if not isinstance(doc, Map):
+        raise SpecError("the spec must be a mapping with 'input' and 'layers' at the top level", position(node, path))
+    return doc
+
+
+def _convert(node, path: str, depth: int, budget: list):
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise SpecError(f"the spec expands to more than {MAX_NODES} YAML nodes (aliases?)", position(node, path))
+    if depth > MAX_DEPTH:
+        raise SpecError(f"the spec nests deeper than {MAX_DEPTH} levels", position(node, path))
+    if isinstance(node, yaml.MappingNode):
+        out = Map()
+        out.where = position(node, path)
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise SpecError("YAML merge keys ('<<') are not supported; use 'defaults' or a block instead",
+                                position(key_node, path))
+            key = _convert(key_node, path, depth + 1, budget)
+            if not isinstance(key, str):
+                raise SpecError(f"keys must be strings, got {key!r}", position(key_node, path))
+            if key in out:
+                raise SpecError(f"duplicate key '{key}' (first at line {out.key_at[key].line})", position(key_node, path))
+            out[key] = _convert(value_node, path, depth + 1, budget)
+            out.key_at[key] = position(key_node, path)
+            out.value_at[key] = position(value_node, path)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        out = Seq()
+        out.where = position(node, path)
+        for item in node.value:
+            out.append(_convert(item, path, depth + 1, budget))
+            out.item_at.append(position(item, path))
+        return out
+    try:
+        return _scalars.construct_object(node)
+    except yaml.YAMLError as e:
+        raise SpecError(f"invalid value: {getattr(e, 'problem', e)}", position(node, path)) from None
+
+
+def locate(doc, path_parts, fallback: Location | None = None) -> Location | None:
+    """The position of the value at `path_parts` (keys and indices) inside a loaded document."""
+    where = getattr(doc, "where", fallback)
+    node = doc
+    for part in path_parts:
+        if isinstance(node, Map) and part in node:
+            where, node = node.value_at[part], node[part]
+        elif isinstance(node, Seq) and isinstance(part, int) and 0 <= part < len(node):
+            where, node = node.item_at[part], node[part]
+        else:
+            break
+    return where

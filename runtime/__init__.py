@@ -1,0 +1,1 @@
+"""Execution on onnxruntime (compile/run/bench): arrives with the compile issue."""

@@ -1,0 +1,1 @@
+"""The bundled spec library (data)."""
