@@ -41,6 +41,8 @@ def pool_padding_check(win) -> None:
 def tiling(x, win, out) -> list[tuple[str, str]]:
     """The slide's `(7-3)/3+1 = 2.33` case: name the input rows and columns no window reads."""
     parts, formulas = [], []
+    if any(s > e for s, e in zip(win.stride, win.effective_kernel)):
+        return []  # stride > kernel subsamples by design (a 1x1 stride-2 projection): no border case
     for n, e, s, b, en, o, noun in zip(x[1:], win.effective_kernel, win.stride, win.begin, win.end, out,
                                         ("row", "column")):
         lost = arith.unread(n, e, s, b, en, o)
