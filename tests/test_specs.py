@@ -1,0 +1,108 @@
+"""Golden figures for every bundled spec.
+
+torchvision rows come from tests/data/torchvision_figures.json (measured from torchvision 0.28's
+own model definitions; see its "source" field), the paper rows from the papers and decks.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from compiler.pipeline import analyse
+from compiler.zoo import bundled
+
+DATA = Path(__file__).parent / "data" / "torchvision_figures.json"
+TORCHVISION = json.loads(DATA.read_text())["models"]
+
+# name: (trainable, non_trainable, macs, output shape), from outside the project
+PUBLISHED = {
+    # Deck 000's table: conv1 34,944 + conv2 614,656 + conv3 885,120 + conv4 1,327,488
+    # + conv5 884,992 + fc6 37,752,832 + fc7 16,781,312 + fc8 4,097,000
+    "alexnet_paper": (62_378_344, 0, None, (1000,)),
+    # LeNet-5 with a full C3: 156 + 2,416 + 48,120 + 10,164 + 850
+    "lenet5": (61_706, 0, 416_520, (10,)),
+    "inception_cost": (None, 0, 120_422_400 + 12_443_648, None),
+    "cs231n_conv_example": (760, 0, None, (10, 32, 32)),
+    "deck002_cnn": (None, 0, None, (100, 32, 32)),
+    "shared_weights_example": (10_000, 0, None, (100, 191, 191)),
+}
+TORCHVISION_SPECS = ["vgg16", "resnet18", "resnet50", "resnet152", "googlenet"]
+
+
+@pytest.mark.parametrize("name", TORCHVISION_SPECS)
+def test_matches_torchvision(name):
+    ref = TORCHVISION[name]
+    a = analyse(name)
+    assert a.trainable == ref["params_trainable"]
+    assert a.non_trainable == ref["params_non_trainable"]
+    assert a.macs == ref["macs"]
+    assert tuple(a.graph.input_shape) == tuple(ref["input_shape"])
+    assert a.output_shapes == (tuple(ref["output_shape"]),)
+
+
+def test_issue_figures():
+    """The figures the core issue names, written out independently of the reference file."""
+    figures = {"vgg16": (138_357_544, 15_470_264_320), "resnet18": (11_689_512, 1_814_073_344),
+               "resnet50": (25_557_032, 4_089_184_256), "googlenet": (6_624_904, 1_498_376_192)}
+    for name, (params, macs) in figures.items():
+        a = analyse(name)
+        assert (a.trainable, a.macs) == (params, macs), name
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED))
+def test_published_figures(name):
+    trainable, non_trainable, macs, output = PUBLISHED[name]
+    a = analyse(name)
+    if trainable is not None:
+        assert a.trainable == trainable
+    assert a.non_trainable == non_trainable
+    if macs is not None:
+        assert a.macs == macs
+    if output is not None:
+        assert a.output_shapes[0] == output
+
+
+def test_every_bundled_spec_has_a_golden_row():
+    names = {p.stem for p in bundled()}
+    assert names == set(PUBLISHED) | set(TORCHVISION_SPECS)
+
+
+@pytest.mark.parametrize("path", bundled(), ids=lambda p: p.stem)
+def test_bundled_spec_is_clean(path):
+    """Valid, expectations met, no warnings even under --strict, and a modeline for editors."""
+    a = analyse(str(path), strict=True)
+    assert a.warnings == ()
+    first = path.read_text().splitlines()[0]
+    assert first == "# yaml-language-server: $schema=convspec.schema.json"
+    assert a.graph.meta.get("title") and a.graph.meta.get("paper")
+    assert a.graph.name == path.stem
+
+
+def test_torchvision_names():
+    """Node names are torchvision's state_dict prefixes (the weight keys of the next stage)."""
+    names = {n.name for n in analyse("resnet50").graph.nodes}
+    for key in ["conv1", "bn1", "layer1.0.conv1", "layer1.0.downsample.0", "layer1.0.downsample.1",
+                "layer4.2.bn3", "fc"]:
+        assert key in names
+    assert "layer1.1.downsample.0" not in names
+    names = {n.name for n in analyse("googlenet").graph.nodes}
+    for key in ["conv1.conv", "conv1.bn", "inception3a.branch1.conv", "inception3a.branch2.1.bn",
+                "inception5b.branch4.1.conv", "fc"]:
+        assert key in names
+    names = {n.name for n in analyse("vgg16").graph.nodes}
+    assert {"features.0", "features.28", "classifier.0", "classifier.6"} <= names
+
+
+def test_resnet152_is_as_short_as_resnet18(tmp_path):
+    """A stage table makes depth a number: ResNet-152 is resnet50.yaml with another row of repeats."""
+    text = (Path(__file__).parent.parent / "specs" / "resnet50.yaml").read_text()
+    text = text.replace("repeat: 4, planes: 128", "repeat: 8, planes: 128")
+    text = text.replace("repeat: 6, planes: 256", "repeat: 36, planes: 256")
+    text = text.replace("name: resnet50", "name: resnet152")
+    text = text[: text.index("\nexpect:")] + "\n"
+    spec = tmp_path / "resnet152.yaml"
+    spec.write_text(text)
+    a = analyse(str(spec))
+    ref = TORCHVISION["resnet152"]
+    assert (a.trainable, a.non_trainable, a.macs) == (ref["params_trainable"], ref["params_non_trainable"], ref["macs"])
