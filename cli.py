@@ -93,7 +93,7 @@ def cmd_layers(args) -> int:
         for row in layer_rows():
             print(f"{row['type']:<24} {row['summary']}")
             for a in row["arguments"]:
-                default = "required" if a["required"] else f"default {a['default']!r}"
+                default = "required" if a["required"] else f"default {json.dumps(a['default'])}"
                 print(f"    {a['name']:<18} {a['expects']}; {default}. {a['doc']}")
     return 0
 

@@ -41,7 +41,7 @@ def layer_rows() -> list[dict]:
 def layers_markdown() -> str:
     out = ["| type | family | what it does | arguments (default) |", "|---|---|---|---|"]
     for row in layer_rows():
-        args = ", ".join(f"`{a['name']}`" + ("" if a["required"] else f" ({a['default']!r})")
+        args = ", ".join(f"`{a['name']}`" + ("" if a["required"] else f" ({json.dumps(a['default'])})")
                          for a in row["arguments"]) or "none"
         out.append(f"| `{row['type']}` | {row['family']} | {row['summary'].replace('|', '/')} | {args} |")
     return "\n".join(out)

@@ -56,7 +56,8 @@ def _with_expressions(schema: dict) -> dict:
 
 def _layer_value(cls) -> dict:
     """What may follow `type:` in a layer item: arguments, null, or the shorthand scalar."""
-    options = [_with_expressions(cls.args_schema()), {"type": "null"}]
+    # Nothing is required here: `defaults:` may supply it. Expansion checks the merged arguments.
+    options = [_with_expressions(cls.args_schema(partial=True)), {"type": "null"}]
     if cls.shorthand:
         field = {f.name: f for f in cls.arguments()}[cls.shorthand]
         options.append(field.metadata["kind"].schema)
