@@ -194,7 +194,7 @@ class Expander:
         else:
             known = list(REGISTRY) + list(self.blocks) + list(GROUP_KEYS)
             hint = did_you_mean(op, known) or "; run `convspec layers` for the list"
-            raise SpecError(f"unknown layer type '{op}'{hint}", where, here)
+            raise SpecError(f"unknown layer type '{op}'{hint}", where)
 
     def _single(self, op, inputs, where) -> Ref:
         if len(inputs) != 1:

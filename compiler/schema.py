@@ -168,7 +168,7 @@ def _validator(key):
 
 def validate(doc: Map, path: str) -> None:
     """Check the document's structure; raise SpecError listing every problem with its position."""
-    problems = [_diagnostic(e, doc, path) for e in _validator("spec").iter_errors(doc)]
+    problems = _unique([_diagnostic(e, doc, path) for e in _validator("spec").iter_errors(doc)])
     if problems:
         problems.sort(key=lambda d: (d.where.line, d.where.col) if d.where else (0, 0))
         raise SpecError.many(problems)
@@ -176,8 +176,8 @@ def validate(doc: Map, path: str) -> None:
 
 def validate_args(type_name: str, args: Map, layer: str, fallback) -> None:
     """Check one layer's (substituted) arguments against its type's schema fragment."""
-    problems = [_diagnostic(e, args, fallback.path if fallback else "", layer, type_name, fallback)
-                for e in _validator(type_name).iter_errors(args)]
+    problems = _unique([_diagnostic(e, args, fallback.path if fallback else "", layer, type_name, fallback)
+                        for e in _validator(type_name).iter_errors(args)])
     if problems:
         raise SpecError.many(problems)
 
@@ -198,13 +198,14 @@ def _diagnostic(err, doc, path, layer=None, type_name=None, fallback=None) -> Di
         noun = "argument" if type_name else "key"
         hint = did_you_mean(key, allowed) or f"; allowed: {', '.join(allowed)}"
         return Diagnostic("error", f"unknown {noun} '{key}' for {owner}{hint}", where, layer)
-    if err.validator == "required":
+    if err.validator == "required":  # jsonschema reports each missing key; say them all once
         missing = [k for k in err.validator_value if k not in err.instance]
         props = err.schema.get("properties", {})
-        doc_text = props.get(missing[0], {}).get("description")
         noun = "argument" if type_name else "key"
-        extra = f" ({doc_text})" if doc_text else ""
-        return Diagnostic("error", f"{owner} is missing the required {noun} '{missing[0]}'{extra}", where, layer)
+        listed = ", ".join(f"'{k}' ({props[k]['description']})" if props.get(k, {}).get("description")
+                           else f"'{k}'" for k in missing)
+        plural = "s" if len(missing) > 1 else ""
+        return Diagnostic("error", f"{owner} is missing the required {noun}{plural} {listed}", where, layer)
     subject = f"argument '{parts[0]}' of {type_name}" if type_name and parts else f"'{_describe(parts)}'"
     if type_name and parts:
         field = {f.name: f for f in REGISTRY[type_name].arguments()}.get(parts[0])
@@ -214,6 +215,10 @@ def _diagnostic(err, doc, path, layer=None, type_name=None, fallback=None) -> Di
     if expects:
         return Diagnostic("error", f"{subject} must be {expects}; got {err.instance!r}", where, layer)
     return Diagnostic("error", f"{subject}: {err.message}", where, layer)
+
+
+def _unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    return list(dict.fromkeys(diagnostics))
 
 
 def _describe(parts) -> str:

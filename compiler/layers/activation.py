@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from ..registry import NON_NEGATIVE_INT, NUMBER, Layer, arg, numel, register
+from ..errors import LayerArgError
+from ..registry import NON_NEGATIVE_INT, NUMBER, REGISTRY, Layer, arg, numel, register
 
 
 class Activation(Layer):
@@ -59,6 +60,12 @@ class Softmax(Activation):
     axis: int = arg(NON_NEGATIVE_INT, "axis of the [C, H, W] or [features] shape, batch excluded", default=0)
     flops_per_element = 5
 
+    def output_shape(self, x):
+        if self.axis >= len(x):
+            raise LayerArgError(f"axis {self.axis} is out of range for a {len(x)}-axis input {list(x)}; "
+                                f"use 0 to {len(x) - 1}", arg="axis")
+        return x
+
 
 @register("linear")
 class Linear(Activation):
@@ -74,6 +81,4 @@ def activation_flops(name: str | None, out) -> int:
     """FLOPs of an `activation:` shorthand on conv or dense."""
     if name is None:
         return 0
-    from ..registry import REGISTRY
-
     return REGISTRY[name].flops_per_element * numel(out)
