@@ -6,7 +6,9 @@ A layer class declares, side by side:
   - its rules: `output_shape`, `weights` (names, shapes, trainable or not), `macs`, `flops`,
     `window` (the receptive-field step) and `warnings`.
 
-`@register("name")` turns the class into a frozen dataclass and refuses duplicate names.
+`@register("name")` turns the class into a frozen, keyword-only dataclass and refuses duplicate
+names. Arguments shared by several types (a window's kernel, stride, padding) live in an
+`@arguments` base class, so each is declared once.
 Instances are the normalised, typed form of one layer's arguments.
 """
 
@@ -112,7 +114,8 @@ class Layer:
     # -- construction ------------------------------------------------------------------
     @classmethod
     def arguments(cls):
-        return fields(cls)
+        """Required arguments first, then the optional ones, each in declaration order."""
+        return sorted(fields(cls), key=lambda f: f.default is not MISSING)
 
     @classmethod
     def from_args(cls, args: dict) -> "Layer":
@@ -144,13 +147,18 @@ class Layer:
         return (cls.__doc__ or "").strip().splitlines()[0]
 
 
+def arguments(cls):
+    """Make a class (a layer type, or a base holding shared arguments) a frozen keyword-only dataclass."""
+    return dataclass(frozen=True, kw_only=True)(cls)
+
+
 def register(type_name: str):
     """Class decorator: make a frozen dataclass of the layer and add it to the registry."""
 
     def wrap(cls):
         if type_name in REGISTRY:
             raise ValueError(f"layer type '{type_name}' is registered twice")
-        cls = dataclass(frozen=True)(cls)
+        cls = arguments(cls)
         cls.type_name = type_name
         cls.family = cls.__module__.rsplit(".", 1)[-1]
         REGISTRY[type_name] = cls

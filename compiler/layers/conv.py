@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..arith import Window, pair, padding_arg
 from ..errors import LayerArgError
-from ..registry import (BOOL, PADDING, POSITIVE_INT, SIZE2, Layer, Weight, arg, enum, numel,
+from ..registry import (BOOL, PADDING, POSITIVE_INT, SIZE2, Layer, Weight, arg, arguments, enum, numel,
                         register)
 from ._window import slide, tiling
 from .activation import ACTIVATIONS, activation_flops
@@ -18,21 +18,25 @@ from .activation import ACTIVATIONS, activation_flops
 ACTIVATION = enum(*ACTIVATIONS)
 
 
-def _window_args():
-    """kernel/stride/padding/dilation, the same four on every convolution."""
-    return dict(
-        kernel=arg(SIZE2, "window size, k or [kh, kw]", convert=pair),
-        stride=arg(SIZE2, "step, s or [sh, sw]", default=1, convert=pair),
-        padding=arg(PADDING, "zero padding: p, [ph, pw], [top, left, bottom, right], 'same' or 'valid'",
-                    default=0, convert=padding_arg),
-        dilation=arg(SIZE2, "spacing between kernel taps", default=1, convert=pair),
-    )
+@arguments
+class _Window(Layer):
+    """The window arguments every convolution shares, and the activation shorthand."""
 
-
-class _Conv(Layer):
-    """Shared rules of the single-kernel convolutions (conv and depthwise_conv)."""
-
+    kernel: tuple = arg(SIZE2, "window size, k or [kh, kw]", convert=pair)
+    stride: tuple = arg(SIZE2, "step, s or [sh, sw]", default=1, convert=pair)
+    padding: object = arg(PADDING, "zero padding: p, [ph, pw], [top, left, bottom, right], 'same' or 'valid'",
+                          default=0, convert=padding_arg)
+    activation: str | None = arg(ACTIVATION, "activation applied to the output", default=None)
     needs_spatial = True
+
+
+@arguments
+class _Dilated(_Window):
+    dilation: tuple = arg(SIZE2, "spacing between kernel taps", default=1, convert=pair)
+
+
+class _Conv(_Dilated):
+    """Shared rules of the single-kernel convolutions (conv and depthwise_conv)."""
 
     def _groups(self, c):
         return self.groups
@@ -80,26 +84,16 @@ class Conv(_Conv):
     """2-D convolution: `filters` kernels of size `kernel` slid over the input."""
 
     filters: int = arg(POSITIVE_INT, "number of output channels (filters)")
-    kernel: tuple = _window_args()["kernel"]
-    stride: tuple = _window_args()["stride"]
-    padding: object = _window_args()["padding"]
-    dilation: tuple = _window_args()["dilation"]
     groups: int = arg(POSITIVE_INT, "grouped convolution: channels are split into this many groups", default=1)
     bias: bool = arg(BOOL, "add a learned bias per filter", default=True)
-    activation: str | None = arg(ACTIVATION, "activation applied to the output", default=None)
 
 
 @register("depthwise_conv")
 class DepthwiseConv(_Conv):
     """Depthwise convolution: one kernel per input channel (groups = channels)."""
 
-    kernel: tuple = _window_args()["kernel"]
-    stride: tuple = _window_args()["stride"]
-    padding: object = _window_args()["padding"]
-    dilation: tuple = _window_args()["dilation"]
     multiplier: int = arg(POSITIVE_INT, "output channels per input channel", default=1)
     bias: bool = arg(BOOL, "add a learned bias per output channel", default=True)
-    activation: str | None = arg(ACTIVATION, "activation applied to the output", default=None)
 
     def _groups(self, c):
         return c
@@ -109,18 +103,12 @@ class DepthwiseConv(_Conv):
 
 
 @register("separable_conv")
-class SeparableConv(Layer):
+class SeparableConv(_Dilated):
     """Depthwise-separable convolution: a depthwise conv, then a 1x1 pointwise conv (Keras' SeparableConv2D)."""
 
     filters: int = arg(POSITIVE_INT, "output channels of the pointwise conv")
-    kernel: tuple = _window_args()["kernel"]
-    stride: tuple = _window_args()["stride"]
-    padding: object = _window_args()["padding"]
-    dilation: tuple = _window_args()["dilation"]
     multiplier: int = arg(POSITIVE_INT, "depthwise output channels per input channel", default=1)
     bias: bool = arg(BOOL, "bias on the pointwise conv (the depthwise conv has none, as in Keras)", default=True)
-    activation: str | None = arg(ACTIVATION, "activation applied to the output", default=None)
-    needs_spatial = True
 
     def _depthwise(self, x):
         return slide(self, x, self.kernel, self.stride, self.padding, self.dilation)
@@ -154,17 +142,12 @@ class SeparableConv(Layer):
 
 
 @register("spatial_separable_conv")
-class SpatialSeparableConv(Layer):
+class SpatialSeparableConv(_Window):
     """Spatially separable convolution: a kh x 1 conv, then a 1 x kw conv (deck 002's rank-1 kernel)."""
 
     filters: int = arg(POSITIVE_INT, "output channels")
-    kernel: tuple = _window_args()["kernel"]
-    stride: tuple = _window_args()["stride"]
-    padding: object = _window_args()["padding"]
     mid: int | None = arg(POSITIVE_INT, "channels between the two convs (default: filters)", default=None)
     bias: bool = arg(BOOL, "bias on the second conv", default=True)
-    activation: str | None = arg(ACTIVATION, "activation applied to the output", default=None)
-    needs_spatial = True
 
     def _combined(self, x):
         # A kh x 1 conv followed by a 1 x kw conv reads exactly one kh x kw window.

@@ -10,14 +10,21 @@ from __future__ import annotations
 from .. import arith
 from ..arith import Window, pair, padding_arg
 from ..errors import LayerArgError
-from ..registry import (BOOL, GLOBAL, PADDING, POSITIVE_INT, SIZE2, Layer, arg, numel, register,
+from ..registry import (BOOL, GLOBAL, PADDING, POSITIVE_INT, SIZE2, Layer, arg, arguments, numel, register,
                         spatial)
 from ._window import pool_padding_check, slide, tiling
 
 
+@arguments
 class _Pool(Layer):
-    """Shared rules of windowed spatial pooling."""
+    """Arguments and rules shared by windowed spatial pooling."""
 
+    kernel: tuple = arg(SIZE2, "window size, k or [kh, kw]", convert=pair)
+    stride: tuple | None = arg(SIZE2, "step (default: the kernel size)", default=None, convert=pair)
+    padding: object = arg(PADDING, "padding: p, [ph, pw], [top, left, bottom, right], 'same' or 'valid'",
+                          default=0, convert=padding_arg)
+    ceil_mode: bool = arg(BOOL, "round the output size up instead of down (PyTorch's ceil_mode)", default=False)
+    shorthand = "kernel"
     needs_spatial = True
     flops_per_tap = 1  # per kernel element per output element
     flops_extra = 0  # per output element
@@ -44,25 +51,10 @@ class _Pool(Layer):
         return tiling(x, win, out)
 
 
-def _pool_args():
-    return dict(
-        kernel=arg(SIZE2, "window size, k or [kh, kw]", convert=pair),
-        stride=arg(SIZE2, "step (default: the kernel size)", default=None, convert=pair),
-        padding=arg(PADDING, "padding: p, [ph, pw], [top, left, bottom, right], 'same' or 'valid'",
-                    default=0, convert=padding_arg),
-        ceil_mode=arg(BOOL, "round the output size up instead of down (PyTorch's ceil_mode)", default=False),
-    )
-
-
 @register("maxpool")
 class MaxPool(_Pool):
     """Max pooling over each kernel window, per channel."""
 
-    kernel: tuple = _pool_args()["kernel"]
-    stride: tuple | None = _pool_args()["stride"]
-    padding: object = _pool_args()["padding"]
-    ceil_mode: bool = _pool_args()["ceil_mode"]
-    shorthand = "kernel"
     flops_extra = -1  # k*k - 1 comparisons
 
 
@@ -70,23 +62,13 @@ class MaxPool(_Pool):
 class AvgPool(_Pool):
     """Average pooling over each kernel window, per channel."""
 
-    kernel: tuple = _pool_args()["kernel"]
-    stride: tuple | None = _pool_args()["stride"]
-    padding: object = _pool_args()["padding"]
-    ceil_mode: bool = _pool_args()["ceil_mode"]
     count_include_pad: bool = arg(BOOL, "count padded zeros in the divisor (PyTorch's default)", default=True)
-    shorthand = "kernel"
 
 
 @register("l2pool")
 class L2Pool(_Pool):
     """L2 pooling: the square root of the sum of squares over each window (deck 000)."""
 
-    kernel: tuple = _pool_args()["kernel"]
-    stride: tuple | None = _pool_args()["stride"]
-    padding: object = _pool_args()["padding"]
-    ceil_mode: bool = _pool_args()["ceil_mode"]
-    shorthand = "kernel"
     flops_per_tap = 2
     flops_extra = 1
 
@@ -121,7 +103,12 @@ class L2PoolChannels(Layer):
                  "size")]
 
 
+_KEEPDIMS = "keep the output as [C, 1, 1] (false gives [C], as Keras does)"
+
+
+@arguments
 class _GlobalPool(Layer):
+    keepdims: bool = arg(BOOL, _KEEPDIMS, default=True)
     needs_spatial = True
 
     def output_shape(self, x):
@@ -135,26 +122,21 @@ class _GlobalPool(Layer):
         return GLOBAL
 
 
-_KEEPDIMS = "keep the output as [C, 1, 1] (false gives [C], as Keras does)"
-
-
 @register("global_avgpool")
 class GlobalAvgPool(_GlobalPool):
     """Global average pooling: one mean per channel."""
-
-    keepdims: bool = arg(BOOL, _KEEPDIMS, default=True)
 
 
 @register("global_maxpool")
 class GlobalMaxPool(_GlobalPool):
     """Global max pooling: one maximum per channel."""
 
-    keepdims: bool = arg(BOOL, _KEEPDIMS, default=True)
 
-
+@arguments
 class _AdaptivePool(Layer):
     """Pool to a fixed output size; bins follow PyTorch: floor(i*n/out) to ceil((i+1)*n/out)."""
 
+    output_size: tuple = arg(SIZE2, "output size, s or [h, w]", convert=pair)
     needs_spatial = True
     shorthand = "output_size"
 
@@ -176,18 +158,11 @@ class _AdaptivePool(Layer):
         return Window(tuple(kernel), tuple(stride), (1, 1), (0, 0), (0, 0))
 
 
-_OUTPUT_SIZE = "output size, s or [h, w]"
-
-
 @register("adaptive_avgpool")
 class AdaptiveAvgPool(_AdaptivePool):
     """Adaptive average pooling to a fixed output size (PyTorch's AdaptiveAvgPool2d)."""
-
-    output_size: tuple = arg(SIZE2, _OUTPUT_SIZE, convert=pair)
 
 
 @register("adaptive_maxpool")
 class AdaptiveMaxPool(_AdaptivePool):
     """Adaptive max pooling to a fixed output size (PyTorch's AdaptiveMaxPool2d)."""
-
-    output_size: tuple = arg(SIZE2, _OUTPUT_SIZE, convert=pair)
