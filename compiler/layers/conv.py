@@ -1,7 +1,8 @@
 """Convolutions: conv, depthwise_conv, separable_conv, spatial_separable_conv.
 
 Counting conventions (the figures papers and torchvision quote):
-  MACs  = output elements x (input channels / groups) x kernel height x kernel width
+  MACs  = output elements x (input channels / groups) x kernel height x kernel width,
+          summed over both parts of a separable convolution
   FLOPs = 2 x MACs, plus one add per output element for the bias, plus the activation's FLOPs.
 Weight layout is PyTorch's and ONNX's: [out_channels, in_channels / groups, kh, kw].
 """
@@ -19,43 +20,58 @@ ACTIVATION = enum(*ACTIVATIONS)
 
 
 @arguments
-class _Window(Layer):
-    """The window arguments every convolution shares, and the activation shorthand."""
+class _Convolution(Layer):
+    """What every convolution shares: its window arguments, bias, activation, and the rules built on them.
+
+    A subclass gives `_out_channels(c)`, `weights` and `macs`.
+    """
 
     kernel: tuple = arg(SIZE2, "window size, k or [kh, kw]", convert=pair)
     stride: tuple = arg(SIZE2, "step, s or [sh, sw]", default=1, convert=pair)
     padding: object = arg(PADDING, "zero padding: p, [ph, pw], [top, left, bottom, right], 'same' or 'valid'",
                           default=0, convert=padding_arg)
+    bias: bool = arg(BOOL, "add a learned bias per output channel", default=True)
     activation: str | None = arg(ACTIVATION, "activation applied to the output", default=None)
     needs_spatial = True
+    dilation = (1, 1)  # a field in the types that take it
+
+    def _slide(self, x):
+        return slide(self, x, self.kernel, self.stride, self.padding, self.dilation)
+
+    def output_shape(self, x):
+        _, (h, w) = self._slide(x)
+        return (self._out_channels(x[0]), h, w)
+
+    def flops(self, out, x):
+        return 2 * self.macs(out, x) + (numel(out) if self.bias else 0) + activation_flops(self.activation, out)
+
+    def window(self, x):
+        return self._slide(x)[0]
+
+    def warnings(self, x):
+        return tiling(x, *self._slide(x))
 
 
 @arguments
-class _Dilated(_Window):
+class _Dilated(_Convolution):
     dilation: tuple = arg(SIZE2, "spacing between kernel taps", default=1, convert=pair)
 
 
-class _Conv(_Dilated):
-    """Shared rules of the single-kernel convolutions (conv and depthwise_conv)."""
+class _Grouped(_Dilated):
+    """A single kernel bank applied in groups (conv and depthwise_conv)."""
 
     def _groups(self, c):
         return self.groups
 
-    def _out_channels(self, c):
-        return self.filters
-
     def output_shape(self, x):
-        c = x[0]
-        g = self._groups(c)
+        c, f, g = x[0], self._out_channels(x[0]), self._groups(x[0])
         if c % g:
             raise LayerArgError(f"input channels {c} are not divisible by groups {g}; "
                                 f"use a groups value that divides {c}", arg="groups")
-        f = self._out_channels(c)
         if f % g:
             raise LayerArgError(f"filters {f} are not divisible by groups {g}; "
                                 f"use a multiple of {g}", arg="filters")
-        _, (h, w) = slide(self, x, self.kernel, self.stride, self.padding, self.dilation)
-        return (f, h, w)
+        return super().output_shape(x)
 
     def weights(self, x):
         c = x[0]
@@ -68,32 +84,23 @@ class _Conv(_Dilated):
     def macs(self, out, x):
         return numel(out) * (x[0] // self._groups(x[0])) * self.kernel[0] * self.kernel[1]
 
-    def flops(self, out, x):
-        return 2 * self.macs(out, x) + (numel(out) if self.bias else 0) + activation_flops(self.activation, out)
-
-    def window(self, x):
-        return slide(self, x, self.kernel, self.stride, self.padding, self.dilation)[0]
-
-    def warnings(self, x):
-        win, out = slide(self, x, self.kernel, self.stride, self.padding, self.dilation)
-        return tiling(x, win, out)
-
 
 @register("conv")
-class Conv(_Conv):
+class Conv(_Grouped):
     """2-D convolution: `filters` kernels of size `kernel` slid over the input."""
 
     filters: int = arg(POSITIVE_INT, "number of output channels (filters)")
     groups: int = arg(POSITIVE_INT, "grouped convolution: channels are split into this many groups", default=1)
-    bias: bool = arg(BOOL, "add a learned bias per filter", default=True)
+
+    def _out_channels(self, c):
+        return self.filters
 
 
 @register("depthwise_conv")
-class DepthwiseConv(_Conv):
+class DepthwiseConv(_Grouped):
     """Depthwise convolution: one kernel per input channel (groups = channels)."""
 
     multiplier: int = arg(POSITIVE_INT, "output channels per input channel", default=1)
-    bias: bool = arg(BOOL, "add a learned bias per output channel", default=True)
 
     def _groups(self, c):
         return c
@@ -104,18 +111,16 @@ class DepthwiseConv(_Conv):
 
 @register("separable_conv")
 class SeparableConv(_Dilated):
-    """Depthwise-separable convolution: a depthwise conv, then a 1x1 pointwise conv (Keras' SeparableConv2D)."""
+    """Depthwise-separable convolution: a depthwise conv, then a 1x1 pointwise conv (Keras' SeparableConv2D).
+
+    The bias is on the pointwise conv only, as in Keras.
+    """
 
     filters: int = arg(POSITIVE_INT, "output channels of the pointwise conv")
     multiplier: int = arg(POSITIVE_INT, "depthwise output channels per input channel", default=1)
-    bias: bool = arg(BOOL, "bias on the pointwise conv (the depthwise conv has none, as in Keras)", default=True)
 
-    def _depthwise(self, x):
-        return slide(self, x, self.kernel, self.stride, self.padding, self.dilation)
-
-    def output_shape(self, x):
-        _, (h, w) = self._depthwise(x)
-        return (self.filters, h, w)
+    def _out_channels(self, c):
+        return self.filters
 
     def weights(self, x):
         mid = x[0] * self.multiplier
@@ -130,35 +135,23 @@ class SeparableConv(_Dilated):
         pixels = out[1] * out[2]
         return pixels * mid * self.kernel[0] * self.kernel[1] + pixels * mid * self.filters
 
-    def flops(self, out, x):
-        return 2 * self.macs(out, x) + (numel(out) if self.bias else 0) + activation_flops(self.activation, out)
-
-    def window(self, x):
-        return self._depthwise(x)[0]
-
-    def warnings(self, x):
-        win, out = self._depthwise(x)
-        return tiling(x, win, out)
-
 
 @register("spatial_separable_conv")
-class SpatialSeparableConv(_Window):
-    """Spatially separable convolution: a kh x 1 conv, then a 1 x kw conv (deck 002's rank-1 kernel)."""
+class SpatialSeparableConv(_Convolution):
+    """Spatially separable convolution: a kh x 1 conv, then a 1 x kw conv (deck 003's rank-1 kernel).
+
+    Together they read exactly one kh x kw window, so shape and receptive field are those of a
+    kh x kw conv. The bias is on the second conv only.
+    """
 
     filters: int = arg(POSITIVE_INT, "output channels")
     mid: int | None = arg(POSITIVE_INT, "channels between the two convs (default: filters)", default=None)
-    bias: bool = arg(BOOL, "bias on the second conv", default=True)
 
-    def _combined(self, x):
-        # A kh x 1 conv followed by a 1 x kw conv reads exactly one kh x kw window.
-        return slide(self, x, self.kernel, self.stride, self.padding)
+    def _out_channels(self, c):
+        return self.filters
 
     def _mid(self):
         return self.mid or self.filters
-
-    def output_shape(self, x):
-        _, (h, w) = self._combined(x)
-        return (self.filters, h, w)
 
     def weights(self, x):
         kh, kw = self.kernel
@@ -170,22 +163,12 @@ class SpatialSeparableConv(_Window):
 
     def vertical_window(self, x) -> Window:
         """The first conv: the kh x 1 half of the combined window (pads on top and bottom only)."""
-        win, _ = self._combined(x)
+        win, _ = self._slide(x)
         return Window((win.kernel[0], 1), (win.stride[0], 1), (1, 1), (win.begin[0], 0), (win.end[0], 0))
 
     def macs(self, out, x):
         kh, kw = self.kernel
-        h_out, w_in = out[1], x[2]
+        h_out, w_in = out[1], x[2]  # the first conv strides and pads the height only
         first = h_out * w_in * self._mid() * x[0] * kh
         second = h_out * out[2] * self.filters * self._mid() * kw
         return first + second
-
-    def flops(self, out, x):
-        return 2 * self.macs(out, x) + (numel(out) if self.bias else 0) + activation_flops(self.activation, out)
-
-    def window(self, x):
-        return self._combined(x)[0]
-
-    def warnings(self, x):
-        win, out = self._combined(x)
-        return tiling(x, win, out)
