@@ -50,13 +50,15 @@ def tiling(x, win, out) -> list[tuple[str, str]]:
             continue
         pad = f" + {b + en}" if b + en else ""
         formulas.append(f"({n}{pad} - {e})/{s} + 1 = {(n + b + en - e) / s + 1:.2f}")
-        if len(lost) == 1:
+        singular = len(lost) == 1
+        if singular:
             parts.append(f"{noun} {lost[0]}")
         else:
             parts.append(f"{noun}s {lost[0]}-{lost[-1]}")
     if not parts:
         return []
     formula = formulas[0] if len(set(formulas)) == 1 else " and ".join(formulas)
+    verb = "is" if len(parts) == 1 and singular else "are"
     return [(f"the window does not tile its input: {formula}; input {' and '.join(parts)} (0-based) "
-             "are never read; change the padding or the stride so that the window fits exactly",
+             f"{verb} never read; change the padding or the stride so that the window fits exactly",
              "stride")]

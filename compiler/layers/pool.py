@@ -99,7 +99,8 @@ class L2PoolChannels(Layer):
         if not lost:
             return []
         return [(f"groups of {self.size} channels at stride {self._stride()} do not tile {x[0]} channels: "
-                 f"channels {lost[0]}-{lost[-1]} are never read; use a size and stride that divide evenly",
+                 + (f"channel {lost[0]} is" if len(lost) == 1 else f"channels {lost[0]}-{lost[-1]} are")
+                 + " never read; use a size and stride that divide evenly",
                  "size")]
 
 
