@@ -12,6 +12,7 @@ from functools import lru_cache
 
 import jsonschema
 
+from . import layers as _layers  # noqa: F401  (fills the registry the schema is generated from)
 from .errors import Diagnostic, SpecError, did_you_mean
 from .registry import REGISTRY
 from .source import Map, locate

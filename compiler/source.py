@@ -68,12 +68,10 @@ def load(text: str, path: str) -> Map:
     if len(text.encode("utf-8", "ignore")) > MAX_BYTES:
         raise SpecError(f"spec is larger than {MAX_BYTES} bytes", Location(path, 1, 1))
     try:
+        _check_depth(text, path)
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        where = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path, 1, 1)
-        problem = e.problem or e.context or "invalid YAML"
-        raise SpecError(f"invalid YAML: {problem}", where) from None
+        raise _yaml_error(e, text, path) from None
     except yaml.YAMLError as e:
         raise SpecError(f"invalid YAML: {e}", Location(path, 1, 1)) from None
     if node is None:
@@ -85,12 +83,50 @@ def load(text: str, path: str) -> Map:
     return doc
 
 
+def _check_depth(text: str, path: str) -> None:
+    """Refuse deep nesting from the parser's event stream, before the (recursive) composer sees it."""
+    depth = -1  # the top-level mapping is level 0, as in _convert
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            depth += 1
+            if depth > MAX_DEPTH:
+                mark = event.start_mark
+                raise SpecError(f"the spec nests deeper than {MAX_DEPTH} levels",
+                                Location(path, mark.line + 1, mark.column + 1))
+        elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
+            depth -= 1
+
+
+def _yaml_error(e: yaml.MarkedYAMLError, text: str, path: str) -> SpecError:
+    """A parser error as one positioned sentence, with the construct it was inside."""
+    lines = text.splitlines()
+    mark = e.problem_mark or e.context_mark
+    if e.context_mark and (mark is None or mark.line >= len(lines)):
+        mark = e.context_mark  # "end of file" is no place to point at: point at what was left open
+    where = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path, 1, 1)
+    message = e.problem or "invalid YAML"
+    if e.context:  # "while parsing a flow mapping at line 3: did not find expected ',' or '}'"
+        at = f" at line {e.context_mark.line + 1}" if e.context_mark else ""
+        joint = ", " if message.startswith("but ") else ": "
+        message = f"{e.context}{at}{joint}{message}"
+    line = lines[mark.line] if mark and mark.line < len(lines) else ""
+    if "\t" in line[: len(line) - len(line.lstrip())] or "\t" in line:
+        message += "; tabs cannot indent YAML, use spaces"
+    return SpecError(f"invalid YAML: {message}", where)
+
+
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
+
+
 def _convert(node, path: str, depth: int, budget: list):
     budget[0] -= 1
     if budget[0] < 0:
         raise SpecError(f"the spec expands to more than {MAX_NODES} YAML nodes (aliases?)", position(node, path))
     if depth > MAX_DEPTH:
         raise SpecError(f"the spec nests deeper than {MAX_DEPTH} levels", position(node, path))
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+        raise SpecError(f"YAML tag '{node.tag}' is not allowed: a spec is plain data (mappings, lists, "
+                        "strings, numbers, booleans)", position(node, path))
     if isinstance(node, yaml.MappingNode):
         out = Map()
         out.where = position(node, path)
@@ -116,6 +152,9 @@ def _convert(node, path: str, depth: int, budget: list):
         return out
     try:
         return _scalars.construct_object(node)
+    except yaml.constructor.ConstructorError:
+        raise SpecError(f"YAML tag '{node.tag}' is not allowed: a spec is plain data (mappings, lists, "
+                        "strings, numbers, booleans)", position(node, path)) from None
     except yaml.YAMLError as e:
         raise SpecError(f"invalid value: {getattr(e, 'problem', e)}", position(node, path)) from None
 

@@ -344,20 +344,17 @@ SCHEMA_BUG = ("bug: `convspec schema` imports compiler.schema without compiler.l
               "registry is empty: the printed schema has no layer types and `defaults` allows no keys")
 
 
-@pytest.mark.xfail(strict=True, reason=SCHEMA_BUG)
 def test_printed_schema_is_the_bundled_schema_file(schema):
     # The bundled specs' modeline points at specs/convspec.schema.json; both come from the registry.
     assert schema == json.loads((ROOT / "specs" / "convspec.schema.json").read_text())
 
 
-@pytest.mark.xfail(strict=True, reason=SCHEMA_BUG)
 def test_printed_schema_accepts_every_bundled_spec(schema):
     validator = jsonschema.Draft202012Validator(schema)
     rejected = [p.name for p in SPECS if not validator.is_valid(yaml.safe_load(p.read_text()))]
     assert rejected == []
 
 
-@pytest.mark.xfail(strict=True, reason=SCHEMA_BUG)
 def test_printed_schema_checks_layer_arguments(schema):
     validator = jsonschema.Draft202012Validator(schema)
     for args in ({"filters": 0, "kernel": 3}, {"filter": 8, "kernel": 3}, {"filters": 8, "kernel": "big"}):
