@@ -31,6 +31,7 @@ class Ref:
     text: str
     where: Location | None
     nearby: tuple = ()  # names visible where it was written, for "did you mean"
+    owner: str | None = None  # the layer that wrote it
 
 
 @dataclass
@@ -40,6 +41,11 @@ class Item:
     meta: Map
     where: Location | None
     name: str  # scope-local name, or a pattern with {i}/{n} when repeated
+
+    @property
+    def value_where(self):
+        """Where the op's value is written (`dropout: 1.5` -> the 1.5)."""
+        return self.meta_at(self.op) if isinstance(self.value, (int, float, str)) else self.where
 
     def meta_at(self, key):
         return self.meta.value_at.get(key, self.where) if isinstance(self.meta, Map) else self.where
@@ -95,7 +101,8 @@ class Expander:
                                 meta.value_at.get("name", where))
             if name in taken:
                 raise SpecError(f"duplicate name '{name}' (first used at line {taken[name].line}); "
-                                "names must be unique within their block", meta.value_at.get("name", where))
+                                "names must be unique within their block", meta.value_at.get("name", where),
+                                qualify(prefix, name))
             taken[name] = meta.value_at.get("name", where) if isinstance(meta, Map) else where
             parsed.append(Item(op, value, meta, where, name))
         return parsed
@@ -132,7 +139,7 @@ class Expander:
         if "repeat" in item.meta:
             out = self._repeat(item, prefix, inputs, params, chain)
         else:
-            self.op(item.op, item.value, prefix, here, inputs, item.where, params, chain)
+            self.op(item.op, item.value, prefix, here, inputs, item.where, params, chain, item.value_where)
         if "expect" in item.meta:
             produced = tuple(n.name for n, _ in self.nodes[start:])
             self.expectations.append((
@@ -147,14 +154,10 @@ class Expander:
         names = item.meta["inputs"]
         names = [names] if isinstance(names, str) else list(names)
         where = item.meta_at("inputs")
-        refs = []
-        for k, text in enumerate(names):
-            at = names_at[k] if (names_at := getattr(item.meta["inputs"], "item_at", None)) else where
-            if text == INPUT:
-                refs.append(Ref(source.target, text, at, nearby))
-            else:
-                refs.append(Ref(qualify(prefix, text), text, at, nearby))
-        return tuple(refs)
+        positions = getattr(item.meta["inputs"], "item_at", None) or [where] * len(names)
+        owner = qualify(prefix, item.name)
+        return tuple(Ref(source.target if text == INPUT else qualify(prefix, text), text, at, nearby, owner)
+                     for text, at in zip(names, positions))
 
     def _repeat(self, item: Item, prefix, inputs, params, chain) -> Ref:
         times = self._value(item.meta["repeat"], params, item.meta_at("repeat"), "repeat")
@@ -168,7 +171,7 @@ class Expander:
             local = item.name.format(i=i, n=i + 1) if pattern else f"{item.name}.{i}"
             here = qualify(prefix, local)
             value = item.value if i == 0 or rest is None else _merge(item.value or Map(), rest, item.meta_at("rest"))
-            self.op(item.op, value, prefix, here, current, item.where, params, chain)
+            self.op(item.op, value, prefix, here, current, item.where, params, chain, item.value_where)
             last = Ref(here, local, item.where)
             current = (last,)
         if not pattern:
@@ -177,7 +180,8 @@ class Expander:
         return last
 
     # -- ops -----------------------------------------------------------------------------
-    def op(self, op: str, value, prefix: str, here: str, inputs: tuple[Ref, ...], where, params, chain) -> None:
+    def op(self, op: str, value, prefix: str, here: str, inputs: tuple[Ref, ...], where, params, chain,
+           value_where=None) -> None:
         if op == "sequential":
             out = self.scope(_seq(value, where, "sequential"), here, self._single(op, inputs, where),
                              params, indexed=True, chain=chain)
@@ -190,7 +194,7 @@ class Expander:
         elif op in self.blocks:
             self._block(op, value, here, inputs, where, params, chain)
         elif op in REGISTRY:
-            self._layer(op, value, here, inputs, where, params)
+            self._layer(op, value, here, inputs, where, params, value_where or where)
         else:
             known = list(REGISTRY) + list(self.blocks) + list(GROUP_KEYS)
             hint = did_you_mean(op, known) or "; run `convspec layers` for the list"
@@ -201,9 +205,9 @@ class Expander:
             raise SpecError(f"'{op}' takes one input, got {len(inputs)}", where)
         return inputs[0]
 
-    def _layer(self, op, value, here, inputs, where, params) -> None:
+    def _layer(self, op, value, here, inputs, where, params, value_where) -> None:
         cls = REGISTRY[op]
-        args = self._args(cls, value, where, here, params)
+        args = self._args(cls, value, where, here, params, value_where)
         if cls.variadic and len(inputs) < 2:
             raise SpecError(f"{op} merges two or more inputs, got {len(inputs)}; "
                             "list them with `inputs: [a, b]`", where, here)
@@ -216,17 +220,19 @@ class Expander:
         self._define(here, where)
         self.nodes.append((node, inputs))
 
-    def _args(self, cls, value, where, here, params) -> Map:
+    def _args(self, cls, value, where, here, params, value_where) -> Map:
         if value is None:
             args = Map()
         elif isinstance(value, Map):
             args = value
         elif cls.shorthand and not isinstance(value, (Seq, Map)):
             args = Map({cls.shorthand: value})
-            args.value_at[cls.shorthand] = where
+            args.value_at[cls.shorthand] = value_where
+        elif not cls.arguments():
+            raise SpecError(f"{cls.type_name} takes no arguments; write `- {cls.type_name}`", value_where, here)
         else:
-            example = f"{cls.type_name}: {{{cls.shorthand or next((f.name for f in cls.arguments()), 'arg')}: ...}}"
-            raise SpecError(f"{cls.type_name} needs a mapping of arguments, like `{example}`", where, here)
+            example = f"{cls.type_name}: {{{cls.shorthand or cls.arguments()[0].name}: ...}}"
+            raise SpecError(f"{cls.type_name} needs a mapping of arguments, like `{example}`", value_where, here)
         args.where = args.where or where
         base = self.defaults.get(cls.type_name)
         if base:
@@ -259,7 +265,8 @@ class Expander:
         out = self.scope(block["layers"], here, self._single(op, inputs, where), bound, indexed=False,
                          chain=chain + (op,))
         if "output" in block:
-            out = Ref(qualify(here, block["output"]), block["output"], block.value_at["output"])
+            named = tuple(it["name"] for it in block["layers"] if isinstance(it, Map) and "name" in it)
+            out = Ref(qualify(here, block["output"]), block["output"], block.value_at["output"], named, here)
         self._alias(here, out, where)
 
     # -- helpers -------------------------------------------------------------------------
@@ -268,7 +275,7 @@ class Expander:
             return substitute(value, params or {})
         except ExprError as e:
             scope = "" if params else " (block arguments exist only inside a block)"
-            raise SpecError(f"{e}{scope}", where, here) from None
+            raise SpecError(f"{e}{scope}", e.where or where, here) from None
 
     def _value(self, value, params, where, key):
         if is_reference(value):
@@ -293,14 +300,18 @@ class Expander:
         target, seen = ref.target, []
         while target in self.aliases:
             if target in seen:
-                raise SpecError(f"cycle: {' -> '.join(seen + [target])}", ref.where)
+                raise SpecError(f"the names form a cycle through skipped layers: {' -> '.join(seen + [target])}; "
+                                "a layer cannot take its own output as input", ref.where, ref.owner)
             seen.append(target)
             ref = self.aliases[target]
             target = ref.target
         if target == INPUT or target in self.defined:
             return target
-        hint = did_you_mean(ref.text, ref.nearby) if ref.nearby else ""
-        raise SpecError(f"undefined name '{ref.text}'{hint}", ref.where)
+        hint = did_you_mean(ref.text, ref.nearby)
+        if not hint:
+            shown = [INPUT] + [n for n in ref.nearby if n != ref.text][:12]
+            hint = f"; the names here are: {', '.join(shown)}"
+        raise SpecError(f"undefined name '{ref.text}'{hint}", ref.where, ref.owner)
 
 
 def _seq(value, where, op) -> Seq:

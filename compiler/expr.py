@@ -22,7 +22,7 @@ _NAME = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
 
 
 class ExprError(ValueError):
-    pass
+    where = None  # the position of the failing value, when substitute() knows it
 
 
 def is_reference(value) -> bool:
@@ -105,11 +105,20 @@ def substitute(value, scope: dict):
     if is_reference(value):
         return evaluate(value, scope)
     if isinstance(value, Map):
-        out = Map((k, substitute(v, scope)) for k, v in value.items())
+        out = Map((k, _at(value.value_at.get(k), substitute, v, scope)) for k, v in value.items())
         out.where, out.key_at, out.value_at = value.where, value.key_at, value.value_at
         return out
     if isinstance(value, Seq):
-        out = Seq(substitute(v, scope) for v in value)
+        out = Seq(_at(at, substitute, v, scope) for v, at in zip(value, value.item_at))
         out.where, out.item_at = value.where, value.item_at
         return out
     return value
+
+
+def _at(where, fn, *args):
+    """Call fn, tagging an ExprError with the innermost position it came from."""
+    try:
+        return fn(*args)
+    except ExprError as e:
+        e.where = e.where or where
+        raise

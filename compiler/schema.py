@@ -160,11 +160,19 @@ def spec_schema(detailed: bool = True) -> dict:
     }
 
 
+def _is_integer(checker, instance) -> bool:
+    # JSON Schema counts 8.0 as an integer; a filter count of 8.0 is a mistake worth naming.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
+
+
 @lru_cache(maxsize=None)
 def _validator(key):
-    schema = spec_schema(False) if key == "spec" else REGISTRY[key].args_schema()
-    cls = jsonschema.validators.validator_for(schema)
-    return cls(schema)
+    return _Validator(spec_schema(False) if key == "spec" else REGISTRY[key].args_schema())
 
 
 def validate(doc: Map, path: str) -> None:
@@ -183,8 +191,59 @@ def validate_args(type_name: str, args: Map, layer: str, fallback) -> None:
         raise SpecError.many(problems)
 
 
-def _diagnostic(err, doc, path, layer=None, type_name=None, fallback=None) -> Diagnostic:
-    parts = list(err.absolute_path)
+# What each document key must be, in the words an error uses ("'repeat' must be ...").
+EXPECTS = {
+    "input": "a list [C, H, W] or [features] of positive integers",
+    "layers": "a non-empty list of layers",
+    "sequential": "a non-empty list of layers",
+    "name": "a name made of letters, digits and _, in dotted parts (layer1.0.conv1); "
+            "{i} or {n} number the copies of a repeat",
+    "inputs": "a layer name or a list of layer names",
+    "outputs": "a layer name or a list of layer names",
+    "when": "true or false, or a block expression ($name or ${...})",
+    "repeat": "an integer from 1 to 10000, or a block expression",
+    "rest": "a mapping of argument overrides",
+    "args": "a mapping of arguments",
+    "defaults": "a mapping from layer type to default arguments",
+    "blocks": "a mapping from block name to {args, layers}",
+    "block": "the name of a block or layer type",
+    "table": "a non-empty list of rows, each {repeat: N, ...arguments}",
+    "expect": "a mapping of expected figures (output, params, trainable, non_trainable, macs, flops, "
+              "receptive_field)",
+    "output": "a shape, [C, H, W] or [features]",
+    "params": "a count (an integer >= 0)",
+    "trainable": "a count (an integer >= 0)",
+    "non_trainable": "a count (an integer >= 0)",
+    "macs": "a count (an integer >= 0)",
+    "flops": "a count (an integer >= 0)",
+    "receptive_field": "a positive integer or [h, w]",
+    "title": "a string",
+    "paper": "a string",
+    "description": "a string",
+}
+SPEC_NAME = "a name made of letters, digits, _, . and -"
+
+
+def _item_name(doc, parts):
+    """The `name:` of the innermost layer item on the path of an error, if it has one."""
+    node, name = doc, None
+    for previous, part in zip([None] + parts, parts):
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        if previous in ("layers", "sequential") and isinstance(node, Map) and isinstance(node.get("name"), str):
+            name = node["name"]
+    return name
+
+
+def _diagnostic(err, doc, path, layer=None, type_name=None, fallback=None, parts=None) -> Diagnostic:
+    parts = list(err.absolute_path) if parts is None else parts
+    if type_name is None and len(parts) >= 3 and parts[0] == "defaults" and parts[1] in REGISTRY:
+        # defaults.conv.kernel: an argument, worded as one
+        return _diagnostic(err, doc[parts[0]][parts[1]], path, None, parts[1], locate(doc, parts[:2]), parts[2:])
+    if layer is None and type_name is None and parts[-1:] != ["name"]:
+        layer = _item_name(doc, parts)
     where = locate(doc, parts, fallback)
     owner = f"{type_name}" if type_name else _describe(parts)
     if err.validator == "additionalProperties":
@@ -197,6 +256,8 @@ def _diagnostic(err, doc, path, layer=None, type_name=None, fallback=None) -> Di
         if isinstance(container, Map) and key in container.key_at:
             where = container.key_at[key]
         noun = "argument" if type_name else "key"
+        if not allowed:
+            return Diagnostic("error", f"unknown argument '{key}': {owner} takes no arguments", where, layer)
         hint = did_you_mean(key, allowed) or f"; allowed: {', '.join(allowed)}"
         return Diagnostic("error", f"unknown {noun} '{key}' for {owner}{hint}", where, layer)
     if err.validator == "required":  # jsonschema reports each missing key; say them all once
@@ -211,11 +272,26 @@ def _diagnostic(err, doc, path, layer=None, type_name=None, fallback=None) -> Di
     if type_name and parts:
         field = {f.name: f for f in REGISTRY[type_name].arguments()}.get(parts[0])
         expects = field.metadata["kind"].expects if field else None
+        value = err.instance if len(parts) == 1 else args_value(doc, parts[:1])
     else:
-        expects = err.schema.get("description") if err.validator in ("anyOf", "oneOf", "type") else None
+        keys = [i for i, p in enumerate(parts) if isinstance(p, str)]
+        key_index = keys[-1] if keys else None
+        key = parts[key_index] if key_index is not None else None
+        expects = SPEC_NAME if parts == ["name"] else EXPECTS.get(key)
+        value = args_value(doc, parts[: key_index + 1]) if key_index is not None else err.instance
+        if key_index is not None:
+            subject = f"'{_describe(parts[: key_index + 1])}'"
+            where = locate(doc, parts[: key_index + 1], fallback)
     if expects:
-        return Diagnostic("error", f"{subject} must be {expects}; got {err.instance!r}", where, layer)
+        return Diagnostic("error", f"{subject} must be {expects}; got {value!r}", where, layer)
     return Diagnostic("error", f"{subject}: {err.message}", where, layer)
+
+
+def args_value(doc, parts):
+    node = doc
+    for p in parts:
+        node = node[p]
+    return node
 
 
 def _unique(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
