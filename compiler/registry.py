@@ -4,7 +4,8 @@ A layer class declares, side by side:
   - its arguments, as dataclass fields made with `arg()` (JSON Schema fragment, doc, default,
     converter), so the schema, `convspec layers` and the docs table all come from here;
   - its rules: `output_shape`, `weights` (names, shapes, trainable or not), `macs`, `flops`,
-    `window` (the receptive-field step) and `warnings`.
+    `window` (the receptive-field step) and `warnings`;
+  - its ONNX lowering, `lower`, written with the exact ONNX attribute names.
 
 `@register("name")` turns the class into a frozen, keyword-only dataclass and refuses duplicate
 names. Arguments shared by several types (a window's kernel, stride, padding) live in an
@@ -110,6 +111,13 @@ class Layer:
     def warnings(self, *ins: Shape) -> list[tuple[str, str | None]]:
         """(message, argument) pairs that `check` reports, and `--strict` turns into errors."""
         return []
+
+    def lower(self, g, ins: list[str], shapes: tuple, out: Shape) -> str:
+        """Emit ONNX nodes through the Builder `g` (compiler/lower.py); return the output value.
+
+        `ins` are the input value names, `shapes` their shapes without the batch.
+        """
+        raise NotImplementedError(f"{self.type_name} has no ONNX lowering")
 
     # -- construction ------------------------------------------------------------------
     @classmethod

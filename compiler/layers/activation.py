@@ -15,9 +15,13 @@ from ..registry import NON_NEGATIVE_INT, NUMBER, REGISTRY, Layer, arg, numel, re
 
 class Activation(Layer):
     flops_per_element: ClassVar[int]
+    onnx_op: ClassVar[str | None] = None
 
     def output_shape(self, x):
         return x
+
+    def lower(self, g, ins, shapes, out):
+        return g.op(self.onnx_op, ins)
 
     def flops(self, out, x):
         return self.flops_per_element * numel(out)
@@ -28,6 +32,7 @@ class ReLU(Activation):
     """Rectified linear unit, max(0, x)."""
 
     flops_per_element = 1
+    onnx_op = "Relu"
 
 
 @register("leaky_relu")
@@ -38,12 +43,16 @@ class LeakyReLU(Activation):
     flops_per_element = 2
     shorthand = "alpha"
 
+    def lower(self, g, ins, shapes, out):
+        return g.op("LeakyRelu", ins, alpha=float(self.alpha))
+
 
 @register("sigmoid")
 class Sigmoid(Activation):
     """Logistic sigmoid, 1 / (1 + exp(-x))."""
 
     flops_per_element = 4
+    onnx_op = "Sigmoid"
 
 
 @register("tanh")
@@ -51,6 +60,7 @@ class Tanh(Activation):
     """Hyperbolic tangent."""
 
     flops_per_element = 5
+    onnx_op = "Tanh"
 
 
 @register("softmax")
@@ -66,6 +76,9 @@ class Softmax(Activation):
                                 f"use 0 to {len(x) - 1}", arg="axis")
         return x
 
+    def lower(self, g, ins, shapes, out):
+        return g.op("Softmax", ins, axis=self.axis + 1)  # ONNX counts the batch axis
+
 
 @register("linear")
 class Linear(Activation):
@@ -73,8 +86,16 @@ class Linear(Activation):
 
     flops_per_element = 0
 
+    def lower(self, g, ins, shapes, out):
+        return ins[0]
+
 
 ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "softmax", "linear")
+
+
+def activate(g, value: str, name: str | None) -> str:
+    """Lower an `activation:` shorthand after conv or dense (with the activation's defaults)."""
+    return value if name is None else REGISTRY[name]().lower(g, [value], None, None)
 
 
 def activation_flops(name: str | None, out) -> int:

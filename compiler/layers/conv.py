@@ -14,7 +14,7 @@ from ..errors import LayerArgError
 from ..registry import (BOOL, PADDING, POSITIVE_INT, SIZE2, Layer, Weight, arg, arguments, enum, numel,
                         register)
 from ._window import slide, tiling
-from .activation import ACTIVATIONS, activation_flops
+from .activation import ACTIVATIONS, activate, activation_flops
 
 ACTIVATION = enum(*ACTIVATIONS)
 
@@ -51,6 +51,13 @@ class _Convolution(Layer):
     def warnings(self, x):
         return tiling(x, *self._slide(x))
 
+    def _conv(self, g, inputs, win: Window, group=1):
+        return g.op("Conv", inputs, kernel_shape=list(win.kernel), strides=list(win.stride),
+                    pads=list(win.pads), dilations=list(win.dilation), group=group)
+
+    def _bias(self, g, name="bias"):
+        return [g.weight(name)] if self.bias else []
+
 
 @arguments
 class _Dilated(_Convolution):
@@ -83,6 +90,11 @@ class _Grouped(_Dilated):
 
     def macs(self, out, x):
         return numel(out) * (x[0] // self._groups(x[0])) * self.kernel[0] * self.kernel[1]
+
+    def lower(self, g, ins, shapes, out):
+        x = shapes[0]
+        y = self._conv(g, [ins[0], g.weight("weight")] + self._bias(g), self._slide(x)[0], self._groups(x[0]))
+        return activate(g, y, self.activation)
 
 
 @register("conv")
@@ -135,6 +147,13 @@ class SeparableConv(_Dilated):
         pixels = out[1] * out[2]
         return pixels * mid * self.kernel[0] * self.kernel[1] + pixels * mid * self.filters
 
+    def lower(self, g, ins, shapes, out):
+        x = shapes[0]
+        depthwise = self._conv(g, [ins[0], g.weight("depthwise.weight")], self._slide(x)[0], group=x[0])
+        pointwise = Window((1, 1), (1, 1), (1, 1), (0, 0), (0, 0))
+        y = self._conv(g, [depthwise, g.weight("pointwise.weight")] + self._bias(g, "pointwise.bias"), pointwise)
+        return activate(g, y, self.activation)
+
 
 @register("spatial_separable_conv")
 class SpatialSeparableConv(_Convolution):
@@ -161,14 +180,18 @@ class SpatialSeparableConv(_Convolution):
             ws.append(Weight("horizontal.bias", (self.filters,), role="bias"))
         return ws
 
-    def vertical_window(self, x) -> Window:
-        """The first conv: the kh x 1 half of the combined window (pads on top and bottom only)."""
-        win, _ = self._slide(x)
-        return Window((win.kernel[0], 1), (win.stride[0], 1), (1, 1), (win.begin[0], 0), (win.end[0], 0))
-
     def macs(self, out, x):
         kh, kw = self.kernel
         h_out, w_in = out[1], x[2]  # the first conv strides and pads the height only
         first = h_out * w_in * self._mid() * x[0] * kh
         second = h_out * out[2] * self.filters * self._mid() * kw
         return first + second
+
+    def lower(self, g, ins, shapes, out):
+        win = self._slide(shapes[0])[0]
+        # The kh x 1 half strides and pads the height only, the 1 x kw half the width only.
+        vertical = Window((win.kernel[0], 1), (win.stride[0], 1), (1, 1), (win.begin[0], 0), (win.end[0], 0))
+        horizontal = Window((1, win.kernel[1]), (1, win.stride[1]), (1, 1), (0, win.begin[1]), (0, win.end[1]))
+        v = self._conv(g, [ins[0], g.weight("vertical.weight")], vertical)
+        y = self._conv(g, [v, g.weight("horizontal.weight")] + self._bias(g, "horizontal.bias"), horizontal)
+        return activate(g, y, self.activation)

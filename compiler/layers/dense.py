@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..errors import LayerArgError
 from ..registry import BOOL, POSITIVE_INT, Layer, Weight, arg, enum, register
-from .activation import ACTIVATIONS, activation_flops
+from .activation import ACTIVATIONS, activate, activation_flops
 
 
 @register("dense")
@@ -37,3 +37,7 @@ class Dense(Layer):
 
     def flops(self, out, x):
         return 2 * self.macs(out, x) + (self.units if self.bias else 0) + activation_flops(self.activation, out)
+
+    def lower(self, g, ins, shapes, out):
+        bias = [g.weight("bias")] if self.bias else []
+        return activate(g, g.op("Gemm", [ins[0], g.weight("weight")] + bias, transB=1), self.activation)

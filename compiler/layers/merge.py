@@ -38,6 +38,9 @@ class Add(Layer):
     def flops(self, out, *ins):
         return (len(ins) - 1) * numel(out)
 
+    def lower(self, g, ins, shapes, out):
+        return g.op("Sum", ins)
+
 
 @register("concat")
 class Concat(Layer):
@@ -63,3 +66,6 @@ class Concat(Layer):
                     "(check the strides and padding of each branch)")
         total = sum(x[self.axis] for x in ins)
         return tuple(total if a == self.axis else d for a, d in enumerate(first))
+
+    def lower(self, g, ins, shapes, out):
+        return g.op("Concat", ins, axis=self.axis + 1)  # ONNX counts the batch axis

@@ -8,6 +8,9 @@ subtractive w + 1, divisive 2w + 2, full 3w + 3.
 
 from __future__ import annotations
 
+import numpy as np
+
+from ..arith import Window
 from ..errors import LayerArgError
 from ..registry import BOOL, NUMBER, POSITIVE_INT, POSITIVE_NUMBER, Layer, Weight, arg, enum, numel, register, spatial
 
@@ -31,6 +34,10 @@ class BatchNorm(Layer):
     def flops(self, out, x):
         return 2 * numel(out)
 
+    def lower(self, g, ins, shapes, out):
+        names = [g.weight(w) for w in ("weight", "bias", "running_mean", "running_var")]
+        return g.op("BatchNormalization", [ins[0]] + names, epsilon=float(self.eps))
+
 
 @register("lrn")
 class LRN(Layer):
@@ -51,6 +58,9 @@ class LRN(Layer):
 
     def flops(self, out, x):
         return numel(out) * (2 * self.size + 3)
+
+    def lower(self, g, ins, shapes, out):
+        return g.op("LRN", ins, size=self.size, alpha=float(self.alpha), beta=float(self.beta), bias=float(self.k))
 
 
 @register("lcn")
@@ -85,7 +95,27 @@ class LCN(Layer):
         return numel(out) * per
 
     def window(self, x):
-        from ..arith import Window
-
         half = self.size // 2
         return Window((self.size,) * 2, (1, 1), (1, 1), (half, half), (half, half))
+
+    def lower(self, g, ins, shapes, out):
+        x = ins[0]
+        half = self.size // 2
+
+        def local_mean(value):
+            # Mean over the channels (when pooled across them), then over the window; the
+            # window's divisor counts only the pixels inside the image.
+            if self.across_channels:
+                value = g.op("ReduceMean", [value, g.const([1])], keepdims=1)
+            return g.op("AveragePool", [value], kernel_shape=[self.size] * 2, strides=[1, 1],
+                        pads=[half] * 4, count_include_pad=0)
+
+        eps = g.const([self.eps], dtype=np.float32)
+        mean = local_mean(x)
+        if self.mode == "subtractive":
+            return g.op("Sub", [x, mean])
+        mean_square = local_mean(g.op("Mul", [x, x]))
+        if self.mode == "divisive":
+            return g.op("Div", [x, g.op("Sqrt", [g.op("Add", [mean_square, eps])])])
+        variance = g.op("Relu", [g.op("Sub", [mean_square, g.op("Mul", [mean, mean])])])  # >= 0 despite rounding
+        return g.op("Div", [g.op("Sub", [x, mean]), g.op("Sqrt", [g.op("Add", [variance, eps])])])

@@ -50,12 +50,21 @@ class _Pool(Layer):
         win, out = self._slide(x)
         return tiling(x, win, out)
 
+    def _attrs(self):
+        return {}
+
+    def lower(self, g, ins, shapes, out):
+        win, _ = self._slide(shapes[0])
+        return g.op(self.onnx_op, ins, kernel_shape=list(win.kernel), strides=list(win.stride),
+                    pads=list(win.pads), ceil_mode=int(self.ceil_mode), **self._attrs())
+
 
 @register("maxpool")
 class MaxPool(_Pool):
     """Max pooling over each kernel window, per channel."""
 
     flops_extra = -1  # k*k - 1 comparisons
+    onnx_op = "MaxPool"
 
 
 @register("avgpool")
@@ -63,6 +72,10 @@ class AvgPool(_Pool):
     """Average pooling over each kernel window, per channel."""
 
     count_include_pad: bool = arg(BOOL, "count padded zeros in the divisor (PyTorch's default)", default=True)
+    onnx_op = "AveragePool"
+
+    def _attrs(self):
+        return {"count_include_pad": int(self.count_include_pad)}
 
 
 @register("l2pool")
@@ -71,6 +84,10 @@ class L2Pool(_Pool):
 
     flops_per_tap = 2
     flops_extra = 1
+    onnx_op = "LpPool"
+
+    def _attrs(self):
+        return {"p": 2}
 
 
 @register("l2pool_channels")
@@ -103,6 +120,15 @@ class L2PoolChannels(Layer):
                  + " never read; use a size and stride that divide evenly",
                  "size")]
 
+    def lower(self, g, ins, shapes, out):
+        # Pool over the channel axis by making it the first pooled axis of a one-channel volume.
+        one = g.const([1])
+        rank = len(shapes[0])
+        volume = g.op("Unsqueeze", [ins[0], one])
+        pooled = g.op("LpPool", [volume], p=2, kernel_shape=[self.size] + [1] * (rank - 1),
+                      strides=[self._stride()] + [1] * (rank - 1))
+        return g.op("Squeeze", [pooled, one])
+
 
 _KEEPDIMS = "keep the output as [C, 1, 1] (false gives [C], as Keras does)"
 
@@ -122,15 +148,23 @@ class _GlobalPool(Layer):
     def window(self, x):
         return GLOBAL
 
+    def lower(self, g, ins, shapes, out):
+        y = g.op(self.onnx_op, ins)
+        return y if self.keepdims else g.op("Flatten", [y], axis=1)
+
 
 @register("global_avgpool")
 class GlobalAvgPool(_GlobalPool):
     """Global average pooling: one mean per channel."""
 
+    onnx_op = "GlobalAveragePool"
+
 
 @register("global_maxpool")
 class GlobalMaxPool(_GlobalPool):
     """Global max pooling: one maximum per channel."""
+
+    onnx_op = "GlobalMaxPool"
 
 
 @arguments
@@ -158,12 +192,31 @@ class _AdaptivePool(Layer):
             stride.append(max(n // o, 1))
         return Window(tuple(kernel), tuple(stride), (1, 1), (0, 0), (0, 0))
 
+    def lower(self, g, ins, shapes, out):
+        x = shapes[0]
+        if all(n % o == 0 for n, o in zip(x[1:], self.output_size)):  # equal bins: one plain pooling
+            step = [n // o for n, o in zip(x[1:], self.output_size)]
+            return g.op(self.pool_op, ins, kernel_shape=step, strides=step)
+        # Otherwise bins overlap or differ in size: reduce each bin, one axis at a time
+        # (a rectangle's mean or max is that of its rows' means or maxima).
+        value = ins[0]
+        for axis, (n, o) in enumerate(zip(x[1:], self.output_size), start=2):
+            parts = [g.op(self.reduce_op, [g.op("Slice", [value, g.const([a]), g.const([b]), g.const([axis])]),
+                                           g.const([axis])], keepdims=1)
+                     for a, b in arith.pooled_bins(n, o)]
+            value = g.op("Concat", parts, axis=axis) if len(parts) > 1 else parts[0]
+        return value
+
 
 @register("adaptive_avgpool")
 class AdaptiveAvgPool(_AdaptivePool):
     """Adaptive average pooling to a fixed output size (PyTorch's AdaptiveAvgPool2d)."""
 
+    pool_op, reduce_op = "AveragePool", "ReduceMean"
+
 
 @register("adaptive_maxpool")
 class AdaptiveMaxPool(_AdaptivePool):
     """Adaptive max pooling to a fixed output size (PyTorch's AdaptiveMaxPool2d)."""
+
+    pool_op, reduce_op = "MaxPool", "ReduceMax"

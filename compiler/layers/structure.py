@@ -20,6 +20,9 @@ class Flatten(Layer):
     def window(self, x):
         return GLOBAL if len(x) == 3 else None
 
+    def lower(self, g, ins, shapes, out):
+        return g.op("Flatten", ins, axis=1)
+
 
 @register("dropout")
 class Dropout(Layer):
@@ -31,6 +34,9 @@ class Dropout(Layer):
     def output_shape(self, x):
         return x
 
+    def lower(self, g, ins, shapes, out):
+        return ins[0]  # inference only
+
 
 @register("identity")
 class Identity(Layer):
@@ -38,6 +44,9 @@ class Identity(Layer):
 
     def output_shape(self, x):
         return x
+
+    def lower(self, g, ins, shapes, out):
+        return ins[0]
 
 
 @register("zero_pad_shortcut")
@@ -59,3 +68,11 @@ class ZeroPadShortcut(Layer):
 
     def window(self, x):
         return Window((1, 1), (self.stride,) * 2, (1, 1), (0, 0), (0, 0))
+
+    def lower(self, g, ins, shapes, out):
+        c, s = shapes[0][0], self.stride
+        big = 2**62  # "to the end" for Slice
+        sub = g.op("Slice", [ins[0], g.const([0, 0]), g.const([big, big]), g.const([2, 3]), g.const([s, s])])
+        extra = self.channels - c
+        before, after = extra // 2, extra - extra // 2
+        return g.op("Pad", [sub, g.const([0, before, 0, 0, 0, after, 0, 0])], mode="constant")

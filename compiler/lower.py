@@ -1,0 +1,120 @@
+"""Lowering: an inferred graph plus its weights -> an ONNX ModelProto.
+
+Each layer type lowers itself in its registry module (`Layer.lower`), through the small
+`Builder` here, which names values after the spec's nodes, sorts attributes and drops None
+(so the same spec and seed give the same bytes), and turns weights into initializers one
+node at a time (so peak memory stays near the model's own size).
+
+This module imports onnx; `check` and `summary` never import it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from . import __version__
+from .errors import ConvspecError
+from .infer import Analysis
+
+DEFAULT_OPSET = 21
+OPSETS = range(18, 25)  # what the lowering uses exists from 18; onnxruntime 1.31 loads up to 24
+MAX_IR_VERSION = 13  # onnx 1.23 writes 14 by default; onnxruntime 1.31 reads at most 13
+
+
+class LoweringError(ConvspecError):
+    """A spec that is valid but cannot be expressed in ONNX as asked (opset, size)."""
+
+
+class Builder:
+    """Collects the ONNX nodes and initializers of one graph, one spec node at a time."""
+
+    def __init__(self):
+        self.nodes: list = []
+        self.initializers: list = []
+        self.node = ""  # the spec node being lowered
+        self._weights: dict = {}
+        self._count = 0
+
+    def begin(self, node_name: str, weights: dict) -> None:
+        self.node, self._weights, self._count = node_name, weights, 0
+
+    def op(self, op_type: str, inputs: list[str], **attrs) -> str:
+        """Emit one ONNX node; return the name of its output value."""
+        self._count += 1
+        out = f"{self.node}/{op_type}_{self._count}"
+        attrs = {k: v for k, v in sorted(attrs.items()) if v is not None}
+        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
+        return out
+
+    def weight(self, name: str) -> str:
+        """The initializer holding this node's weight `name` (its key: `<node>.<name>`)."""
+        key = f"{self.node}.{name}"
+        array = self._weights[key]
+        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), key))
+        return key
+
+    def const(self, value, dtype=np.int64) -> str:
+        """A constant input (axes, shapes, pads): an initializer named after the node."""
+        self._count += 1
+        name = f"{self.node}/const_{self._count}"
+        self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
+        return name
+
+    def finish(self, value: str, inputs: list[str]) -> None:
+        """Make the node's final value carry the node's own name."""
+        if value in inputs or not self.nodes or self.nodes[-1].output[0] != value:
+            self.op("Identity", [value])
+        last = self.nodes[-1]
+        last.output[0] = self.node
+        last.name = self.node
+
+
+def opset_ir_version(opset: int) -> int:
+    if opset not in OPSETS:
+        raise LoweringError(f"opset {opset} is not supported; use one from {OPSETS.start} to {OPSETS.stop - 1}")
+    return min(helper.find_min_ir_version_for([helper.make_opsetid("", opset)]), MAX_IR_VERSION)
+
+
+def spec_digest(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return ""
+
+
+def build_model(analysis: Analysis, weights_for, opset: int = DEFAULT_OPSET, progress=None) -> onnx.ModelProto:
+    """The ONNX model of an analysed spec. `weights_for(figures)` gives one node's arrays by key."""
+    ir_version = opset_ir_version(opset)
+    graph = analysis.graph
+    g = Builder()
+    for k, figures in enumerate(analysis.layers):
+        node = figures.node
+        g.begin(node.name, weights_for(figures))
+        value = node.layer.lower(g, list(node.inputs), figures.input_shapes, figures.output_shape)
+        g.finish(value, list(node.inputs))
+        if progress:
+            progress(k + 1, len(analysis.layers))
+    shapes = {f.node.name: f.output_shape for f in analysis.layers}
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *graph.input_shape])]
+    outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *shapes[name]])
+               for name in graph.outputs]
+    onnx_graph = helper.make_graph(g.nodes, graph.name, inputs, outputs, initializer=g.initializers)
+    model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", opset)],
+                              ir_version=ir_version, producer_name="convspec", producer_version=__version__)
+    metadata = {
+        "convspec.spec": graph.name,
+        "convspec.spec_sha256": spec_digest(graph.path),
+        "convspec.version": __version__,
+        "convspec.params": str(analysis.params),
+        "convspec.params_trainable": str(analysis.trainable),
+        "convspec.macs": str(analysis.macs),
+        **{f"convspec.{k}": str(v) for k, v in graph.meta.items()},
+    }
+    helper.set_model_props(model, metadata)
+    model.doc_string = graph.meta.get("title", graph.name)
+    return model
