@@ -1,4 +1,4 @@
-"""convspec's command line: thin glue over compiler/ (and, later, runtime/).
+"""convspec's command line: thin glue over compiler/ and runtime/.
 
 Exit codes: 0 success, 1 invalid spec, 2 usage or I/O error, 3 internal error (a bug).
 Every message is `path:line:col: severity: message` on stderr; no traceback reaches a user
@@ -98,10 +98,146 @@ def cmd_layers(args) -> int:
     return 0
 
 
+# -- compile, run, bench, export: these import onnx and onnxruntime, check and summary never do --
+def _model(ref: str, args):
+    """An onnx.ModelProto from an .onnx file, or compiled from a spec (seeded or --weights)."""
+    if ref.endswith(".onnx"):
+        if getattr(args, "weights", None):
+            print("warning: --weights applies to a spec; the .onnx file keeps its own weights", file=sys.stderr)
+        from runtime.model import load_onnx
+
+        return load_onnx(ref)
+    from compiler.build import compile_model
+    from compiler.pipeline import analyse
+
+    analysis = analyse(ref)
+    _print_warnings(analysis)
+    return compile_model(analysis, getattr(args, "weights", None), args.seed, getattr(args, "opset", 21),
+                         show_progress=True)
+
+
+def _session(model, args):
+    """A session on the chosen device; one line on stderr says which provider runs it."""
+    from compiler.build import EXTERNAL_THRESHOLD, save, weight_bytes
+    from runtime.session import open_session
+
+    if weight_bytes(model) > EXTERNAL_THRESHOLD:  # too large for one protobuf message: go through a file
+        import tempfile
+
+        folder = tempfile.mkdtemp(prefix="convspec-")
+        source = save(model, os.path.join(folder, "model.onnx"))[0]
+    else:
+        source = model.SerializeToString()
+    session = open_session(source, args.device, args.threads)
+    print(session.describe(), file=sys.stderr)
+    return session
+
+
+def cmd_compile(args) -> int:
+    from compiler.build import compile_model, save, weight_bytes
+    from compiler.pipeline import analyse
+    from compiler.report import human, human_bytes
+
+    analysis = analyse(args.spec)
+    _print_warnings(analysis)
+    model = compile_model(analysis, args.weights, args.seed, args.opset, show_progress=True)
+    written = save(model, args.output)
+    print(f"wrote {', '.join(written)}: {analysis.graph.name}, {human(analysis.params)} params, "
+          f"{human_bytes(weight_bytes(model))} of weights, opset {args.opset}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    import numpy as np
+
+    from runtime.inputs import load_input, random_input
+    from runtime.model import read_info
+
+    model = _model(args.model, args)
+    info = read_info(model)
+    session = _session(model, args)
+    if args.input:
+        x = load_input(args.input, info.input_shape, info.preprocess)
+    else:
+        x = random_input(info.input_shape, args.batch, args.seed)
+    outputs = session.session.run(None, {info.input_name: x})
+    if args.output:
+        try:
+            if len(outputs) == 1:
+                np.save(args.output, outputs[0])
+            else:
+                np.savez(args.output, **dict(zip(info.output_names, outputs)))
+        except OSError as e:
+            from runtime import RuntimeFailure
+
+            raise RuntimeFailure(f"{args.output}: cannot write: {e.strerror}") from None
+    for name, y in zip(info.output_names, outputs):
+        if y.ndim == 2 and y.shape[1] > 1:
+            for i, row in enumerate(y):
+                top = np.argsort(-row, kind="stable")[: args.top]
+                ranked = ", ".join(
+                    f"{k} {info.labels[k]!r} {row[k]:.4g}" if k < len(info.labels) else f"{k} {row[k]:.4g}"
+                    for k in top)
+                print(f"{name}[{i}] top-{len(top)}: {ranked}")
+        else:
+            print(f"{name}: shape {list(y.shape)}, min {y.min():.4g}, mean {y.mean():.4g}, max {y.max():.4g}")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from runtime.bench import measure, summarise
+    from runtime.inputs import random_input
+    from runtime.model import read_info
+
+    model = _model(args.model, args)
+    info = read_info(model)
+    session = _session(model, args)
+    feeds = {info.input_name: random_input(info.input_shape, args.batch, args.seed)}
+    result = summarise(measure(session.session, feeds, args.warmup, args.runs), args.batch, info.macs)
+    result.update(model=info.name, provider=session.provider, threads=args.threads or os.cpu_count(),
+                  device=session.device)
+    if args.format == "json":
+        print(json.dumps(result, indent=2))
+        return 0
+    lat = result["latency_ms"]
+    gflops = f", {result['gflops_per_s']:.1f} GFLOP/s" if result["gflops_per_s"] else ""
+    print(f"{info.name}: batch {args.batch}, {result['runs']} runs on {session.provider} "
+          f"({result['threads']} threads)")
+    print(f"latency ms: p50 {lat['p50']:.3f}  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}")
+    print(f"throughput: {result['throughput_per_s']:.1f} samples/s{gflops}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from compiler.build import save
+    from runtime.model import read_info
+    from runtime.triton import prepare_repository
+
+    model = _model(args.model, args)
+    name = args.name or read_info(model).name
+    model_path, config = prepare_repository(args.triton, model, name, args.max_batch, args.instances, args.kind)
+    written = save(model, model_path)
+    print(f"wrote {', '.join(written + [config])}")
+    return 0
+
+
+def _device_args(p) -> None:
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                   help="auto: CUDA when its provider really starts, else the CPU")
+    p.add_argument("--threads", type=int, default=0, help="intra-op threads (default: one per core)")
+
+
+def _model_args(p) -> None:
+    p.add_argument("model", metavar="MODEL|SPEC", help="an .onnx file, a spec file, or a bundled spec name")
+    p.add_argument("--weights", metavar="FILE", help="for a spec: weights (.npz or .safetensors) keyed by node names")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights (for a spec) and of random input")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from compiler import __version__
 
-    p = argparse.ArgumentParser(prog="convspec", description="Declarative CNN specs: check, summarise, list.")
+    p = argparse.ArgumentParser(prog="convspec",
+                                description="Declarative CNN specs: check, summarise, compile to ONNX, run.")
     p.add_argument("--version", action="version", version=f"convspec {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -123,6 +259,41 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the spec JSON Schema").set_defaults(run=cmd_schema)
 
+    co = sub.add_parser("compile", help="write the ONNX model of a spec")
+    co.add_argument("spec", metavar="SPEC")
+    co.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    co.add_argument("--weights", metavar="FILE", help=".npz or .safetensors keyed by node names (default: seeded)")
+    co.add_argument("--seed", type=int, default=0, help="seed of the initialisation (default 0)")
+    co.add_argument("--opset", type=int, default=21, help="ONNX opset, 18 to 24 (default 21)")
+    co.set_defaults(run=cmd_compile)
+
+    r = sub.add_parser("run", help="run a model or spec on onnxruntime and print its top classes")
+    _model_args(r)
+    r.add_argument("--input", metavar="FILE", help=".npy, .npz or an image (default: random data from --seed)")
+    r.add_argument("--batch", type=int, default=1, help="batch size of random input")
+    r.add_argument("--top", type=int, default=5, help="how many classes to show per sample")
+    r.add_argument("-o", "--output", metavar="OUT.npy", help="save the outputs (.npy, or .npz for several)")
+    _device_args(r)
+    r.set_defaults(run=cmd_run)
+
+    b = sub.add_parser("bench", help="latency percentiles, throughput and GFLOP/s")
+    _model_args(b)
+    b.add_argument("--batch", type=int, default=1)
+    b.add_argument("--runs", type=int, default=50, help="timed runs (at least; more until 1 s has passed)")
+    b.add_argument("--warmup", type=int, default=5)
+    b.add_argument("--format", choices=["table", "json"], default="table")
+    _device_args(b)
+    b.set_defaults(run=cmd_bench)
+
+    e = sub.add_parser("export", help="write a Triton Inference Server model repository")
+    _model_args(e)
+    e.add_argument("--triton", required=True, metavar="DIR", help="the repository folder")
+    e.add_argument("--name", help="the model's name in the repository (default: the spec's)")
+    e.add_argument("--max-batch", type=int, default=64)
+    e.add_argument("--instances", type=int, default=1)
+    e.add_argument("--kind", choices=["auto", "gpu", "cpu"], default="auto", help="instance group kind")
+    e.set_defaults(run=cmd_export)
+
     ly = sub.add_parser("layers", help="list the layer types and their arguments")
     ly.add_argument("--format", choices=["table", "json", "markdown"], default="table")
     ly.set_defaults(run=cmd_layers)
@@ -131,13 +302,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from compiler.errors import ConvspecError
+    from runtime import RuntimeFailure
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except ConvspecError as e:
+    except (ConvspecError, RuntimeFailure) as e:
         print(e.render(), file=sys.stderr)
         return e.exit_code
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in ("onnx", "onnxruntime"):
+            raise
+        print(f"error: `convspec {args.command}` needs the {e.name} package, which is missing; "
+              "reinstall convspec with its dependencies (pip install -e .)", file=sys.stderr)
+        return 2
     except BrokenPipeError:
         sys.stderr.close()  # `convspec summary x | head` is not an error
         return 0

@@ -10,6 +10,7 @@ spec is expanded, so an item may name a later one; cycles are then reported, not
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import layers as _layers  # noqa: F401  (fills the registry)
 from .errors import Location, SpecError, did_you_mean
@@ -378,7 +379,21 @@ def expand(doc: Map, path: str) -> Graph:
                                         doc.value_at["expect"], doc["expect"].value_at))
     meta = {k: doc[k] for k in ("title", "paper", "description") if k in doc}
     input_shape = tuple(doc["input"])
-    return Graph(name, path, meta, input_shape, _topological(resolved), outputs, tuple(expectations))
+    extras = {}
+    if "preprocess" in doc:
+        extras["preprocess"] = _plain(doc["preprocess"])
+    if "labels" in doc:  # relative to the spec, like an include
+        extras["labels"] = str(Path(path).parent / doc["labels"])
+    return Graph(name, path, meta, input_shape, _topological(resolved), outputs, tuple(expectations), extras)
+
+
+def _plain(value):
+    """Map/Seq -> dict/list (for metadata that leaves the compiler)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _topological(nodes: list[Node]) -> tuple[Node, ...]:

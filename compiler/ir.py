@@ -42,3 +42,4 @@ class Graph:
     nodes: tuple[Node, ...]  # in topological order
     outputs: tuple[str, ...]
     expectations: tuple[Expectation, ...] = ()
+    extras: dict = field(default_factory=dict)  # preprocess, labels: what running it needs
