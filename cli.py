@@ -310,18 +310,16 @@ def main(argv=None) -> int:
     except (ConvspecError, RuntimeFailure) as e:
         print(e.render(), file=sys.stderr)
         return e.exit_code
-    except ModuleNotFoundError as e:
-        if (e.name or "").split(".")[0] not in ("onnx", "onnxruntime"):
-            raise
-        print(f"error: `convspec {args.command}` needs the {e.name} package, which is missing; "
-              "reinstall convspec with its dependencies (pip install -e .)", file=sys.stderr)
-        return 2
     except BrokenPipeError:
         sys.stderr.close()  # `convspec summary x | head` is not an error
         return 0
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # a bug: say so plainly, without a traceback
+        if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in ("onnx", "onnxruntime"):
+            print(f"error: `convspec {args.command}` needs the {e.name} package, which is missing; "
+                  "reinstall convspec with its dependencies (pip install -e .)", file=sys.stderr)
+            return 2
         if os.environ.get("CONVSPEC_DEBUG"):
             raise
         print(f"convspec: internal error: {type(e).__name__}: {e} "

@@ -1,0 +1,297 @@
+"""Compile to ONNX and run on onnxruntime: every bundled spec, weights in and out, the CLI.
+
+Independent oracles: onnx.checker, onnx.shape_inference (against our own shapes), and
+onnx.reference.ReferenceEvaluator (against onnxruntime) for whole small networks. Per-layer
+numeric parity with numpy references is in test_numeric.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx.reference import ReferenceEvaluator
+
+from compiler import build
+from compiler.build import compile_model, save
+from compiler.errors import SpecError, UsageError
+from compiler.lower import LoweringError, build_model
+from compiler.pipeline import analyse, analyse_text
+from compiler.weights import seeded
+from compiler.zoo import bundled
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def session(model) -> ort.InferenceSession:
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def static_dims(value) -> list:
+    return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in value.type.tensor_type.shape.dim]
+
+
+@pytest.mark.parametrize("path", bundled(), ids=lambda p: p.stem)
+def test_bundled_spec_compiles_checks_and_runs(path):
+    a = analyse(str(path))
+    model = compile_model(a, seed=0)
+    assert model.ir_version <= 13 and model.opset_import[0].version == 21
+    onnx.checker.check_model(model, full_check=True)
+
+    # onnx's own shape inference agrees with ours on every node's output
+    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+    known = {v.name: static_dims(v) for v in list(inferred.graph.value_info) + list(inferred.graph.output)}
+    for f in a.layers:
+        assert known[f.node.name] == ["batch", *f.output_shape], f.node.name
+
+    s = session(model)
+    for batch in (1, 3):
+        x = np.random.default_rng(batch).standard_normal((batch, *a.graph.input_shape), dtype=np.float32)
+        outputs = s.run(None, {"input": x})
+        for y, name in zip(outputs, a.graph.outputs):
+            shape = {f.node.name: f.output_shape for f in a.layers}[name]
+            assert y.shape == (batch, *shape)
+            assert np.isfinite(y).all()
+
+
+@pytest.mark.parametrize("name", ["lenet5", "inception_cost", "cs231n_conv_example"])
+def test_onnxruntime_agrees_with_the_onnx_reference_evaluator(name):
+    a = analyse(name)
+    model = compile_model(a, seed=3)
+    x = np.random.default_rng(0).standard_normal((2, *a.graph.input_shape), dtype=np.float32)
+    expected = ReferenceEvaluator(model).run(None, {"input": x})
+    got = session(model).run(None, {"input": x})
+    for e, g in zip(expected, got):
+        np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
+
+
+def test_same_spec_and_seed_give_the_same_bytes():
+    a = analyse("resnet18")
+    first = compile_model(a, seed=7).SerializeToString()
+    assert compile_model(analyse("resnet18"), seed=7).SerializeToString() == first
+    assert compile_model(a, seed=8).SerializeToString() != first
+
+
+def test_value_names_follow_node_names_and_batch_is_dynamic():
+    a = analyse("resnet18")
+    model = compile_model(a)
+    produced = {out for node in model.graph.node for out in node.output}
+    assert {f.node.name for f in a.layers} <= produced
+    assert static_dims(model.graph.input[0]) == ["batch", 3, 224, 224]
+    assert [o.name for o in model.graph.output] == ["fc"]
+    assert {i.name for i in model.graph.initializer} >= {"conv1.weight", "layer1.0.bn1.running_var", "fc.bias"}
+
+
+def test_metadata():
+    a = analyse("lenet5")
+    meta = {p.key: p.value for p in compile_model(a, seed=1).metadata_props}
+    assert meta["convspec.spec"] == "lenet5"
+    assert meta["convspec.spec_sha256"] == hashlib.sha256((ROOT / "specs" / "lenet5.yaml").read_bytes()).hexdigest()
+    assert meta["convspec.params"] == "61706"
+    assert meta["convspec.macs"] == "416520"
+    assert meta["convspec.weights"] == "seeded:1"
+    assert meta["convspec.version"]
+
+
+def test_initialisation_schemes():
+    """He for ReLU networks (std sqrt(2/fan_in)), Glorot for tanh ones (bound sqrt(6/(fan_in+fan_out)))."""
+    relu = analyse_text("input: [64, 8, 8]\nlayers:\n  - conv: {filters: 256, kernel: 3, activation: relu}\n")
+    w = seeded(relu, 0)(relu.layers[0])["conv1.weight"]
+    assert abs(w.std() - np.sqrt(2 / (64 * 9))) < 0.01 * np.sqrt(2 / (64 * 9)) * 10
+    assert np.abs(seeded(relu, 0)(relu.layers[0])["conv1.bias"]).max() == 0
+    tanh = analyse_text("input: [64, 8, 8]\nlayers:\n  - conv: {filters: 256, kernel: 3, activation: tanh}\n")
+    w = seeded(tanh, 0)(tanh.layers[0])["conv1.weight"]
+    bound = np.sqrt(6 / (64 * 9 + 256 * 9))
+    assert w.max() <= bound and w.min() >= -bound and w.max() > 0.95 * bound
+    bn = analyse_text("input: [4, 8, 8]\nlayers:\n  - batchnorm\n")
+    arrays = seeded(bn, 0)(bn.layers[0])
+    assert arrays["batchnorm1.running_var"].tolist() == [1, 1, 1, 1]
+    assert arrays["batchnorm1.weight"].tolist() == [1, 1, 1, 1]
+
+
+def test_opsets(tmp_path):
+    a = analyse("googlenet")
+    for opset in (18, 24):
+        model = build_model(a, seeded(a, 0), opset)
+        assert model.opset_import[0].version == opset and model.ir_version <= 13
+        session(model)
+    with pytest.raises(LoweringError, match="opset 30 is not supported"):
+        build_model(a, seeded(a, 0), 30)
+
+
+# -- weights files ------------------------------------------------------------------------------
+def write_safetensors(path: Path, arrays: dict) -> None:
+    """An independent writer of the format: u64 header length, JSON header, raw little-endian data."""
+    header, blobs, offset = {}, [], 0
+    for key, array in arrays.items():
+        raw = np.ascontiguousarray(array, dtype="<f4").tobytes()
+        header[key] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
+        blobs.append(raw)
+        offset += len(raw)
+    text = json.dumps(header).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+
+
+def perturbed_weights(a, seed=5) -> dict:
+    rng = np.random.default_rng(seed)
+    out = {}
+    for f in a.layers:
+        for key, array in seeded(a, 0)(f).items():
+            out[key] = (array + rng.standard_normal(array.shape).astype(np.float32) * 0.1).astype(np.float32)
+    return out
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".safetensors"])
+def test_weights_load_by_name(tmp_path, suffix):
+    a = analyse("resnet18")
+    arrays = perturbed_weights(a)
+    path = tmp_path / f"w{suffix}"
+    if suffix == ".npz":
+        np.savez(path, **arrays)
+    else:
+        write_safetensors(path, arrays)
+    model = compile_model(a, weights=str(path))
+    loaded = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name in arrays}
+    assert loaded.keys() == arrays.keys()
+    for key in arrays:
+        np.testing.assert_array_equal(loaded[key], arrays[key])
+    assert {p.key: p.value for p in model.metadata_props}["convspec.weights"] == str(path)
+
+
+def test_weight_name_mismatches_are_listed(tmp_path):
+    a = analyse("lenet5")
+    arrays = perturbed_weights(a)
+    del arrays["c1.bias"]
+    arrays["c9.weight"] = np.zeros(3, np.float32)
+    arrays["f6.weight"] = np.zeros((84, 121), np.float32)
+    arrays["bn.num_batches_tracked"] = np.zeros((), np.float32)  # PyTorch's counter: ignored
+    np.savez(tmp_path / "w.npz", **arrays)
+    with pytest.raises(SpecError) as e:
+        compile_model(a, weights=str(tmp_path / "w.npz"))
+    text = str(e.value)
+    assert "missing keys (1): c1.bias" in text
+    assert "unexpected keys (1): c9.weight" in text
+    assert "shape mismatches (1): f6.weight: file [84, 121], spec [84, 120]" in text
+
+
+def test_unreadable_weights_files(tmp_path):
+    a = analyse("lenet5")
+    (tmp_path / "w.pkl").write_bytes(b"x")
+    with pytest.raises(UsageError, match="unknown weights format"):
+        compile_model(a, weights=str(tmp_path / "w.pkl"))
+    (tmp_path / "w.safetensors").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00nope!")
+    with pytest.raises(UsageError, match="not a .safetensors file"):
+        compile_model(a, weights=str(tmp_path / "w.safetensors"))
+
+
+def test_large_models_write_external_data(tmp_path, monkeypatch):
+    """Past the threshold (2 GB in real life; lowered here) the weights go to a side file."""
+    a = analyse("lenet5")
+    model = compile_model(a, seed=2)
+    x = np.ones((1, 1, 32, 32), np.float32)
+    expected = session(model).run(None, {"input": x})[0]
+    monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 1000)
+    written = save(model, str(tmp_path / "m.onnx"))
+    assert written == [str(tmp_path / "m.onnx"), str(tmp_path / "m.onnx.data")]
+    assert (tmp_path / "m.onnx").stat().st_size < 20_000 < (tmp_path / "m.onnx.data").stat().st_size
+    s = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(s.run(None, {"input": x})[0], expected)
+
+
+# -- the CLI ------------------------------------------------------------------------------------
+def cli(*args, cwd=None):
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, cwd=cwd)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def test_cli_compile_run_and_save_outputs(tmp_path):
+    out = tmp_path / "lenet5.onnx"
+    proc = cli("compile", "lenet5", "-o", str(out), "--seed", "4")
+    assert proc.returncode == 0, proc.stderr
+    assert "compiling" not in proc.stderr  # no progress bar when stderr is not a terminal
+    x = np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    proc = cli("run", str(out), "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"), "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "provider: CPUExecutionProvider"
+    expected = session(onnx.load(str(out))).run(None, {"input": x})[0]
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
+    assert "output[1] top-5:" in proc.stdout
+    top = int(proc.stdout.splitlines()[0].split(": ")[1].split()[0])
+    assert top == int(np.argmax(expected[0]))
+
+
+def test_cli_run_wrong_input_shape_states_the_expected_one(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros((2, 3, 32, 32), np.float32))
+    proc = cli("run", "lenet5", "--input", str(tmp_path / "x.npy"), "--device", "cpu")
+    assert proc.returncode == 1
+    assert "input shape [2, 3, 32, 32] does not fit the model; it expects [batch, 1, 32, 32]" in proc.stderr
+
+
+def test_cli_run_image_with_preprocess_and_labels(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "labels.txt").write_text("cat\ndog\nbird\n")
+    (tmp_path / "tiny.yaml").write_text(
+        "input: [3, 8, 8]\nlabels: labels.txt\n"
+        "preprocess: {resize: [8, 8], mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}\n"
+        "layers:\n  - global_avgpool: {keepdims: false}\n")
+    Image.new("RGB", (20, 10), (255, 0, 51)).save(tmp_path / "img.png")
+    proc = cli("run", "tiny.yaml", "--input", "img.png", "--device", "cpu", "--top", "2", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    # channel means after (x/255 - 0.5)/0.25: red 2.0, green -2.0, blue (0.2 - 0.5)/0.25 = -1.2
+    assert proc.stdout.strip() == "global_avgpool1[0] top-2: 0 'cat' 2, 2 'bird' -1.2"
+
+
+def test_cli_device_cuda_without_cuda_exits_2():
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        probe = cli("run", "cs231n_conv_example", "--device", "auto")
+        if "provider: CUDAExecutionProvider" in probe.stderr:
+            pytest.skip("CUDA works here: this test is for machines without it")
+    proc = cli("run", "cs231n_conv_example", "--device", "cuda")
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("error: --device cuda: ")
+    assert "[E:onnxruntime" not in proc.stderr  # onnxruntime's own log stays out of the way
+    auto = cli("run", "cs231n_conv_example")
+    assert auto.returncode == 0 and auto.stderr.count("\n") == 1
+    assert auto.stderr.startswith("provider: CPUExecutionProvider")
+
+
+def test_cli_bench_json(tmp_path):
+    proc = cli("bench", "lenet5", "--batch", "2", "--runs", "5", "--format", "json", "--device", "cpu",
+               "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["provider"] == "CPUExecutionProvider" and result["threads"] == 1 and result["batch"] == 2
+    lat = result["latency_ms"]
+    assert 0 < lat["p50"] <= lat["p90"] <= lat["p99"]
+    assert result["runs"] >= 5
+    assert result["gflops_per_s"] == pytest.approx(2 * 416520 * 2 / (lat["p50"] / 1e3) / 1e9)
+
+
+def test_cli_export_triton(tmp_path):
+    proc = cli("export", "--triton", str(tmp_path / "repo"), "googlenet", "--kind", "gpu", "--instances", "2")
+    assert proc.returncode == 0, proc.stderr
+    config = (tmp_path / "repo" / "googlenet" / "config.pbtxt").read_text()
+    assert 'platform: "onnxruntime_onnx"' in config
+    assert '{ name: "input", data_type: TYPE_FP32, dims: [ 3, 224, 224 ] }' in config
+    assert '{ name: "fc", data_type: TYPE_FP32, dims: [ 1000 ] }' in config
+    assert "dynamic_batching" in config and "count: 2, kind: KIND_GPU" in config
+    onnx.checker.check_model(str(tmp_path / "repo" / "googlenet" / "1" / "model.onnx"))
+
+
+def test_cli_compile_errors(tmp_path):
+    proc = cli("compile", "lenet5", "-o", str(tmp_path / "m.onnx"), "--opset", "9")
+    assert proc.returncode == 1 and "opset 9 is not supported; use one from 18 to 24" in proc.stderr
+    proc = cli("compile", "lenet5", "-o", str(tmp_path / "m.onnx"), "--weights", str(tmp_path / "none.npz"))
+    assert proc.returncode == 2 and "no such file" in proc.stderr
+    proc = cli("run", str(tmp_path / "missing.onnx"))
+    assert proc.returncode == 2 and "missing.onnx: no such file" in proc.stderr
