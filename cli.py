@@ -99,51 +99,50 @@ def cmd_layers(args) -> int:
 
 
 # -- compile, run, bench, export: these import onnx and onnxruntime, check and summary never do --
-def _model(ref: str, args):
-    """An onnx.ModelProto from an .onnx file, or compiled from a spec (seeded or --weights)."""
+def _lowered(ref: str, args):
+    """The model of an .onnx file, or of a spec compiled with seeded or --weights weights."""
+    from compiler.build import as_lowered, compile_spec
+
     if ref.endswith(".onnx"):
-        if getattr(args, "weights", None):
+        if args.weights:
             print("warning: --weights applies to a spec; the .onnx file keeps its own weights", file=sys.stderr)
         from runtime.model import load_onnx
 
-        return load_onnx(ref)
-    from compiler.build import compile_model
+        return as_lowered(load_onnx(ref))
     from compiler.pipeline import analyse
 
     analysis = analyse(ref)
     _print_warnings(analysis)
-    return compile_model(analysis, getattr(args, "weights", None), args.seed, getattr(args, "opset", 21),
-                         show_progress=True)
+    return compile_spec(analysis, args.weights, args.seed, show_progress=True)
 
 
-def _session(model, args):
+def _session(lowered, args):
     """A session on the chosen device; one line on stderr says which provider runs it."""
-    from compiler.build import EXTERNAL_THRESHOLD, save, weight_bytes
+    from compiler.build import EXTERNAL_THRESHOLD, save
     from runtime.session import open_session
 
-    if weight_bytes(model) > EXTERNAL_THRESHOLD:  # too large for one protobuf message: go through a file
+    if lowered.weight_bytes > EXTERNAL_THRESHOLD:  # too large for one protobuf message: go through a file
         import tempfile
 
-        folder = tempfile.mkdtemp(prefix="convspec-")
-        source = save(model, os.path.join(folder, "model.onnx"))[0]
+        source = save(lowered, os.path.join(tempfile.mkdtemp(prefix="convspec-"), "model.onnx"))[0]
     else:
-        source = model.SerializeToString()
+        source = lowered.to_model().SerializeToString()
     session = open_session(source, args.device, args.threads)
     print(session.describe(), file=sys.stderr)
     return session
 
 
 def cmd_compile(args) -> int:
-    from compiler.build import compile_model, save, weight_bytes
+    from compiler.build import compile_spec, save
     from compiler.pipeline import analyse
     from compiler.report import human, human_bytes
 
     analysis = analyse(args.spec)
     _print_warnings(analysis)
-    model = compile_model(analysis, args.weights, args.seed, args.opset, show_progress=True)
-    written = save(model, args.output)
+    lowered = compile_spec(analysis, args.weights, args.seed, args.opset, show_progress=True)
+    written = save(lowered, args.output)
     print(f"wrote {', '.join(written)}: {analysis.graph.name}, {human(analysis.params)} params, "
-          f"{human_bytes(weight_bytes(model))} of weights, opset {args.opset}")
+          f"{human_bytes(lowered.weight_bytes)} of weights, opset {args.opset}")
     return 0
 
 
@@ -153,9 +152,9 @@ def cmd_run(args) -> int:
     from runtime.inputs import load_input, random_input
     from runtime.model import read_info
 
-    model = _model(args.model, args)
-    info = read_info(model)
-    session = _session(model, args)
+    lowered = _lowered(args.model, args)
+    info = read_info(lowered.model)
+    session = _session(lowered, args)
     if args.input:
         x = load_input(args.input, info.input_shape, info.preprocess)
     else:
@@ -189,9 +188,9 @@ def cmd_bench(args) -> int:
     from runtime.inputs import random_input
     from runtime.model import read_info
 
-    model = _model(args.model, args)
-    info = read_info(model)
-    session = _session(model, args)
+    lowered = _lowered(args.model, args)
+    info = read_info(lowered.model)
+    session = _session(lowered, args)
     feeds = {info.input_name: random_input(info.input_shape, args.batch, args.seed)}
     result = summarise(measure(session.session, feeds, args.warmup, args.runs), args.batch, info.macs)
     result.update(model=info.name, provider=session.provider, threads=args.threads or os.cpu_count(),
@@ -213,10 +212,11 @@ def cmd_export(args) -> int:
     from runtime.model import read_info
     from runtime.triton import prepare_repository
 
-    model = _model(args.model, args)
-    name = args.name or read_info(model).name
-    model_path, config = prepare_repository(args.triton, model, name, args.max_batch, args.instances, args.kind)
-    written = save(model, model_path)
+    lowered = _lowered(args.model, args)
+    name = args.name or read_info(lowered.model).name
+    model_path, config = prepare_repository(args.triton, lowered.model, name, args.max_batch, args.instances,
+                                            args.kind)
+    written = save(lowered, model_path)
     print(f"wrote {', '.join(written + [config])}")
     return 0
 

@@ -1,6 +1,8 @@
 """Compile a spec to an ONNX file: analyse -> weights -> lower -> save.
 
-Models past protobuf's 2 GB limit are written with their weights in a side file
+`save` streams the weights to disk one tensor at a time, writing the protobuf wire format of
+each initializer itself, so compiling VGG-19 (575 MB of weights) needs about its size in
+memory, not three copies. Past protobuf's 2 GB limit the weights go to a side file
 (`<model>.onnx.data`, ONNX external data) instead of failing inside protobuf.
 """
 
@@ -11,15 +13,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import onnx
+from onnx import TensorProto, numpy_helper
 
 from .errors import UsageError
 from .infer import Analysis
-from .lower import DEFAULT_OPSET, LoweringError, build_model
+from .lower import DEFAULT_OPSET, Lowered, lower
 from .weights import imported, read_weights, seeded
 
-PROTOBUF_LIMIT = 2**31 - 1
-EXTERNAL_THRESHOLD = 1_900_000_000  # bytes of weights; leaves room for the graph itself
+EXTERNAL_THRESHOLD = 1_900_000_000  # bytes of weights past which they go to a side file (2 GB limit)
 
 
 class Progress:
@@ -46,27 +49,30 @@ class Progress:
             self.stream.flush()
 
 
-def weights_source(analysis: Analysis, weights: str | None, seed: int):
-    if weights:
-        return imported(analysis, read_weights(weights), weights)
-    return seeded(analysis, seed)
-
-
-def compile_model(analysis: Analysis, weights: str | None = None, seed: int = 0,
-                  opset: int = DEFAULT_OPSET, show_progress: bool = False) -> onnx.ModelProto:
+def compile_spec(analysis: Analysis, weights: str | None = None, seed: int = 0,
+                 opset: int = DEFAULT_OPSET, show_progress: bool = False) -> Lowered:
+    """Lower with seeded or imported weights; the weights stay arrays (see `save`)."""
+    source = imported(analysis, read_weights(weights), weights) if weights else seeded(analysis, seed)
     progress = Progress(f"compiling {analysis.graph.name}") if show_progress else None
     try:
-        model = build_model(analysis, weights_source(analysis, weights, seed), opset, progress)
+        lowered = lower(analysis, source, opset, progress)
     finally:
         if progress:
             progress.close()
-    model.metadata_props.add(key="convspec.weights", value=weights or f"seeded:{seed}")
+    meta = lowered.model.metadata_props
+    meta.add(key="convspec.weights", value=weights or f"seeded:{seed}")
     extras = analysis.graph.extras
     if "preprocess" in extras:
-        model.metadata_props.add(key="convspec.preprocess", value=json.dumps(extras["preprocess"]))
+        meta.add(key="convspec.preprocess", value=json.dumps(extras["preprocess"]))
     if "labels" in extras:  # the labels travel inside the model
-        model.metadata_props.add(key="convspec.labels", value=json.dumps(read_labels(extras["labels"])))
-    return model
+        meta.add(key="convspec.labels", value=json.dumps(read_labels(extras["labels"])))
+    return lowered
+
+
+def compile_model(analysis: Analysis, weights: str | None = None, seed: int = 0,
+                  opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """The whole model in memory (for running it and for tests)."""
+    return compile_spec(analysis, weights, seed, opset).to_model()
 
 
 def read_labels(path: str) -> list[str]:
@@ -77,24 +83,94 @@ def read_labels(path: str) -> list[str]:
     return [line.strip() for line in lines if line.strip()]
 
 
-def weight_bytes(model: onnx.ModelProto) -> int:
-    return sum(len(t.raw_data) for t in model.graph.initializer)
+# -- writing ------------------------------------------------------------------------------------
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
 
 
-def save(model: onnx.ModelProto, path: str) -> list[str]:
+def _key(field: int, wire: int) -> bytes:
+    return _varint(field << 3 | wire)
+
+
+def _tensor_head(name: str, array: np.ndarray) -> bytes:
+    """TensorProto fields before raw_data: dims (1), data_type (2), name (8), raw_data's key and length (9)."""
+    encoded = name.encode()
+    head = b"".join(_key(1, 0) + _varint(d) for d in array.shape)
+    head += _key(2, 0) + _varint(TensorProto.FLOAT) + _key(8, 2) + _varint(len(encoded)) + encoded
+    return head + _key(9, 2) + _varint(array.nbytes)
+
+
+def as_lowered(model: onnx.ModelProto) -> Lowered:
+    """An existing model (say, read from an .onnx file) with its float initializers set aside."""
+    weights, kept = [], []
+    for t in model.graph.initializer:
+        if t.data_type == TensorProto.FLOAT and t.dims:
+            weights.append((t.name, numpy_helper.to_array(t)))
+        else:
+            kept.append(t)
+    shell = onnx.ModelProto()
+    shell.CopyFrom(model)
+    del shell.graph.initializer[:]
+    shell.graph.initializer.extend(kept)
+    return Lowered(shell, weights)
+
+
+def save(lowered: Lowered, path: str) -> list[str]:
     """Write the model; return the files written (two when the weights go to a side file)."""
     out = Path(path)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        if weight_bytes(model) > EXTERNAL_THRESHOLD:
-            data = out.name + ".data"
-            onnx.save_model(model, str(out), save_as_external_data=True, all_tensors_to_one_file=True,
-                            location=data, size_threshold=1024)
-            return [str(out), str(out.parent / data)]
-        out.write_bytes(model.SerializeToString())
+        if lowered.weight_bytes > EXTERNAL_THRESHOLD:
+            return _save_external(lowered, out)
+        _save_inline(lowered, out)
         return [str(out)]
     except OSError as e:
         raise UsageError(f"{path}: cannot write: {e.strerror}") from None
-    except ValueError as e:  # protobuf refuses messages past 2 GB
-        raise LoweringError(f"the model is too large to serialise ({e}); its weights should have gone to "
-                            "external data: please report this") from None
+
+
+def _save_inline(lowered: Lowered, out: Path) -> None:
+    """ModelProto = its other fields + the graph field (7), whose initializers (5) we append ourselves.
+
+    Protobuf allows a message's fields in any order, so the weights can follow the rest of the
+    graph; each is written straight from its numpy buffer.
+    """
+    shell = onnx.ModelProto()
+    shell.CopyFrom(lowered.model)
+    graph = shell.graph.SerializeToString()
+    shell.ClearField("graph")
+    heads = [_tensor_head(key, array) for key, array in lowered.weights]
+    sizes = [len(h) + a.nbytes for h, (_, a) in zip(heads, lowered.weights)]
+    graph_size = len(graph) + sum(len(_key(5, 2)) + len(_varint(n)) + n for n in sizes)
+    with open(out, "wb") as f:
+        f.write(shell.SerializeToString())
+        f.write(_key(7, 2) + _varint(graph_size))
+        f.write(graph)
+        for head, size, (_, array) in zip(heads, sizes, lowered.weights):
+            f.write(_key(5, 2) + _varint(size) + head)
+            f.write(memoryview(array).cast("B"))
+
+
+def _save_external(lowered: Lowered, out: Path) -> list[str]:
+    data = out.with_name(out.name + ".data")
+    model = onnx.ModelProto()
+    model.CopyFrom(lowered.model)
+    offset = 0
+    with open(data, "wb") as f:
+        for key, array in lowered.weights:
+            tensor = TensorProto(name=key, data_type=TensorProto.FLOAT, dims=array.shape,
+                                 data_location=TensorProto.EXTERNAL)
+            for k, v in (("location", data.name), ("offset", str(offset)), ("length", str(array.nbytes))):
+                tensor.external_data.add(key=k, value=v)
+            model.graph.initializer.append(tensor)
+            f.write(memoryview(array).cast("B"))
+            offset += array.nbytes
+    out.write_bytes(model.SerializeToString())
+    return [str(out), str(data)]

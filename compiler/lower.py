@@ -1,9 +1,11 @@
 """Lowering: an inferred graph plus its weights -> an ONNX ModelProto.
 
 Each layer type lowers itself in its registry module (`Layer.lower`), through the small
-`Builder` here, which names values after the spec's nodes, sorts attributes and drops None
-(so the same spec and seed give the same bytes), and turns weights into initializers one
-node at a time (so peak memory stays near the model's own size).
+`Builder` here, which names values after the spec's nodes and sorts attributes and drops None
+(so the same spec and seed give the same bytes). The weights stay numpy arrays beside the
+graph (`Lowered`): `to_model()` makes one in-memory ModelProto, while `compiler.build.save`
+streams them to disk one at a time, so compiling a large model needs little more memory than
+its weights.
 
 This module imports onnx; `check` and `summary` never import it.
 """
@@ -34,7 +36,8 @@ class Builder:
 
     def __init__(self):
         self.nodes: list = []
-        self.initializers: list = []
+        self.initializers: list = []  # small constants (axes, pads)
+        self.weights: list = []  # (key, float32 array), in order of use
         self.node = ""  # the spec node being lowered
         self._weights: dict = {}
         self._count = 0
@@ -53,8 +56,7 @@ class Builder:
     def weight(self, name: str) -> str:
         """The initializer holding this node's weight `name` (its key: `<node>.<name>`)."""
         key = f"{self.node}.{name}"
-        array = self._weights[key]
-        self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(array, dtype=np.float32), key))
+        self.weights.append((key, np.ascontiguousarray(self._weights[key], dtype=np.float32)))
         return key
 
     def const(self, value, dtype=np.int64) -> str:
@@ -87,8 +89,32 @@ def spec_digest(path: str) -> str:
         return ""
 
 
+class Lowered:
+    """An ONNX model whose weight initializers are still numpy arrays, kept aside."""
+
+    def __init__(self, model: onnx.ModelProto, weights: list):
+        self.model = model  # graph, metadata and small constants; no weights
+        self.weights = weights  # [(key, float32 array)]
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(a.nbytes for _, a in self.weights)
+
+    def to_model(self) -> onnx.ModelProto:
+        """The whole model in memory (for running it; `compiler.build.save` writes without this copy)."""
+        model = onnx.ModelProto()
+        model.CopyFrom(self.model)
+        model.graph.initializer.extend(numpy_helper.from_array(a, key) for key, a in self.weights)
+        return model
+
+
 def build_model(analysis: Analysis, weights_for, opset: int = DEFAULT_OPSET, progress=None) -> onnx.ModelProto:
-    """The ONNX model of an analysed spec. `weights_for(figures)` gives one node's arrays by key."""
+    """The ONNX model of an analysed spec, in memory. `weights_for(figures)` gives a node's arrays by key."""
+    return lower(analysis, weights_for, opset, progress).to_model()
+
+
+def lower(analysis: Analysis, weights_for, opset: int = DEFAULT_OPSET, progress=None) -> Lowered:
+    """Lower an analysed spec; the weights stay arrays beside the graph."""
     ir_version = opset_ir_version(opset)
     graph = analysis.graph
     g = Builder()
@@ -117,4 +143,4 @@ def build_model(analysis: Analysis, weights_for, opset: int = DEFAULT_OPSET, pro
     }
     helper.set_model_props(model, metadata)
     model.doc_string = graph.meta.get("title", graph.name)
-    return model
+    return Lowered(model, g.weights)

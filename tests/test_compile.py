@@ -20,7 +20,7 @@ import pytest
 from onnx.reference import ReferenceEvaluator
 
 from compiler import build
-from compiler.build import compile_model, save
+from compiler.build import as_lowered, compile_model, compile_spec, save
 from compiler.errors import SpecError, UsageError
 from compiler.lower import LoweringError, build_model
 from compiler.pipeline import analyse, analyse_text
@@ -198,11 +198,28 @@ def test_large_models_write_external_data(tmp_path, monkeypatch):
     x = np.ones((1, 1, 32, 32), np.float32)
     expected = session(model).run(None, {"input": x})[0]
     monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 1000)
-    written = save(model, str(tmp_path / "m.onnx"))
+    written = save(compile_spec(a, seed=2), str(tmp_path / "m.onnx"))
     assert written == [str(tmp_path / "m.onnx"), str(tmp_path / "m.onnx.data")]
     assert (tmp_path / "m.onnx").stat().st_size < 20_000 < (tmp_path / "m.onnx.data").stat().st_size
     s = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_array_equal(s.run(None, {"input": x})[0], expected)
+
+
+def test_streamed_file_is_the_same_model(tmp_path):
+    """save() writes the weights' wire format itself; onnx reads back exactly the in-memory model."""
+    a = analyse("googlenet")
+    lowered = compile_spec(a, seed=1)
+    save(lowered, str(tmp_path / "g.onnx"))
+    back = onnx.load(str(tmp_path / "g.onnx"))
+    expected = lowered.to_model()
+    assert back.graph.node == expected.graph.node
+    assert sorted(back.graph.initializer, key=lambda t: t.name) == sorted(expected.graph.initializer,
+                                                                           key=lambda t: t.name)
+    assert back.metadata_props == expected.metadata_props and back.ir_version == expected.ir_version
+    onnx.checker.check_model(str(tmp_path / "g.onnx"), full_check=True)
+    # a model read from a file streams out the same way
+    save(as_lowered(back), str(tmp_path / "again.onnx"))
+    assert onnx.load(str(tmp_path / "again.onnx")).graph.initializer[-1] in expected.graph.initializer
 
 
 # -- the CLI ------------------------------------------------------------------------------------

@@ -18,7 +18,8 @@ specs follow (PyTorch's unless a layer's docstring says otherwise):
 
 The references compute in float64 and never call convspec's arithmetic (compiler.arith) nor
 onnxruntime; ONNX's own reference evaluator is a second oracle for a few cases.
-Tolerances are rtol = atol = 1e-5 unless a row says otherwise (and why).
+Tolerances are rtol = atol = 1e-5 throughout: the sums are short (at most ~100 float32 terms of
+order 1), so float32 rounding stays near 1e-6.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ def compile_spec(text: str, arrays: dict):
 
 
 def run_ort(model, x: np.ndarray, name: str = "t") -> np.ndarray:
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    sess = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     return sess.run([name], {"input": x})[0]
 
 
@@ -90,7 +93,7 @@ def vector(rng, n, scale=0.5) -> np.ndarray:
     return (rng.standard_normal(n) * scale).astype(np.float32)
 
 
-def check(text, arrays, x, expected, tol=TOL, type_=None, oracle=False):
+def check(text, arrays, x, expected, tol=TOL, oracle=False):
     """Compile, run with onnxruntime, compare with the numpy reference (and the shape inferred)."""
     a, model = compile_spec(text, arrays)
     t = next(f for f in a.layers if f.node.name == "t")
@@ -310,7 +313,7 @@ def test_conv(args, in_shape):
     x = randx(rng, in_shape)
     pads = explicit_pads(args.get("padding", 0), in_shape[1:], k, s, d)
     y = conv_ref(x, arrays["t.weight"], arrays.get("t.bias"), s, pads, d, g)
-    check(spec(in_shape, ("conv", args)), arrays, x, ACT[args.get("activation")](y), type_="conv")
+    check(spec(in_shape, ("conv", args)), arrays, x, ACT[args.get("activation")](y))
 
 
 DEPTHWISE_ROWS = [
@@ -334,8 +337,7 @@ def test_depthwise_conv(args, in_shape):
     x = randx(rng, in_shape)
     pads = explicit_pads(args.get("padding", 0), in_shape[1:], k, s, d)
     y = conv_ref(x, arrays["t.weight"], arrays.get("t.bias"), s, pads, d, groups=c)
-    check(spec(in_shape, ("depthwise_conv", args)), arrays, x, ACT[args.get("activation")](y),
-          type_="depthwise_conv")
+    check(spec(in_shape, ("depthwise_conv", args)), arrays, x, ACT[args.get("activation")](y))
 
 
 SEPARABLE_ROWS = [
@@ -363,8 +365,7 @@ def test_separable_conv(args, in_shape):
     y = np.einsum("nchw,fc->nfhw", mid, arrays["t.pointwise.weight"][:, :, 0, 0].astype(np.float64))
     if "t.pointwise.bias" in arrays:
         y += arrays["t.pointwise.bias"][None, :, None, None]
-    check(spec(in_shape, ("separable_conv", args)), arrays, x, ACT[args.get("activation")](y),
-          type_="separable_conv")
+    check(spec(in_shape, ("separable_conv", args)), arrays, x, ACT[args.get("activation")](y))
 
 
 SPATIAL_SEPARABLE_ROWS = [
@@ -393,8 +394,7 @@ def test_spatial_separable_conv(args, in_shape):
     x = randx(rng, in_shape)
     pads = explicit_pads(args.get("padding", 0), in_shape[1:], k, s)
     y = conv_ref(x, full, arrays.get("t.horizontal.bias"), s, pads)
-    check(spec(in_shape, ("spatial_separable_conv", args)), arrays, x, ACT[args.get("activation")](y),
-          type_="spatial_separable_conv")
+    check(spec(in_shape, ("spatial_separable_conv", args)), arrays, x, ACT[args.get("activation")](y))
 
 
 # ============================================================================================
@@ -436,7 +436,7 @@ def test_pool(type_, args, in_shape):
     x = randx(rng, in_shape)
     y = pool_ref(POOL_KINDS[type_], x, k, s, pads, args.get("ceil_mode", False),
                  args.get("count_include_pad", True))
-    check(spec(in_shape, (type_, args)), {}, x, y, type_=type_)
+    check(spec(in_shape, (type_, args)), {}, x, y)
 
 
 L2POOL_CHANNELS_ROWS = [
@@ -460,7 +460,7 @@ def test_l2pool_channels(args, in_shape):
     n_out = (in_shape[0] - size) // stride + 1
     x64 = x.astype(np.float64)
     y = np.stack([np.sqrt((x64[:, o * stride:o * stride + size] ** 2).sum(axis=1)) for o in range(n_out)], axis=1)
-    check(spec(in_shape, ("l2pool_channels", args)), {}, x, y, type_="l2pool_channels")
+    check(spec(in_shape, ("l2pool_channels", args)), {}, x, y)
 
 
 GLOBAL_ROWS = [(t, keep, shape) for t in ("global_avgpool", "global_maxpool")
@@ -474,7 +474,7 @@ def test_global_pool(type_, keepdims, in_shape):
     x = randx(rng, in_shape)
     reduce = np.mean if type_ == "global_avgpool" else np.max
     y = reduce(x.astype(np.float64), axis=(2, 3), keepdims=keepdims)
-    check(spec(in_shape, (type_, {"keepdims": keepdims})), {}, x, y, type_=type_)
+    check(spec(in_shape, (type_, {"keepdims": keepdims})), {}, x, y)
 
 
 ADAPTIVE_SIZES = [
@@ -497,7 +497,7 @@ def test_adaptive_pool(type_, out, in_shape):
     rng = rng_for(type_, out, in_shape)
     x = randx(rng, in_shape)
     y = adaptive_ref("avg" if type_ == "adaptive_avgpool" else "max", x, pair(out))
-    check(spec(in_shape, (type_, {"output_size": out})), {}, x, y, type_=type_)
+    check(spec(in_shape, (type_, {"output_size": out})), {}, x, y)
 
 
 # ============================================================================================
@@ -521,11 +521,12 @@ def test_batchnorm(args, in_shape):
     x = randx(rng, in_shape)
     y = bn_ref(x, arrays["t.weight"], arrays["t.bias"], arrays["t.running_mean"], arrays["t.running_var"],
                args.get("eps", 1e-5))
-    check(spec(in_shape, ("batchnorm", args)), arrays, x, y, type_="batchnorm")
+    check(spec(in_shape, ("batchnorm", args)), arrays, x, y)
 
 
-_LRN_EVEN = ("an even size sums channels c-size/2+1 .. c+size/2 (ONNX LRN's window: floor((size-1)/2) "
-             "before, ceil((size-1)/2) after) instead of PyTorch's c-size/2 .. c+size/2-1")
+_LRN_EVEN = ("lrn lowers to ONNX LRN, which onnxruntime refuses to load for an even size "
+             "('size_ % 2 == 1 was false'); ONNX's even-size window, c-(size-1)//2 .. c+ceil((size-1)/2), "
+             "is also not PyTorch's c-size//2 .. c+(size-1)//2")
 LRN_ROWS = [
     ("defaults", {}, (7, 3, 4)),
     ("size3-big-alpha", {"size": 3, "alpha": 2.0, "beta": 0.5, "k": 2.0}, (6, 3, 3)),
@@ -553,7 +554,7 @@ def test_lrn(args, in_shape):
     rng = rng_for("lrn", args, in_shape)
     x = randx(rng, in_shape)
     y = lrn_ref(x, args.get("size", 5), args.get("alpha", 1e-4), args.get("beta", 0.75), args.get("k", 1.0))
-    check(spec(in_shape, ("lrn", args)), {}, x, y, type_="lrn")
+    check(spec(in_shape, ("lrn", args)), {}, x, y)
 
 
 LCN_ROWS = [(f"{mode}-{'across' if across else 'per-channel'}-size{size}",
@@ -563,21 +564,22 @@ LCN_ROWS = [(f"{mode}-{'across' if across else 'per-channel'}-size{size}",
             for size, shape in ((3, (3, 7, 8)), (5, (2, 6, 6)))] + [
     ("full-across-size9>image", {"size": 9, "mode": "full", "across_channels": True}, (3, 5, 6)),
     ("full-eps1e-2", {"size": 3, "eps": 1e-2}, (2, 4, 4)),
+    ("divisive-across-size1", {"size": 1, "mode": "divisive"}, (3, 3, 4)),
+    ("subtractive-across-size1", {"size": 1, "mode": "subtractive"}, (3, 3, 4)),
     ("shorthand-defaults", 5, (3, 6, 7)),
 ]
 
 
 @pytest.mark.parametrize("args,in_shape", [r[1:] for r in LCN_ROWS], ids=[r[0] for r in LCN_ROWS])
 def test_lcn(args, in_shape):
-    """Full mode subtracts mean^2 from mean(x^2) in float32 and divides by the root of a variance
-    over as few as 4 pixels: the rounding of E[x^2] - E[x]^2 is amplified, hence 1e-4."""
+    """Full mode computes E[x^2] - E[x]^2 in float32; on these sizes (variances near 1) the
+    cancellation stays far inside 1e-5 (measured: 5e-7 absolute at most)."""
     rng = rng_for("lcn", args, in_shape)
     full = {"size": args} if isinstance(args, int) else args
     x = randx(rng, in_shape)
     y = lcn_ref(x, full.get("size", 9), full.get("mode", "full"), full.get("across_channels", True),
                 full.get("eps", 1e-4))
-    tol = dict(rtol=1e-4, atol=1e-4) if full.get("mode", "full") == "full" else TOL
-    check(spec(in_shape, ("lcn", args)), {}, x, y, tol=tol, type_="lcn")
+    check(spec(in_shape, ("lcn", args)), {}, x, y)
 
 
 # ============================================================================================
@@ -604,7 +606,7 @@ ELEMENTWISE_CASES = [(t, a, f, s) for t, a, f in ELEMENTWISE_ROWS for s in ((3, 
 def test_elementwise(type_, args, ref, in_shape):
     rng = rng_for(type_, args, in_shape)
     x = randx(rng, in_shape) * np.float32(3)
-    check(spec(in_shape, (type_, args)), {}, x, ref(x.astype(np.float64)), type_=type_)
+    check(spec(in_shape, (type_, args)), {}, x, ref(x.astype(np.float64)))
 
 
 SOFTMAX_ROWS = [
@@ -620,13 +622,13 @@ SOFTMAX_ROWS = [
 def test_softmax(args, in_shape, axis):
     rng = rng_for("softmax", args, in_shape)
     x = randx(rng, in_shape) * np.float32(3)
-    check(spec(in_shape, ("softmax", args)), {}, x, softmax_ref(x, axis + 1), type_="softmax")
+    check(spec(in_shape, ("softmax", args)), {}, x, softmax_ref(x, axis + 1))
 
 
 @pytest.mark.parametrize("in_shape", [(3, 4, 5), (2, 1, 1), (7,)])
 def test_flatten(in_shape):
     x = randx(rng_for("flatten", in_shape), in_shape)
-    check(spec(in_shape, ("flatten", None)), {}, x, x.reshape(2, -1).astype(np.float64), type_="flatten")
+    check(spec(in_shape, ("flatten", None)), {}, x, x.reshape(2, -1).astype(np.float64))
 
 
 DENSE_ROWS = [
@@ -647,7 +649,7 @@ def test_dense(args, in_shape):
         arrays["t.bias"] = vector(rng, full["units"])
     x = randx(rng, in_shape)
     y = x.astype(np.float64) @ arrays["t.weight"].astype(np.float64).T + arrays.get("t.bias", 0)
-    check(spec(in_shape, ("dense", args)), arrays, x, ACT[full.get("activation")](y), type_="dense")
+    check(spec(in_shape, ("dense", args)), arrays, x, ACT[full.get("activation")](y))
 
 
 def test_dense_after_flatten():
@@ -656,7 +658,7 @@ def test_dense_after_flatten():
     arrays = {"t.weight": kernel(rng, (3, 24)), "t.bias": vector(rng, 3)}
     x = randx(rng, (2, 3, 4))
     y = x.reshape(2, -1).astype(np.float64) @ arrays["t.weight"].T.astype(np.float64) + arrays["t.bias"]
-    check(spec((2, 3, 4), ("flatten", None), ("dense", 3)), arrays, x, y, type_="dense")
+    check(spec((2, 3, 4), ("flatten", None), ("dense", 3)), arrays, x, y)
 
 
 ZERO_PAD_ROWS = [
@@ -679,7 +681,7 @@ def test_zero_pad_shortcut(args, in_shape):
     before = extra // 2
     y = np.zeros((2, full["channels"], *sub.shape[2:]))
     y[:, before:before + in_shape[0]] = sub
-    check(spec(in_shape, ("zero_pad_shortcut", args)), {}, x, y, type_="zero_pad_shortcut")
+    check(spec(in_shape, ("zero_pad_shortcut", args)), {}, x, y)
 
 
 # ============================================================================================
@@ -690,7 +692,7 @@ def test_add_two():
     x = randx(rng_for("add2"), (3, 4, 5))
     text = spec((3, 4, 5), ("relu", None, "b1", "input"), ("add", None, "t", ["input", "b1"]))
     x64 = x.astype(np.float64)
-    check(text, {}, x, x64 + np.maximum(x64, 0), type_="add")
+    check(text, {}, x, x64 + np.maximum(x64, 0))
 
 
 def test_add_three():
@@ -698,7 +700,7 @@ def test_add_three():
     text = spec((3, 4, 5), ("sigmoid", None, "b1", "input"), ("tanh", None, "b2", "input"),
                 ("add", None, "t", ["input", "b1", "b2"]))
     x64 = x.astype(np.float64)
-    check(text, {}, x, x64 + 1 / (1 + np.exp(-x64)) + np.tanh(x64), type_="add")
+    check(text, {}, x, x64 + 1 / (1 + np.exp(-x64)) + np.tanh(x64))
 
 
 def test_add_features_four():
@@ -709,7 +711,7 @@ def test_add_features_four():
                 ("add", None, "t", ["input", "b1", "b2", "b1"]))
     x64 = x.astype(np.float64)
     d = x64 @ arrays["b1.weight"].T.astype(np.float64) + arrays["b1.bias"]
-    check(text, arrays, x, x64 + 2 * d + np.tanh(d), type_="add")
+    check(text, arrays, x, x64 + 2 * d + np.tanh(d))
 
 
 def test_concat_channels():
@@ -719,7 +721,7 @@ def test_concat_channels():
     text = spec((3, 5, 6), ("conv", {"filters": 2, "kernel": 1}, "b1", "input"),
                 ("concat", None, "t", ["input", "b1"]))
     b1 = conv_ref(x, arrays["b1.weight"], arrays["b1.bias"])
-    check(text, arrays, x, np.concatenate([x, b1], axis=1), type_="concat")
+    check(text, arrays, x, np.concatenate([x, b1], axis=1))
 
 
 def test_concat_channels_three_reordered():
@@ -729,7 +731,7 @@ def test_concat_channels_three_reordered():
     text = spec((2, 5, 5), ("conv", {"filters": 4, "kernel": 3, "padding": 1}, "b1", "input"),
                 ("relu", None, "b2", "input"), ("concat", {"axis": 0}, "t", ["b1", "input", "b2"]))
     b1 = conv_ref(x, arrays["b1.weight"], arrays["b1.bias"], pads=(1, 1, 1, 1))
-    check(text, arrays, x, np.concatenate([b1, x, np.maximum(x, 0)], axis=1), type_="concat")
+    check(text, arrays, x, np.concatenate([b1, x, np.maximum(x, 0)], axis=1))
 
 
 @pytest.mark.parametrize("axis,k", [(1, [3, 1]), (2, [1, 2])], ids=["height", "width"])
@@ -740,7 +742,7 @@ def test_concat_spatial_axis(axis, k):
     text = spec((2, 6, 5), ("conv", {"filters": 2, "kernel": k}, "b1", "input"),
                 ("concat", {"axis": axis}, "t", ["input", "b1"]))
     b1 = conv_ref(x, arrays["b1.weight"], arrays["b1.bias"])
-    check(text, arrays, x, np.concatenate([x, b1], axis=axis + 1), type_="concat")
+    check(text, arrays, x, np.concatenate([x, b1], axis=axis + 1))
 
 
 def test_concat_features():
@@ -753,7 +755,7 @@ def test_concat_features():
     x64 = x.astype(np.float64)
     d1 = x64 @ arrays["b1.weight"].T.astype(np.float64) + arrays["b1.bias"]
     d2 = x64 @ arrays["b2.weight"].T.astype(np.float64) + arrays["b2.bias"]
-    check(text, arrays, x, np.concatenate([x64, d1, d2], axis=1), type_="concat")
+    check(text, arrays, x, np.concatenate([x64, d1, d2], axis=1))
 
 
 # ============================================================================================
@@ -789,9 +791,16 @@ ORACLE_CASES = [
     ("maxpool-ceil", ("maxpool", {"kernel": 3, "stride": 2, "ceil_mode": True}), (2, 8, 9)),
     ("avgpool-exclude-pad", ("avgpool", {"kernel": 3, "stride": 2, "padding": 1, "count_include_pad": False}),
      (2, 7, 8)),
-    ("adaptive_avgpool-10to3", ("adaptive_avgpool", 3), (2, 10, 10)),
-    ("adaptive_maxpool-8x10to3x4", ("adaptive_maxpool", [3, 4]), (2, 8, 10)),
-    ("lrn-size3", ("lrn", {"size": 3, "alpha": 2.0, "beta": 0.5, "k": 2.0}), (6, 3, 3)),
+    ("avgpool-ceil-include-pad", ("avgpool", {"kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+     (2, 8, 8)),
+    # l2pool without ceil_mode: onnx 1.23's reference LpPool scales a ceil_mode window running
+    # past the input by kernel/(pixels inside) (sqrt(3/2) for 3x3 over 2 rows), so it is no
+    # oracle there; onnxruntime sums the pixels inside, as test_pool checks.
+    ("l2pool-pad-tlbr", ("l2pool", {"kernel": [3, 2], "stride": [2, 1], "padding": [1, 0, 0, 1]}), (2, 8, 7)),
+    ("adaptive_avgpool-10to3", ("adaptive_avgpool", {"output_size": 3}), (2, 10, 10)),
+    ("adaptive_maxpool-8x10to3x4", ("adaptive_maxpool", {"output_size": [3, 4]}), (2, 8, 10)),
+    # No LRN here: onnx 1.23's reference LRN (onnx/reference/ops/op_lrn.py) loops `for c in
+    # range(x.shape[0])`, over the batch instead of the channels, so it is no oracle for it.
     ("lcn-subtractive", ("lcn", {"size": 3, "mode": "subtractive"}), (3, 5, 6)),
     ("zero_pad_shortcut", ("zero_pad_shortcut", {"channels": 8, "stride": 2}), (3, 7, 9)),
     ("l2pool_channels", ("l2pool_channels", {"size": 3, "stride": 2}), (7, 2, 3)),
@@ -806,22 +815,21 @@ def test_onnx_reference_evaluator_agrees(layer, in_shape):
     type_, args = layer
     rng = rng_for("oracle", type_, args, in_shape)
     x = randx(rng, in_shape)
-    full = {} if args is None else ({REGISTRY[type_].shorthand: args} if not isinstance(args, dict) else args)
+    full = args or {}
     arrays = {}
     if type_ == "conv":
         k, s = pair(full["kernel"]), pair(full.get("stride", 1))
         d, g = pair(full.get("dilation", 1)), full.get("groups", 1)
-        arrays = {"t.weight": kernel(rng, (full["filters"], in_shape[0] // g, *k)), "t.bias": vector(rng, full["filters"])}
-        y = conv_ref(x, arrays["t.weight"], arrays["t.bias"], s, explicit_pads(full["padding"], in_shape[1:], k, s, d),
-                     d, g)
+        arrays = {"t.weight": kernel(rng, (full["filters"], in_shape[0] // g, *k)),
+                  "t.bias": vector(rng, full["filters"])}
+        pads = explicit_pads(full["padding"], in_shape[1:], k, s, d)
+        y = conv_ref(x, arrays["t.weight"], arrays["t.bias"], s, pads, d, g)
     elif type_ in POOL_KINDS:
         k, s = pair(full["kernel"]), pair(full.get("stride") or full["kernel"])
         y = pool_ref(POOL_KINDS[type_], x, k, s, explicit_pads(full.get("padding", 0), in_shape[1:], k, s),
                      full.get("ceil_mode", False), full.get("count_include_pad", True))
     elif type_.startswith("adaptive"):
         y = adaptive_ref(type_.split("_")[1][:3], x, pair(full["output_size"]))
-    elif type_ == "lrn":
-        y = lrn_ref(x, full["size"], full["alpha"], full["beta"], full["k"])
     elif type_ == "lcn":
         y = lcn_ref(x, full["size"], full["mode"], True, 1e-4)
     elif type_ == "zero_pad_shortcut":
@@ -838,6 +846,32 @@ def test_onnx_reference_evaluator_agrees(layer, in_shape):
     else:
         y = softmax_ref(x, 2)
     check(spec(in_shape, (type_, args)), arrays, x, y, oracle=True)
+
+
+@pytest.mark.parametrize("opset", [18, 24])
+def test_other_opsets(opset):
+    """The ops whose signatures moved between opsets (ReduceMean/ReduceMax axes, Slice, Pad,
+    Squeeze, LpPool's ceil_mode) compute the same at the lowest and highest opset offered."""
+    shape = (4, 8, 10)
+    text = spec(shape, ("lcn", {"size": 3, "mode": "full"}, "lcn", "input"),
+                ("adaptive_maxpool", {"output_size": [3, 4]}, "amax", "lcn"),
+                ("l2pool_channels", {"size": 2, "stride": 1}, "l2c", "amax"),
+                ("zero_pad_shortcut", {"channels": 6, "stride": 2}, "zps", "input"),
+                ("l2pool", {"kernel": 3, "stride": 2, "ceil_mode": True}, "l2p", "zps"),
+                ("global_avgpool", {"keepdims": False}, "g1", "l2c"),
+                ("global_maxpool", {"keepdims": False}, "g2", "l2p"),
+                ("concat", None, "cat", ["g1", "g2"]),
+                ("softmax", None, "t", "cat"))
+    a = analyse_text(text, "t.yaml")
+    model = build_model(a, imported(a, {}, "test"), opset=opset)
+    assert model.opset_import[0].version == opset
+    x = randx(rng_for("opsets"), shape)
+    y1 = adaptive_ref("max", lcn_ref(x, 3, "full", True, 1e-4), (3, 4))
+    y1 = np.sqrt(y1[:, :-1] ** 2 + y1[:, 1:] ** 2).mean(axis=(2, 3))
+    zps = np.zeros((2, 6, 4, 5))
+    zps[:, 1:5] = x[:, :, ::2, ::2]
+    y2 = pool_ref("l2", zps, (3, 3), (2, 2), (0, 0, 0, 0), ceil_mode=True).max(axis=(2, 3))
+    np.testing.assert_allclose(run_ort(model, x), softmax_ref(np.concatenate([y1, y2], axis=1), 1), **TOL)
 
 
 # ============================================================================================
