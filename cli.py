@@ -302,12 +302,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     from compiler.errors import ConvspecError
-    from runtime import RuntimeFailure
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ConvspecError, RuntimeFailure) as e:
+    except ConvspecError as e:
         print(e.render(), file=sys.stderr)
         return e.exit_code
     except BrokenPipeError:
@@ -315,7 +314,12 @@ def main(argv=None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # a bug: say so plainly, without a traceback
+    except Exception as e:
+        runtime = sys.modules.get("runtime")  # imported only by the commands that run models
+        if runtime and isinstance(e, runtime.RuntimeFailure):
+            print(e.render(), file=sys.stderr)
+            return e.exit_code
+        # Otherwise a bug: say so plainly, without a traceback.
         if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in ("onnx", "onnxruntime"):
             print(f"error: `convspec {args.command}` needs the {e.name} package, which is missing; "
                   "reinstall convspec with its dependencies (pip install -e .)", file=sys.stderr)

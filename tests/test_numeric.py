@@ -34,6 +34,7 @@ import pytest
 from onnx.reference import ReferenceEvaluator
 
 import compiler.layers  # noqa: F401  (fills the registry)
+from compiler.errors import ShapeError
 from compiler.lower import build_model
 from compiler.pipeline import analyse_text
 from compiler.registry import REGISTRY
@@ -106,8 +107,6 @@ def check(text, arrays, x, expected, tol=TOL, oracle=False):
     return got
 
 
-def xfail(*values, reason, id=None):
-    return pytest.param(*values, marks=pytest.mark.xfail(strict=True, reason=reason), id=id)
 
 
 # ============================================================================================
@@ -524,17 +523,12 @@ def test_batchnorm(args, in_shape):
     check(spec(in_shape, ("batchnorm", args)), arrays, x, y)
 
 
-_LRN_EVEN = ("lrn lowers to ONNX LRN, which onnxruntime refuses to load for an even size "
-             "('size_ % 2 == 1 was false'); ONNX's even-size window, c-(size-1)//2 .. c+ceil((size-1)/2), "
-             "is also not PyTorch's c-size//2 .. c+(size-1)//2")
 LRN_ROWS = [
     ("defaults", {}, (7, 3, 4)),
     ("size3-big-alpha", {"size": 3, "alpha": 2.0, "beta": 0.5, "k": 2.0}, (6, 3, 3)),
     ("size5-alexnet-scaled", {"size": 5, "alpha": 5.0, "beta": 0.75, "k": 2.0}, (8, 2, 3)),
     ("size1", {"size": 1, "alpha": 1.0, "beta": 0.75, "k": 1.0}, (3, 2, 2)),
     ("size7>C", {"size": 7, "alpha": 3.0, "beta": 0.6, "k": 1.0}, (3, 3, 3)),
-    xfail("size4-even", {"size": 4, "alpha": 4.0, "beta": 0.75, "k": 1.0}, (6, 2, 3), reason=_LRN_EVEN),
-    xfail("size2-even", {"size": 2, "alpha": 2.0, "beta": 1.0, "k": 1.0}, (5, 2, 2), reason=_LRN_EVEN),
 ]
 
 
@@ -555,6 +549,13 @@ def test_lrn(args, in_shape):
     x = randx(rng, in_shape)
     y = lrn_ref(x, args.get("size", 5), args.get("alpha", 1e-4), args.get("beta", 0.75), args.get("k", 1.0))
     check(spec(in_shape, ("lrn", args)), {}, x, y)
+
+
+@pytest.mark.parametrize("size", [2, 4])
+def test_lrn_even_size_is_refused(size):
+    """ONNX's LRN (and onnxruntime) accept odd sizes only, and an even window has no centre."""
+    with pytest.raises(ShapeError, match=f"size must be odd .* got {size}"):
+        analyse_text(spec((6, 2, 3), ("lrn", {"size": size})), "t.yaml")
 
 
 LCN_ROWS = [(f"{mode}-{'across' if across else 'per-channel'}-size{size}",

@@ -54,6 +54,9 @@ class LRN(Layer):
     k: float = arg(NUMBER, "additive constant (ONNX's bias)", default=1.0)
 
     def output_shape(self, x):
+        if self.size % 2 == 0:  # ONNX's LRN (and onnxruntime) take odd sizes only: a centred window
+            raise LayerArgError(f"size must be odd so the window centres on each channel, got {self.size}; "
+                                f"use {self.size - 1} or {self.size + 1}", arg="size")
         return x
 
     def flops(self, out, x):
