@@ -312,3 +312,22 @@ def test_cli_compile_errors(tmp_path):
     assert proc.returncode == 2 and "no such file" in proc.stderr
     proc = cli("run", str(tmp_path / "missing.onnx"))
     assert proc.returncode == 2 and "missing.onnx: no such file" in proc.stderr
+
+
+def test_progress_bar_only_on_a_terminal():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    shown = Terminal()
+    bar = build.Progress("compiling x", delay=0, stream=shown)
+    bar(5, 10)
+    bar.close()
+    assert shown.getvalue() == "\rcompiling x [" + "#" * 15 + "." * 15 + "] 5/10 layers\n"
+    piped = io.StringIO()
+    bar = build.Progress("compiling x", delay=0, stream=piped)
+    bar(5, 10)
+    bar.close()
+    assert piped.getvalue() == ""
