@@ -50,7 +50,7 @@ def cmd_summary(args) -> int:
 def cmd_zoo(args) -> int:
     from compiler.errors import ConvspecError
     from compiler.pipeline import analyse, display_path
-    from compiler.report import human
+    from compiler.report import zoo_table
     from compiler.zoo import bundled
 
     entries, failed = [], 0
@@ -66,12 +66,7 @@ def cmd_zoo(args) -> int:
     if args.format == "json":
         print(json.dumps(entries, indent=2))
         return failed
-    header = ["Name", "Input", "Params", "MACs", "Title"]
-    rows = [[e["name"], "x".join(map(str, e["input_shape"])), human(e["params"]), human(e["macs"]), e["title"]]
-            for e in entries]
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    for r in [header] + rows:
-        print("  ".join(c.rjust(w) if i in (2, 3) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
+    sys.stdout.write(zoo_table(entries))
     return failed
 
 
@@ -83,18 +78,12 @@ def cmd_schema(args) -> int:
 
 
 def cmd_layers(args) -> int:
-    from compiler.docgen import layer_rows, layers_markdown
+    from compiler.docgen import layer_rows, layers_markdown, layers_text
 
     if args.format == "json":
         print(json.dumps(layer_rows(), indent=2))
-    elif args.format == "markdown":
-        print(layers_markdown())
     else:
-        for row in layer_rows():
-            print(f"{row['type']:<24} {row['summary']}")
-            for a in row["arguments"]:
-                default = "required" if a["required"] else f"default {json.dumps(a['default'])}"
-                print(f"    {a['name']:<18} {a['expects']}; {default}. {a['doc']}")
+        print(layers_markdown() if args.format == "markdown" else layers_text())
     return 0
 
 

@@ -80,7 +80,13 @@ class LayerArgError(Exception):
         self.arg = arg
 
 
+def shorten(value, limit: int = 60) -> str:
+    """repr() of a value the user wrote, cut to a readable length."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 5] + " ...'" if text[0] in "'\"" else text[: limit - 4] + " ..."
+
+
 def did_you_mean(word: str, choices) -> str:
-    """' (did you mean 'x'?)' for the closest choice, or ''."""
+    """"; did you mean 'x'?" for the closest choice, or ""."""
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import layers as _layers  # noqa: F401  (fills the registry)
-from .errors import Location, SpecError, did_you_mean
+from .errors import Location, SpecError, did_you_mean, shorten as _short
 from .expr import ExprError, is_reference, substitute
-from .ir import Expectation, Graph, Node
+from .ir import INPUT, Expectation, Graph, Node
 from .registry import REGISTRY
-from .schema import GROUP_KEYS, META_KEYS, validate_args
+from .schema import GROUP_KEYS, MAX_REPEAT, META_KEYS, validate_args
 from .source import Map, Seq
 
-MAX_NODES = 50_000
-INPUT = "input"  # the reserved name of a scope's input
+MAX_NODES = 50_000  # layers after expansion
+MAX_ITEMS = 200_000  # items expanded, skipped ones included (they cost time but make no layer)
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,18 @@ def qualify(prefix: str, name: str) -> str:
 
 class Expander:
     def __init__(self, doc: Map, path: str):
-        self.path = path
         self.blocks = doc.get("blocks") or Map()
+        for name in self.blocks:
+            if name in REGISTRY or name in GROUP_KEYS or name in META_KEYS or name == INPUT:
+                raise SpecError(f"a block cannot be called '{name}': that name is taken by the spec language; "
+                                "choose another", self.blocks.key_at[name])
         self.defaults = doc.get("defaults") or Map()
         self.nodes: list[tuple[Node, tuple[Ref, ...]]] = []
         self.aliases: dict[str, Ref] = {}
         self.defined: dict[str, Location | None] = {}
         self.expectations: list[tuple[Expectation, Ref]] = []
-        self.for_name = {}
+        self.items = 0  # expanded so far, against MAX_ITEMS
+        self.resolved: dict[str, str] = {}  # alias -> node, filled as references resolve
 
     # -- scopes --------------------------------------------------------------------------
     def scope(self, items: Seq, prefix: str, source: Ref, params: dict | None, indexed: bool,
@@ -128,6 +132,16 @@ class Expander:
     def item(self, item: Item, prefix, previous: Ref, source: Ref, params, chain, nearby) -> Ref:
         here = qualify(prefix, item.name)
         out = Ref(here, item.name, item.where)
+        self.items += 1
+        if self.items > MAX_ITEMS:
+            raise SpecError(f"the spec expands to more than {MAX_ITEMS} items; reduce the repeats", item.where, here)
+        if "repeat" not in item.meta:
+            if "rest" in item.meta:
+                raise SpecError("'rest' overrides the copies after the first of a repeat; this item has no "
+                                "'repeat'", item.meta_at("rest"), here)
+            if "{i}" in item.name or "{n}" in item.name:
+                raise SpecError("{i} and {n} in a name number the copies of a repeat; this item has no 'repeat'",
+                                item.meta_at("name"), here)
         if "when" in item.meta:
             keep = self._value(item.meta["when"], params, item.meta_at("when"), "when")
             if not isinstance(keep, bool):
@@ -162,10 +176,15 @@ class Expander:
 
     def _repeat(self, item: Item, prefix, inputs, params, chain) -> Ref:
         times = self._value(item.meta["repeat"], params, item.meta_at("repeat"), "repeat")
-        if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= 10000:
-            raise SpecError(f"'repeat' must be an integer from 1 to 10000, got {times!r}", item.meta_at("repeat"))
+        if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_REPEAT:
+            raise SpecError(f"'repeat' must be an integer from 1 to {MAX_REPEAT}, got {_short(times)}",
+                            item.meta_at("repeat"))
         pattern = any(m in item.name for m in ("{i}", "{n}"))
         rest = item.meta.get("rest")
+        if rest is not None and not isinstance(item.value, (Map, type(None))):
+            raise SpecError(f"'rest' overrides arguments, so write {item.op}'s arguments as a mapping "
+                            f"(like `{item.op}: {{...}}`), not {_short(item.value)}", item.meta_at("rest"),
+                            qualify(prefix, item.name))
         current = inputs
         last = None
         for i in range(times):
@@ -265,7 +284,9 @@ class Expander:
                 bound[key] = default
         out = self.scope(block["layers"], here, self._single(op, inputs, where), bound, indexed=False,
                          chain=chain + (op,))
-        if "output" in block:
+        if block.get("output") == INPUT:  # a block that passes its input through
+            out = self._single(op, inputs, where)
+        elif "output" in block:
             named = tuple(it["name"] for it in block["layers"] if isinstance(it, Map) and "name" in it)
             out = Ref(qualify(here, block["output"]), block["output"], block.value_at["output"], named, here)
         self._alias(here, out, where)
@@ -275,7 +296,7 @@ class Expander:
         try:
             return substitute(value, params or {})
         except ExprError as e:
-            scope = "" if params else " (block arguments exist only inside a block)"
+            scope = " (block arguments exist only inside a block)" if not params and "argument" in str(e) else ""
             raise SpecError(f"{e}{scope}", e.where or where, here) from None
 
     def _value(self, value, params, where, key):
@@ -298,15 +319,20 @@ class Expander:
         self.aliases[name] = ref
 
     def resolve(self, ref: Ref) -> str:
-        target, seen = ref.target, []
-        while target in self.aliases:
+        """The node a reference names, following aliases (and remembering them: chains can be long)."""
+        target, path, seen = ref.target, [], set()
+        while target in self.aliases and target not in self.resolved:
             if target in seen:
-                raise SpecError(f"the names form a cycle through skipped layers: {' -> '.join(seen + [target])}; "
+                raise SpecError(f"the names form a cycle through skipped layers: {' -> '.join(path + [target])}; "
                                 "a layer cannot take its own output as input", ref.where, ref.owner)
-            seen.append(target)
+            seen.add(target)
+            path.append(target)
             ref = self.aliases[target]
             target = ref.target
+        target = self.resolved.get(target, target)
         if target == INPUT or target in self.defined:
+            for name in path:
+                self.resolved[name] = target
             return target
         hint = did_you_mean(ref.text, ref.nearby)
         if not hint:
@@ -369,8 +395,9 @@ def expand(doc: Map, path: str) -> Graph:
     else:
         names = [outputs_raw] if isinstance(outputs_raw, str) else list(outputs_raw)
         outputs = tuple(ex.resolve(Ref(n, n, doc.value_at["outputs"], tuple(ex.defined))) for n in names)
-    if outputs == (INPUT,):
-        raise SpecError("the spec has no layers left (every layer is skipped)", doc.where)
+    if INPUT in outputs:
+        raise SpecError("the spec's output is its own input: no layer is used; check `outputs:` and the "
+                        "items skipped with `when:`", doc.value_at.get("outputs", doc.where))
 
     expectations = [Expectation(e.subject, ex.resolve(ref), e.nodes, e.values, e.where, e.value_at)
                     for e, ref in ex.expectations]

@@ -11,6 +11,8 @@ import ast
 import operator
 import re
 
+from .errors import shorten
+
 MAX_LENGTH = 200
 MAX_MAGNITUDE = 10**15
 
@@ -68,6 +70,8 @@ def _eval(node, scope):
         return _lookup(node.id, scope)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _eval(node.left, scope), _eval(node.right, scope)
+        if not all(isinstance(v, (int, float)) for v in (left, right)):  # no 'a' * 10**9
+            raise ExprError(f"arithmetic needs numbers, got {shorten(left)} and {shorten(right)}")
         try:
             return _number(_BINARY[type(node.op)](left, right))
         except ZeroDivisionError:
@@ -78,6 +82,8 @@ def _eval(node, scope):
         value = _eval(node.operand, scope)
         if isinstance(node.op, ast.Not):
             return not value
+        if not isinstance(value, (int, float)):
+            raise ExprError(f"a sign needs a number, got {shorten(value)}")
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.Compare):
         left = _eval(node.left, scope)
@@ -85,8 +91,11 @@ def _eval(node, scope):
             if type(op) not in _COMPARE:
                 raise ExprError(f"operator {type(op).__name__} is not allowed")
             right = _eval(right_node, scope)
-            if not _COMPARE[type(op)](left, right):
-                return False
+            try:
+                if not _COMPARE[type(op)](left, right):
+                    return False
+            except TypeError:
+                raise ExprError(f"cannot compare {shorten(left)} with {shorten(right)}") from None
             left = right
         return True
     if isinstance(node, ast.BoolOp):

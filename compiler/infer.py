@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .errors import Diagnostic, LayerArgError, ShapeError, SpecError
-from .ir import Graph, Node
+from .ir import INPUT, Graph, Node
 from .registry import GLOBAL, numel
 
 BYTES_PER_VALUE = 4  # float32 activations and weights
@@ -89,7 +89,7 @@ class Analysis:
     @property
     def branching(self) -> bool:
         """True when some layer is not simply fed by the layer before it."""
-        previous = "input"
+        previous = INPUT
         for f in self.layers:
             if f.node.inputs != (previous,):
                 return True
@@ -102,8 +102,8 @@ def _num(x: float):
 
 
 def infer(graph: Graph, strict: bool = False) -> Analysis:
-    shapes = {"input": graph.input_shape}
-    fields = {"input": ReceptiveField((1, 1), (1, 1), (0.0, 0.0)) if len(graph.input_shape) == 3 else None}
+    shapes = {INPUT: graph.input_shape}
+    fields = {INPUT: ReceptiveField((1, 1), (1, 1), (0.0, 0.0)) if len(graph.input_shape) == 3 else None}
     figures, warnings = [], []
     for node in graph.nodes:
         ins = tuple(shapes[name] for name in node.inputs)
@@ -147,12 +147,11 @@ def _receptive_field(inputs, shapes, step) -> ReceptiveField | None:
     if step is None:
         return rf
     if step == GLOBAL:
-        kernel, stride, dilation, begin = x[1:], x[1:], (1, 1), (0, 0)
+        kernel, stride, begin = x[1:], x[1:], (0, 0)
     else:
-        kernel, stride, dilation, begin = step.kernel, step.stride, step.dilation, step.begin
+        kernel, stride, begin = step.effective_kernel, step.stride, step.begin
     size, jump, start = [], [], []
-    for r, j, s0, k, s, d, p in zip(rf.size, rf.jump, rf.start, kernel, stride, dilation, begin):
-        k_eff = d * (k - 1) + 1
+    for r, j, s0, k_eff, s, p in zip(rf.size, rf.jump, rf.start, kernel, stride, begin):
         size.append(r + (k_eff - 1) * j)
         jump.append(j * s)
         start.append(s0 + ((k_eff - 1) / 2 - p) * j)

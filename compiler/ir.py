@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from .errors import Location
 from .registry import Layer
 
+INPUT = "input"  # the reserved name of the spec's (or a block's) input
+
 
 @dataclass(frozen=True)
 class Node:

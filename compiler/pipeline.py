@@ -20,12 +20,15 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
+def graph_of(text: str, path: str) -> Graph:
+    doc = load(text, path)
+    validate(doc, path)
+    return expand(doc, path)
+
+
 def load_graph(ref: str) -> Graph:
     path = resolve_spec(ref)
-    shown = display_path(path)
-    doc = load(read_text(path), shown)
-    validate(doc, shown)
-    return expand(doc, shown)
+    return graph_of(read_text(path), display_path(path))
 
 
 def analyse(ref: str, strict: bool = False) -> Analysis:
@@ -34,6 +37,4 @@ def analyse(ref: str, strict: bool = False) -> Analysis:
 
 def analyse_text(text: str, path: str = "<spec>", strict: bool = False) -> Analysis:
     """For tests and tools: analyse YAML text that is not in a file."""
-    doc = load(text, path)
-    validate(doc, path)
-    return infer(expand(doc, path), strict=strict)
+    return infer(graph_of(text, path), strict=strict)

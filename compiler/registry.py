@@ -76,10 +76,7 @@ class Weight:
 
     @property
     def size(self) -> int:
-        n = 1
-        for d in self.shape:
-            n *= d
-        return n
+        return numel(self.shape)
 
 
 class Layer:
@@ -89,7 +86,6 @@ class Layer:
     family: ClassVar[str]  # the registry module it lives in, for docs
     shorthand: ClassVar[str | None] = None  # `dense: 4096` means `dense: {units: 4096}`
     variadic: ClassVar[bool] = False  # merges (add, concat) take two or more inputs
-    needs_spatial: ClassVar[bool] = False  # input must be [C, H, W]
 
     # -- rules (override what applies) -------------------------------------------------
     def output_shape(self, *ins: Shape) -> Shape:

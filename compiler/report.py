@@ -14,14 +14,14 @@ import json
 from .infer import Analysis, LayerFigures
 
 
-def human(n: float, unit: str = "") -> str:
+def human(n: int) -> str:
     """Three significant digits with a metric suffix: 61.1 M, 1.14 G, 34.9 K, 760."""
     for scale, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
         if abs(n) >= scale:
             value = n / scale
             digits = 2 if value < 10 else 1 if value < 100 else 0
-            return f"{value:.{digits}f} {suffix}{unit}"
-    return f"{n:g} {unit}".strip() if unit else f"{n:,}"
+            return f"{value:.{digits}f} {suffix}"
+    return f"{n:,}"
 
 
 def human_bytes(n: int) -> str:
@@ -105,12 +105,18 @@ def to_csv(a: Analysis) -> str:
 
 
 # -- table and Markdown -----------------------------------------------------------------------
+def _relative(name: str, scope: str) -> str:
+    """An input's name as seen from inside the node's own block: inception3a.branch1 -> branch1."""
+    return name[len(scope):] if scope and name.startswith(scope) else name
+
+
 def _rows(a: Analysis, exact: bool):
     branching = a.branching
     header = ["Layer", "Type"] + (["Inputs"] if branching else []) + ["Output shape", "Params", "MACs", "RF"]
     rows = []
     for f in a.layers:
-        inputs = [", ".join(f.node.inputs)] if branching else []
+        scope = f.node.name.rsplit(".", 1)[0] + "." if "." in f.node.name else ""
+        inputs = [", ".join(_relative(n, scope) for n in f.node.inputs)] if branching else []
         params = f"{f.params:,}" if exact else (human(f.params) if f.params else "0")
         macs = f"{f.macs:,}" if exact else (human(f.macs) if f.macs else "0")
         rows.append([f.node.name, f.node.type] + inputs + [shape_text(f.output_shape), params, macs, rf_text(f)])
@@ -134,20 +140,24 @@ def _totals(a: Analysis) -> list[tuple[str, str]]:
     ]
 
 
-def to_table(a: Analysis) -> str:
-    header, rows, numeric = _rows(a, exact=False)
+def aligned(header: list[str], rows: list[list[str]], numeric) -> list[str]:
+    """Columns padded to their widest cell, numbers right-aligned; a rule under the header."""
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
 
     def line(cells):
         return "  ".join(c.rjust(w) if i in numeric else c.ljust(w)
                          for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
-    rule_width = sum(widths) + 2 * (len(widths) - 1)
+    return [line(header), "-" * (sum(widths) + 2 * (len(widths) - 1))] + [line(r) for r in rows]
+
+
+def to_table(a: Analysis) -> str:
+    header, rows, numeric = _rows(a, exact=False)
+    body = aligned(header, rows, numeric)
+    rule_width = len(body[1])
     g = a.graph
     title = f"{g.name}: {g.meta['title']}" if "title" in g.meta else g.name
-    out = [title, f"Input: {shape_text(g.input_shape)}", "=" * rule_width, line(header), "-" * rule_width]
-    out += [line(r) for r in rows]
-    out.append("=" * rule_width)
+    out = [title, f"Input: {shape_text(g.input_shape)}", "=" * rule_width] + body + ["=" * rule_width]
     label_width = max(len(k) for k, _ in _totals(a))
     out += [f"{k + ':':<{label_width + 1}} {v}" for k, v in _totals(a)]
     out.append(f"{'Output:':<{label_width + 1}} {', '.join(shape_text(s) for s in a.output_shapes)}")
@@ -168,7 +178,15 @@ def to_markdown(a: Analysis) -> str:
     out += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in rows]
     out += ["", "| Total | |", "|---|---:|"]
     out += [f"| {k} | {v} |" for k, v in _totals(a)]
+    out.append(f"| Output | {', '.join(shape_text(s) for s in a.output_shapes)} |")
     return "\n".join(out) + "\n"
+
+
+def zoo_table(entries: list[dict]) -> str:
+    header = ["Name", "Input", "Params", "MACs", "Title"]
+    rows = [[e["name"], "x".join(map(str, e["input_shape"])), human(e["params"]), human(e["macs"]), e["title"]]
+            for e in entries]
+    return "\n".join(aligned(header, rows, {2, 3})) + "\n"
 
 
 FORMATS = {"table": to_table, "json": lambda a: to_json(a) + "\n", "csv": to_csv, "markdown": to_markdown}

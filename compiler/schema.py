@@ -13,7 +13,7 @@ from functools import lru_cache
 import jsonschema
 
 from . import layers as _layers  # noqa: F401  (fills the registry the schema is generated from)
-from .errors import Diagnostic, SpecError, did_you_mean
+from .errors import Diagnostic, SpecError, did_you_mean, shorten
 from .registry import REGISTRY
 from .source import Map, locate
 
@@ -23,6 +23,7 @@ EXPRESSION = {"type": "string", "pattern": r"^\$", "description": "a block argum
 META_KEYS = ("name", "inputs", "expect", "when", "repeat", "rest")
 GROUP_KEYS = ("sequential", "stages")
 SCHEMA_URL = "https://convspec.dev/schema/spec.json"
+MAX_REPEAT = 10_000  # copies per repeat
 
 
 def _expect_schema() -> dict:
@@ -77,7 +78,7 @@ def spec_schema(detailed: bool = True) -> dict:
         "expect": {"$ref": "#/$defs/expect"},
         "when": {"anyOf": [{"type": "boolean"}, EXPRESSION],
                  "description": "include the layer only if true; a skipped layer passes its input through"},
-        "repeat": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": 10000}, EXPRESSION],
+        "repeat": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_REPEAT}, EXPRESSION],
                    "description": "stack this many copies, named <name>.0, <name>.1, ..."},
         "rest": {"type": "object", "description": "argument overrides for every copy after the first"},
         "sequential": {"type": "array", "items": {"$ref": "#/$defs/item"},
@@ -104,12 +105,13 @@ def spec_schema(detailed: bool = True) -> dict:
         "additionalProperties": False,
         "properties": {
             "block": {"type": "string", "description": "the block (or layer type) every stage repeats"},
-            "name": {"type": "string", "description": "stage name pattern, {n} 1-based or {i} 0-based (default stage{n})"},
+            "name": {"type": "string", "pattern": NAME_PATTERN,
+                     "description": "stage name pattern, {n} 1-based or {i} 0-based (default stage{n})"},
             "args": {"type": "object", "description": "arguments common to every stage"},
             "rest": {"type": "object", "description": "overrides for every block after the first of a stage"},
             "table": {"type": "array", "minItems": 1, "description": "one row per stage: repeat plus arguments",
                       "items": {"type": "object", "required": ["repeat"],
-                                "properties": {"repeat": {"type": "integer", "minimum": 1, "maximum": 10000}}}},
+                                "properties": {"repeat": {"type": "integer", "minimum": 1, "maximum": MAX_REPEAT}}}},
         },
     }
     block = {
@@ -144,7 +146,7 @@ def spec_schema(detailed: bool = True) -> dict:
             "paper": {"type": "string", "description": "the publication it follows"},
             "description": {"type": "string"},
             "input": {"type": "array", "items": {"type": "integer", "minimum": 1},
-                      "minItems": 1, "maxItems": 3,
+                      "minItems": 1, "maxItems": 3, "not": {"minItems": 2, "maxItems": 2},
                       "description": "input shape without the batch: [C, H, W] or [features]"},
             "defaults": defaults,
             "blocks": {"type": "object", "additionalProperties": block,
@@ -219,7 +221,7 @@ EXPECTS = {
     "inputs": "a layer name or a list of layer names",
     "outputs": "a layer name or a list of layer names",
     "when": "true or false, or a block expression ($name or ${...})",
-    "repeat": "an integer from 1 to 10000, or a block expression",
+    "repeat": f"an integer from 1 to {MAX_REPEAT} (or, in a layer item, a block expression)",
     "rest": "a mapping of argument overrides",
     "args": "a mapping of arguments",
     "defaults": "a mapping from layer type to default arguments",
@@ -246,6 +248,8 @@ EXPECTS = {
     "description": "a string",
 }
 SPEC_NAME = "a name made of letters, digits, _, . and -"
+BLOCK = ("a mapping from block name (letters, digits and _, not starting with a digit) to a block: "
+         "{layers: [...], args: {...}, output: name}")
 
 
 def _item_name(doc, parts):
@@ -302,12 +306,14 @@ def _diagnostic(err, doc, path, layer=None, type_name=None, fallback=None, parts
         key_index = keys[-1] if keys else None
         key = parts[key_index] if key_index is not None else None
         expects = SPEC_NAME if parts == ["name"] else EXPECTS.get(key)
+        if parts[:1] == ["blocks"] and len(parts) <= 2:
+            expects = BLOCK
         value = args_value(doc, parts[: key_index + 1]) if key_index is not None else err.instance
         if key_index is not None:
             subject = f"'{_describe(parts[: key_index + 1])}'"
             where = locate(doc, parts[: key_index + 1], fallback)
     if expects:
-        return Diagnostic("error", f"{subject} must be {expects}; got {value!r}", where, layer)
+        return Diagnostic("error", f"{subject} must be {expects}; got {shorten(value)}", where, layer)
     return Diagnostic("error", f"{subject}: {err.message}", where, layer)
 
 

@@ -239,7 +239,10 @@ def test_summary_shows_inputs_column_for_branching_specs(tmp_path):
     assert proc.returncode == 0
     assert "Inputs" in proc.stdout.splitlines()[3]
     add = next(line for line in proc.stdout.splitlines() if line.startswith("layer2.0.add1 "))
-    assert "layer2.0.bn2, layer2.0.downsample.1" in add
+    # inputs are named as seen from inside the block: layer2.0.bn2 -> bn2
+    assert add.split()[2:4] == ["bn2,", "downsample.1"]
+    stem = next(line for line in proc.stdout.splitlines() if line.startswith("layer1.0.conv1 "))
+    assert stem.split()[2] == "maxpool"  # outside the block: the full name
 
 
 def test_summary_of_an_invalid_spec_exits_1(tmp_path):
@@ -320,7 +323,7 @@ def test_zoo_table(tmp_path):
     assert proc.returncode == 0
     lines = proc.stdout.splitlines()
     assert lines[0].split()[:4] == ["Name", "Input", "Params", "MACs"]
-    assert len(lines) == 1 + len(NAMES)
+    assert len(lines) == 2 + len(NAMES)  # header, rule, one row per spec
     resnet50 = next(line for line in lines if line.startswith("resnet50 "))
     assert "3x224x224" in resnet50 and "25.6 M" in resnet50 and "4.09 G" in resnet50
 

@@ -143,7 +143,7 @@ SHAPE_ERRORS = [
 input: [3, 5, 5]
 layers:
   - conv: {filters: 4, kernel: 7}
-""", 3, 32, "conv1", ["kernel 7 is larger than the padded input height 5", "<= 0",
+""", 3, 32, "conv1", ["kernel 7 is larger than the padded input height 5", "floor((5 - 7)/1) + 1 = -1",
                       "use a smaller kernel, more padding"], id="kernel-larger-than-input"),
     pytest.param("""\
 input: [3, 8, 8]
@@ -809,3 +809,53 @@ def test_paths_in_subdirectories_are_shown_relative(tmp_path):
     (tmp_path / "sub" / "s.yaml").write_text("input: [3, 8, 8]\nlayers:\n  - conv: {filters: 0, kernel: 3}\n")
     proc = run_cli(tmp_path, "check", "sub/s.yaml")
     assert_error(proc, 3, 21, "conv1", "'filters'", path="sub/s.yaml")
+
+
+# -- regressions: inputs that once crashed or hung (a review's findings) ---------------------
+
+ADVERSARIAL = [
+    pytest.param('input: [3, 8, 8]\nlayers:\n  - stages: {block: relu, name: "layer{x}", table: [{repeat: 2}]}\n',
+                 3, 33, "must be a name", id="stage-name-bad-placeholder"),
+    pytest.param('input: [3, 8, 8]\nlayers:\n  - stages: {block: relu, name: "layer{", table: [{repeat: 2}]}\n',
+                 3, 33, "must be a name", id="stage-name-open-brace"),
+    pytest.param("input: [16]\nlayers:\n  - dense: 10\n    repeat: 2\n    rest: {units: 5}\n",
+                 5, 11, "write dense's arguments as a mapping", id="rest-with-shorthand"),
+    pytest.param("input: [16]\nlayers:\n  - dense: 10\n    rest: {units: 5}\n",
+                 4, 11, "this item has no 'repeat'", id="rest-without-repeat"),
+    pytest.param("input: [3, 8, 8]\nblocks:\n  b:\n    args: {k: 1}\n    layers:\n"
+                 "      - conv: {filters: \"${-'a'}\", kernel: $k}\nlayers: [b]\n",
+                 6, 25, "a sign needs a number", id="unary-minus-on-string"),
+    pytest.param("input: [3, 8, 8]\nblocks:\n  b:\n    args: {k: 1}\n    layers:\n"
+                 "      - relu:\n        when: \"${k < 'x'}\"\nlayers: [b]\n",
+                 7, 15, "cannot compare 1 with 'x'", id="compare-number-with-string"),
+    pytest.param("input: [3, 8, 8]\nlayers:\n  - conv: {filters: 3, kernel: \"${'aaaaaaaaaa' * 100000000}\"}\n",
+                 3, 32, "arithmetic needs numbers", id="string-repeat-bomb"),
+    pytest.param("input: [3, 8, 8]\nblocks:\n  a: {layers: [{relu: null, when: false}]}\n"
+                 "  b: {layers: [{a: null, repeat: 10000}]}\n  c: {layers: [{b: null, repeat: 10000}]}\n"
+                 "layers: [c, relu]\n", None, None, "more than 200000 items", id="skipped-items-bomb"),
+    pytest.param("input: [3, 8, 8]\nblocks:\n  relu: {layers: [{conv: {filters: 2, kernel: 1}}]}\nlayers: [relu]\n",
+                 3, 3, "a block cannot be called 'relu'", id="block-shadows-a-layer-type"),
+    pytest.param("input: [3, 8]\nlayers: [relu]\n", 1, 8, "[C, H, W] or [features]", id="input-of-rank-2"),
+    pytest.param("input: [3, 8, 8]\nlayers: [relu]\nblocks: {b: 5}\n", 3, 13, "a mapping from block name",
+                 id="block-not-a-mapping"),
+    pytest.param("input: [3, 8, 8]\nlayers:\n  - relu:\n    name: \"a{i}\"\n", 4, 11, "this item has no 'repeat'",
+                 id="pattern-name-without-repeat"),
+    pytest.param("input: [3, 8, 8]\nlayers: [relu]\noutputs: [input]\n", 3, 10, "output is its own input",
+                 id="output-is-the-input"),
+]
+
+
+@pytest.mark.parametrize("text, line, col, phrase", ADVERSARIAL)
+def test_adversarial_specs_fail_cleanly_and_fast(batch, request, text, line, col, phrase):
+    proc = batch(ADVERSARIAL)
+    path = case_file(request)
+    mine = [ln for ln in error_lines(proc.stderr) if ln.startswith(f"{path}:")]
+    assert mine, proc.stderr
+    assert phrase in mine[0], mine[0]
+    if line is not None:
+        assert mine[0].startswith(f"{path}:{line}:{col}: error: "), mine[0]
+
+
+def test_block_may_pass_its_input_through(tmp_path):
+    proc = check(tmp_path, "input: [3, 8, 8]\nblocks:\n  b: {layers: [relu], output: input}\nlayers: [b, relu]\n")
+    assert proc.returncode == 0, proc.stderr

@@ -178,7 +178,7 @@ layers:
 
 
 def test_skipping_every_layer_is_an_error():
-    with pytest.raises(SpecError, match="no layers left"):
+    with pytest.raises(SpecError, match="output is its own input: no layer is used"):
         analyse_text("input: [4, 8, 8]\nlayers:\n  - {relu: null, when: false}\n")
 
 

@@ -1,6 +1,9 @@
-"""The layer families. Importing this package fills the registry, in this order.
+"""The layer families. Importing this package fills the registry.
 
-The list is explicit (no scanning of module names): adding a family means adding it here.
+The list is explicit (no scanning of module names): adding a family means adding it here, in
+the order the docs and `convspec layers` list them.
 """
 
 from . import activation, conv, dense, merge, norm, pool, structure  # noqa: F401
+
+FAMILIES = ("conv", "pool", "norm", "activation", "dense", "structure", "merge")

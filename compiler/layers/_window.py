@@ -23,7 +23,8 @@ def slide(layer, x, kernel, stride, padding, dilation=(1, 1), ceil_mode=False):
             size = f"{e} (dilated)" if e != kernel[AXES.index(axis)] else f"{e}"
             raise LayerArgError(
                 f"kernel {size} is larger than the padded input {axis} {padded} ({n} + padding {b}+{en}): "
-                f"the output {axis} would be ({padded} - {e})/{win.stride[AXES.index(axis)]} + 1 <= 0; "
+                f"the output {axis} would be floor(({padded} - {e})/{win.stride[AXES.index(axis)]}) + 1 = "
+                f"{(padded - e) // win.stride[AXES.index(axis)] + 1}; "
                 "use a smaller kernel, more padding, or fewer downsampling layers before this one",
                 arg="kernel",
             )

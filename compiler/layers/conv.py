@@ -32,7 +32,6 @@ class _Convolution(Layer):
                           default=0, convert=padding_arg)
     bias: bool = arg(BOOL, "add a learned bias per output channel", default=True)
     activation: str | None = arg(ACTIVATION, "activation applied to the output", default=None)
-    needs_spatial = True
     dilation = (1, 1)  # a field in the types that take it
 
     def _slide(self, x):

@@ -82,7 +82,6 @@ class LCN(Layer):
     across_channels: bool = arg(BOOL, "pool the statistics over all channels, as in Jarrett et al. 2009",
                                 default=True)
     eps: float = arg(POSITIVE_NUMBER, "keeps the divisor away from zero", default=1e-4)
-    needs_spatial = True
     shorthand = "size"
 
     def output_shape(self, x):

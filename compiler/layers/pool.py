@@ -25,7 +25,6 @@ class _Pool(Layer):
                           default=0, convert=padding_arg)
     ceil_mode: bool = arg(BOOL, "round the output size up instead of down (PyTorch's ceil_mode)", default=False)
     shorthand = "kernel"
-    needs_spatial = True
     flops_per_tap = 1  # per kernel element per output element
     flops_extra = 0  # per output element
 
@@ -136,7 +135,6 @@ _KEEPDIMS = "keep the output as [C, 1, 1] (false gives [C], as Keras does)"
 @arguments
 class _GlobalPool(Layer):
     keepdims: bool = arg(BOOL, _KEEPDIMS, default=True)
-    needs_spatial = True
 
     def output_shape(self, x):
         c, _, _ = spatial(x, self)
@@ -172,7 +170,6 @@ class _AdaptivePool(Layer):
     """Pool to a fixed output size; bins follow PyTorch: floor(i*n/out) to ceil((i+1)*n/out)."""
 
     output_size: tuple = arg(SIZE2, "output size, s or [h, w]", convert=pair)
-    needs_spatial = True
     shorthand = "output_size"
 
     def output_shape(self, x):

@@ -55,7 +55,6 @@ class ZeroPadShortcut(Layer):
 
     channels: int = arg(POSITIVE_INT, "output channels; the extra ones are zeros, split evenly before and after")
     stride: int = arg(POSITIVE_INT, "spatial subsampling step (keeps every stride-th row and column)", default=2)
-    needs_spatial = True
     shorthand = "channels"
 
     def output_shape(self, x):
