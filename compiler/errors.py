@@ -1,5 +1,14 @@
 """The error hierarchy and the one format every diagnostic is printed in.
 
+ConvspecError
+  SpecError         the spec is invalid (exit 1)
+    ShapeError      a layer cannot take the shape it receives
+  LoweringError     valid, but not expressible in ONNX as asked (exit 1)
+  UsageError        command line, files, I/O (exit 2)
+runtime.RuntimeFailure covers running models (exit 2, or 1 for a wrong input), and
+LayerArgError is the internal signal a layer rule raises; inference turns it into a ShapeError
+with the layer's name and position.
+
 Every message a user sees is `path:line:col: severity: message`; the message names the layer
 and says what to change. Exit codes: 1 for an invalid spec, 2 for usage or I/O problems.
 """
@@ -61,6 +70,10 @@ class SpecError(ConvspecError):
 
 class ShapeError(SpecError):
     """A layer cannot be applied to the shape it receives."""
+
+
+class LoweringError(ConvspecError):
+    """A valid spec that cannot be written to ONNX as asked (say, an opset out of range)."""
 
 
 class UsageError(ConvspecError):

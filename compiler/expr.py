@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import operator
 import re
+from functools import lru_cache
 
 from .errors import shorten
 
@@ -38,14 +39,18 @@ def evaluate(text: str, scope: dict):
         return _lookup(match.group(1), scope)
     if not (text.startswith("${") and text.endswith("}")):
         raise ExprError(f"'{text}' is neither $name nor ${{expression}}")
-    source = text[2:-1].strip()
+    return _eval(_parse(text[2:-1].strip()), scope)
+
+
+@lru_cache(maxsize=1024)
+def _parse(source: str):
+    """A block body is expanded once per use, so each expression is parsed once and reused."""
     if len(source) > MAX_LENGTH:
         raise ExprError(f"expression longer than {MAX_LENGTH} characters")
     try:
-        tree = ast.parse(source, mode="eval")
+        return ast.parse(source, mode="eval").body
     except SyntaxError as e:
         raise ExprError(f"cannot parse '{source}': {e.msg}") from None
-    return _eval(tree.body, scope)
 
 
 def _lookup(name, scope):

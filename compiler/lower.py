@@ -19,16 +19,12 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from . import __version__
-from .errors import ConvspecError
+from .errors import LoweringError
 from .infer import Analysis
 
 DEFAULT_OPSET = 21
 OPSETS = range(18, 25)  # what the lowering uses exists from 18; onnxruntime 1.31 loads up to 24
 MAX_IR_VERSION = 13  # onnx 1.23 writes 14 by default; onnxruntime 1.31 reads at most 13
-
-
-class LoweringError(ConvspecError):
-    """A spec that is valid but cannot be expressed in ONNX as asked (opset, size)."""
 
 
 class Builder:
@@ -59,7 +55,7 @@ class Builder:
         self.weights.append((key, np.ascontiguousarray(self._weights[key], dtype=np.float32)))
         return key
 
-    def const(self, value, dtype=np.int64) -> str:
+    def const(self, value, dtype="int64") -> str:
         """A constant input (axes, shapes, pads): an initializer named after the node."""
         self._count += 1
         name = f"{self.node}/const_{self._count}"

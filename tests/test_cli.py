@@ -288,7 +288,8 @@ def test_summary_does_not_import_onnx(tmp_path):
     _, code, *names = report.split()
     assert code == "0"
     assert "yaml" in names and "compiler.infer" in names  # the spy does see the imports
-    assert not [n for n in names if n.split(".")[0] in ("onnx", "onnxruntime", "runtime")], names
+    # numpy too: it costs ~40 ms of start-up and only the compile path needs it
+    assert not [n for n in names if n.split(".")[0] in ("onnx", "onnxruntime", "runtime", "numpy")], names
     assert json.loads(proc.stdout)["params"]["total"] == RESNET50_TRAINABLE + RESNET50_NON_TRAINABLE
 
 

@@ -21,8 +21,8 @@ from onnx.reference import ReferenceEvaluator
 
 from compiler import build
 from compiler.build import as_lowered, compile_model, compile_spec, save
-from compiler.errors import SpecError, UsageError
-from compiler.lower import LoweringError, build_model
+from compiler.errors import LoweringError, SpecError, UsageError
+from compiler.lower import build_model
 from compiler.pipeline import analyse, analyse_text
 from compiler.weights import seeded
 from compiler.zoo import bundled

@@ -8,8 +8,6 @@ subtractive w + 1, divisive 2w + 2, full 3w + 3.
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..arith import Window
 from ..errors import LayerArgError
 from ..registry import BOOL, NUMBER, POSITIVE_INT, POSITIVE_NUMBER, Layer, Weight, arg, enum, numel, register, spatial
@@ -112,7 +110,7 @@ class LCN(Layer):
             return g.op("AveragePool", [value], kernel_shape=[self.size] * 2, strides=[1, 1],
                         pads=[half] * 4, count_include_pad=0)
 
-        eps = g.const([self.eps], dtype=np.float32)
+        eps = g.const([self.eps], dtype="float32")
         mean = local_mean(x)
         if self.mode == "subtractive":
             return g.op("Sub", [x, mean])
