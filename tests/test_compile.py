@@ -331,3 +331,19 @@ def test_progress_bar_only_on_a_terminal():
     bar(5, 10)
     bar.close()
     assert piped.getvalue() == ""
+
+
+@pytest.mark.parametrize("op", ["maxpool", "avgpool", "l2pool"])
+def test_ceil_mode_pooling_agrees_with_onnx_shape_inference(op):
+    """PyTorch drops a last ceil-mode window that starts in the end padding (5, k2 s2 pad 1 -> 3);
+    ONNX's ceil formula would keep it. The lowering writes such windows as explicit padding, so
+    onnx's strict shape inference and onnxruntime agree with our shapes."""
+    for n in range(3, 10):
+        for k in (2, 3):
+            for s in (1, 2, 3):
+                for p in range(k // 2 + 1):
+                    a = analyse_text(f"input: [1, {n}, {n}]\nlayers:\n"
+                                     f"  - {op}: {{kernel: {k}, stride: {s}, padding: {p}, ceil_mode: true}}\n")
+                    model = compile_model(a)
+                    inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
+                    assert static_dims(inferred.graph.output[0])[2:] == list(a.layers[0].output_shape[1:])

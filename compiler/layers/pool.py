@@ -52,10 +52,24 @@ class _Pool(Layer):
     def _attrs(self):
         return {}
 
+    def _padding_counts(self) -> bool:
+        """Whether padded zeros enter the result's divisor (average pooling's count_include_pad)."""
+        return False
+
     def lower(self, g, ins, shapes, out):
-        win, _ = self._slide(shapes[0])
+        win, sizes = self._slide(shapes[0])
+        end, ceil_mode = list(win.end), self.ceil_mode
+        if ceil_mode:
+            # PyTorch drops a last window that would start in the end padding; ONNX's ceil formula
+            # keeps it (onnx's shape inference then disagrees). So write the windows PyTorch keeps
+            # as explicit end padding with ceil_mode off: the same windows, the same values, as
+            # long as the extra padding is not counted in an average.
+            needed = [max(0, (o - 1) * s + k - n - b) for o, s, k, n, b in
+                      zip(sizes, win.stride, win.effective_kernel, shapes[0][1:], win.begin)]
+            if not self._padding_counts() or all(n <= e for n, e in zip(needed, win.end)):
+                end, ceil_mode = needed, False
         return g.op(self.onnx_op, ins, kernel_shape=list(win.kernel), strides=list(win.stride),
-                    pads=list(win.pads), ceil_mode=int(self.ceil_mode), **self._attrs())
+                    pads=list(win.begin) + end, ceil_mode=int(ceil_mode), **self._attrs())
 
 
 @register("maxpool")
@@ -75,6 +89,9 @@ class AvgPool(_Pool):
 
     def _attrs(self):
         return {"count_include_pad": int(self.count_include_pad)}
+
+    def _padding_counts(self) -> bool:
+        return self.count_include_pad
 
 
 @register("l2pool")
