@@ -27,7 +27,8 @@ PUBLISHED = {
     "deck002_cnn": (None, 0, None, (100, 32, 32)),
     "shared_weights_example": (10_000, 0, None, (100, 191, 191)),
 }
-TORCHVISION_SPECS = ["vgg16", "resnet18", "resnet50", "resnet152", "googlenet"]
+# Every bundled spec named like a torchvision model must match it exactly.
+TORCHVISION_SPECS = sorted(p.stem for p in bundled() if p.stem in TORCHVISION)
 
 
 @pytest.mark.parametrize("name", TORCHVISION_SPECS)
@@ -39,6 +40,10 @@ def test_matches_torchvision(name):
     assert a.macs == ref["macs"]
     assert tuple(a.graph.input_shape) == tuple(ref["input_shape"])
     assert a.output_shapes == (tuple(ref["output_shape"]),)
+
+
+def test_the_core_torchvision_specs_are_bundled():
+    assert {"vgg16", "resnet18", "resnet50", "resnet152", "googlenet"} <= set(TORCHVISION_SPECS)
 
 
 def test_issue_figures():
