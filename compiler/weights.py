@@ -95,7 +95,7 @@ def read_safetensors(path: Path) -> dict:
 
 
 def read_weights(path: str) -> dict:
-    """Arrays by key from .npz or .safetensors."""
+    """Arrays by key from .npz, .safetensors or a PyTorch .pt/.pth state_dict."""
     p = Path(path)
     if not p.exists():
         raise UsageError(f"{path}: no such file")
@@ -107,7 +107,11 @@ def read_weights(path: str) -> dict:
             raise UsageError(f"{path}: cannot read as .npz: {e}") from None
     if p.suffix == ".safetensors":
         return read_safetensors(p)
-    raise UsageError(f"{path}: unknown weights format '{p.suffix}'; use .npz or .safetensors")
+    if p.suffix in (".pt", ".pth"):
+        from .pth import read_pth
+
+        return read_pth(p)
+    raise UsageError(f"{path}: unknown weights format '{p.suffix}'; use .npz, .safetensors, .pt or .pth")
 
 
 def imported(analysis: Analysis, arrays: dict, source: str):

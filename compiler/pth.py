@@ -1,0 +1,100 @@
+"""Read PyTorch `.pt`/`.pth` state_dicts without torch and without running pickle code.
+
+A `torch.save` file (the zip format, PyTorch 1.6 and later) holds `<name>/data.pkl`, a pickle
+that rebuilds tensors from storages `<name>/data/<key>`. The unpickler here resolves only what a
+state_dict needs: ordered dicts, tensor and parameter rebuilding, and the typed storages. Any
+other global (a class, a function, os.system) is refused before anything is called.
+"""
+
+from __future__ import annotations
+
+import collections
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import UsageError
+
+STORAGES = {
+    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
+    "BFloat16Storage": "bfloat16", "LongStorage": np.int64, "IntStorage": np.int32,
+    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
+}
+
+
+class _Storage:
+    """Stands for `torch.FloatStorage` and friends inside the pickle: just a dtype."""
+
+    def __init__(self, name: str):
+        self.name, self.dtype = name, STORAGES[name]
+
+
+def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
+    itemsize = storage.itemsize
+    if not size:
+        return storage[offset:offset + 1].reshape(()).copy()
+    view = np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size),
+                                           strides=tuple(s * itemsize for s in stride))
+    return np.array(view)
+
+
+def _rebuild_parameter(data, requires_grad=False, hooks=None):
+    return data
+
+
+class _StateDictUnpickler(pickle.Unpickler):
+    def __init__(self, file, archive: zipfile.ZipFile, prefix: str, source: str):
+        super().__init__(file)
+        self.archive, self.prefix, self.source = archive, prefix, source
+        self.storages: dict = {}
+
+    def find_class(self, module, name):
+        allowed = {
+            ("collections", "OrderedDict"): collections.OrderedDict,
+            ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
+            ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        }
+        if (module, name) in allowed:
+            return allowed[(module, name)]
+        if module == "torch" and name in STORAGES:
+            return _Storage(name)
+        raise UsageError(f"{self.source}: refused to load: the file asks for {module}.{name}, and only tensors "
+                         "and ordered dicts are allowed (save the model's state_dict(), not the model)")
+
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _Storage)):
+            raise UsageError(f"{self.source}: refused to load: unexpected persistent id {pid!r}")
+        _, storage, key, _location, _numel = pid
+        if key not in self.storages:
+            raw = self.archive.read(f"{self.prefix}/data/{key}")
+            if storage.dtype == "bfloat16":  # the top half of a float32
+                array = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+            else:
+                array = np.frombuffer(raw, storage.dtype)
+            self.storages[key] = array
+        return self.storages[key]
+
+
+def read_pth(path: Path) -> dict:
+    """Arrays by key from a torch.save'd state_dict (or a dict holding one under 'state_dict')."""
+    if not zipfile.is_zipfile(path):
+        raise UsageError(f"{path}: not a PyTorch zip checkpoint (files from PyTorch before 1.6 are not read: "
+                         "re-save it with torch.save in a newer PyTorch)")
+    with zipfile.ZipFile(path) as archive:
+        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+        if len(pickles) != 1:
+            raise UsageError(f"{path}: not a torch.save file (it has no single data.pkl)")
+        prefix = pickles[0][: -len("/data.pkl")]
+        with archive.open(pickles[0]) as f:
+            try:
+                obj = _StateDictUnpickler(f, archive, prefix, str(path)).load()
+            except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as e:
+                raise UsageError(f"{path}: cannot read the checkpoint: {e}") from None
+    for wrapper in ("state_dict", "model"):
+        if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
+            obj = obj[wrapper]
+    if not isinstance(obj, dict) or not all(isinstance(v, np.ndarray) for v in obj.values()):
+        raise UsageError(f"{path}: expected a state_dict (a mapping from names to tensors)")
+    return dict(obj)

@@ -1,0 +1,109 @@
+"""PyTorch .pt/.pth state_dicts, read without torch and without running pickle code.
+
+The checkpoints are written here by hand (the zip layout and pickle opcodes of torch.save), so
+the reader is tested where torch is absent; where torch is installed, real torch.save files
+are read too.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compiler.errors import UsageError
+from compiler.pth import read_pth
+from compiler.weights import read_weights
+
+
+def _global(module: str, name: str) -> bytes:
+    return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+
+
+def _str(s: str) -> bytes:
+    b = s.encode()
+    return b"X" + len(b).to_bytes(4, "little") + b
+
+
+def _int(n: int) -> bytes:
+    return b"J" + n.to_bytes(4, "little", signed=True)
+
+
+def _tuple(values) -> bytes:
+    return b"(" + b"".join(_int(v) for v in values) + b"t"
+
+
+def write_checkpoint(path: Path, tensors: dict, extra_pickle: bytes | None = None) -> None:
+    """What torch.save writes for an OrderedDict of tensors (protocol 2, one storage per tensor)."""
+    storages = {"float32": "FloatStorage", "int64": "LongStorage", "float16": "HalfStorage"}
+    body = b"\x80\x02" + _global("collections", "OrderedDict") + b")R("
+    for key, (name, array) in enumerate(tensors.items()):
+        body += _str(name) + _global("torch._utils", "_rebuild_tensor_v2") + b"("
+        body += b"(" + _str("storage") + _global("torch", storages[str(array.dtype)]) + _str(str(key))
+        body += _str("cpu") + _int(array.size) + b"tQ"  # the persistent id of the storage
+        strides = [s // array.itemsize for s in array.strides]
+        body += _int(0) + _tuple(array.shape) + _tuple(strides) + b"\x89"
+        body += _global("collections", "OrderedDict") + b")Rt" + b"R"
+    body += b"u."
+    stem = path.stem
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{stem}/data.pkl", extra_pickle if extra_pickle is not None else body)
+        for key, array in enumerate(tensors.values()):
+            z.writestr(f"{stem}/data/{key}", np.ascontiguousarray(array).tobytes())
+        z.writestr(f"{stem}/version", "3\n")
+
+
+def test_reads_a_handwritten_checkpoint(tmp_path):
+    rng = np.random.default_rng(0)
+    tensors = {"conv1.weight": rng.standard_normal((4, 3, 3, 3)).astype(np.float32),
+               "bn1.num_batches_tracked": np.array(7, np.int64),
+               "fc.bias": rng.standard_normal(5).astype(np.float16)}
+    write_checkpoint(tmp_path / "w.pth", tensors)
+    out = read_weights(str(tmp_path / "w.pth"))
+    assert out.keys() == tensors.keys()
+    for k in tensors:
+        assert out[k].dtype == tensors[k].dtype
+        np.testing.assert_array_equal(out[k], tensors[k])
+
+
+def test_refuses_any_other_global_without_calling_it(tmp_path):
+    marker = tmp_path / "pwned"
+    evil = b"\x80\x02" + _global("os", "system") + _str(f"touch {marker}") + b"\x85R."
+    write_checkpoint(tmp_path / "evil.pt", {}, extra_pickle=evil)
+    with pytest.raises(UsageError, match=r"refused to load: the file asks for os\.system"):
+        read_pth(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / "old.pth").write_bytes(b"\x80\x02}q\x00.")  # a bare pickle: legacy format or not torch at all
+    with pytest.raises(UsageError, match="not a PyTorch zip checkpoint"):
+        read_pth(tmp_path / "old.pth")
+
+
+def test_real_torch_checkpoints(tmp_path):
+    torch = pytest.importorskip("torch", reason="torch is not installed: only the handwritten checkpoints ran")
+    import collections
+
+    state = collections.OrderedDict(
+        w=torch.randn(3, 4), t=torch.randn(4, 3).t(), step=torch.tensor(5), half=torch.randn(2).half(),
+        bf=torch.randn(3).bfloat16(), p=torch.nn.Parameter(torch.ones(2)))
+    torch.save(state, tmp_path / "s.pth")
+    torch.save({"state_dict": state, "epoch": 3}, tmp_path / "wrapped.pt")
+    for name in ("s.pth", "wrapped.pt"):
+        out = read_weights(str(tmp_path / name))
+        for k, v in state.items():
+            np.testing.assert_array_equal(out[k].astype(np.float64), v.detach().float().numpy().astype(np.float64))
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pth")
+    with pytest.raises(UsageError, match="refused to load"):
+        read_weights(str(tmp_path / "evil.pth"))
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pth")
+    with pytest.raises(UsageError, match="save the model's state_dict"):
+        read_weights(str(tmp_path / "module.pth"))
