@@ -17,9 +17,17 @@ demo: $(STAMP)
 	$(BIN)/convspec summary alexnet_paper
 	$(BIN)/convspec check specs/*.yaml
 
+# The test reference: PyTorch (a local CPU build) and torchvision's model definitions, never a
+# runtime dependency. If they cannot be installed, the parity tests skip and say why.
+REFERENCE := $(VENV)/.reference
+
+$(REFERENCE): $(STAMP)
+	-$(BIN)/python -m pip install -q torch==2.13.0 && $(BIN)/python -m pip install -q --no-deps torchvision==0.28.0
+	touch $(REFERENCE)
+
 # pytest exits 5 when it collects nothing; that must fail, and it does (any non-zero fails make).
-test: $(STAMP)
-	$(BIN)/python -m pytest
+test: $(STAMP) $(REFERENCE)
+	$(BIN)/python -m pytest -rs
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_cli.py

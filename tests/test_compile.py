@@ -26,6 +26,7 @@ from compiler.lower import build_model
 from compiler.pipeline import analyse, analyse_text
 from compiler.weights import seeded
 from compiler.zoo import bundled
+from weightfiles import write_safetensors
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -127,18 +128,6 @@ def test_opsets(tmp_path):
 
 
 # -- weights files ------------------------------------------------------------------------------
-def write_safetensors(path: Path, arrays: dict) -> None:
-    """An independent writer of the format: u64 header length, JSON header, raw little-endian data."""
-    header, blobs, offset = {}, [], 0
-    for key, array in arrays.items():
-        raw = np.ascontiguousarray(array, dtype="<f4").tobytes()
-        header[key] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
-    text = json.dumps(header).encode()
-    path.write_bytes(len(text).to_bytes(8, "little") + text + b"".join(blobs))
-
-
 def perturbed_weights(a, seed=5) -> dict:
     rng = np.random.default_rng(seed)
     out = {}
