@@ -26,6 +26,32 @@ PUBLISHED = {
     "cs231n_conv_example": (760, 0, None, (10, 32, 32)),
     "deck002_cnn": (None, 0, None, (100, 32, 32)),
     "shared_weights_example": (10_000, 0, None, (100, 191, 191)),
+    # Deck 000's perceptron: n weights and a bias b, n + 1 with our n = 784
+    "perceptron": (784 + 1, 0, None, (1,)),
+    # Deck 000's 2-hidden-layer network: sizes are ours (784-300-100-10), so nothing published
+    "mlp": (None, 0, None, (10,)),
+    # Deck 001's Keras exercise as its solution notebook fills it (tensorchiefs/dl_course_2020,
+    # 05_cnn_edge_lover_sol): model.summary() "Total params: 30", dense output (None, 2)
+    "deck001_keras_cnn": (30, 0, None, (2,)),
+    # Zeiler & Fergus 2013 Fig. 3 gives the layer sizes but no parameter or operation count
+    "zfnet": (None, 0, None, (1000,)),
+    # Lin et al. 2013 (CIFAR-10): no count in the paper; 10 class maps averaged to 10 scores
+    "nin": (None, 0, None, (10,)),
+    # Szegedy et al. 2015 Table 1 rounds its params and ops (per-module MACs are in the spec)
+    "googlenet_paper": (None, 0, None, (1000,)),
+    # torchvision's resnet34 less its three projection shortcuts (1x1 conv + BatchNorm in
+    # layer2.0, layer3.0, layer4.0); the paper rounds the plain net to "3.6 billion" mult-adds
+    "plain34": (TORCHVISION["resnet34"]["params_trainable"] - (64 * 128 + 128 * 256 + 256 * 512)
+                - 2 * (128 + 256 + 512),
+                TORCHVISION["resnet34"]["params_non_trainable"] - 2 * (128 + 256 + 512),
+                TORCHVISION["resnet34"]["macs"] - (64 * 128 * 28 * 28 + 128 * 256 * 14 * 14 + 256 * 512 * 7 * 7),
+                (1000,)),
+    # He et al. 2016 CIFAR-10 ResNet-56: the issue's 853,018 trainable (the paper's Table 6:
+    # 0.85M); non-trainable computed, BatchNorm running stats of 2,032 channels
+    "resnet56_cifar": (853_018, 4_064, None, (10,)),
+    # Howard et al. 2017 Table 8: 569M mult-adds (the issue's exact 568,740,352), 4.2M params;
+    # Keras' MobileNet() summary: trainable 4,231,976, non-trainable 21,888
+    "mobilenet_v1": (4_231_976, 21_888, 568_740_352, (1000,)),
 }
 # Every bundled spec named like a torchvision model must match it exactly.
 TORCHVISION_SPECS = sorted(p.stem for p in bundled() if p.stem in TORCHVISION)
