@@ -102,7 +102,12 @@ def _lowered(ref: str, args):
 
     analysis = analyse(ref)
     _print_warnings(analysis)
-    return compile_spec(analysis, args.weights, args.seed, show_progress=True)
+    return compile_spec(analysis, args.weights, args.seed, show_progress=True,
+                        strict_weights=args.strict_weights, warn=_warn)
+
+
+def _warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def _session(lowered, args):
@@ -128,7 +133,8 @@ def cmd_compile(args) -> int:
 
     analysis = analyse(args.spec)
     _print_warnings(analysis)
-    lowered = compile_spec(analysis, args.weights, args.seed, args.opset, show_progress=True)
+    lowered = compile_spec(analysis, args.weights, args.seed, args.opset, show_progress=True,
+                           strict_weights=args.strict_weights, warn=_warn)
     written = save(lowered, args.output)
     print(f"wrote {', '.join(written)}: {analysis.graph.name}, {human(analysis.params)} params, "
           f"{human_bytes(lowered.weight_bytes)} of weights, opset {args.opset}")
@@ -218,7 +224,10 @@ def _device_args(p) -> None:
 
 def _model_args(p) -> None:
     p.add_argument("model", metavar="MODEL|SPEC", help="an .onnx file, a spec file, or a bundled spec name")
-    p.add_argument("--weights", metavar="FILE", help="for a spec: weights (.npz or .safetensors) keyed by node names")
+    p.add_argument("--weights", metavar="FILE",
+                   help="for a spec: weights (.npz, .safetensors, .pt or .pth) keyed by node names")
+    p.add_argument("--strict-weights", action="store_true",
+                   help="weights that do not fit the spec are an error (default: seeded instead, with a warning)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights (for a spec) and of random input")
 
 
@@ -251,7 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     co = sub.add_parser("compile", help="write the ONNX model of a spec")
     co.add_argument("spec", metavar="SPEC")
     co.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
-    co.add_argument("--weights", metavar="FILE", help=".npz or .safetensors keyed by node names (default: seeded)")
+    co.add_argument("--weights", metavar="FILE",
+                    help=".npz, .safetensors, .pt or .pth keyed by node names (default: seeded)")
+    co.add_argument("--strict-weights", action="store_true",
+                    help="weights that do not fit the spec are an error (default: seeded instead, with a warning)")
     co.add_argument("--seed", type=int, default=0, help="seed of the initialisation (default 0)")
     co.add_argument("--opset", type=int, default=21, help="ONNX opset, 18 to 24 (default 21)")
     co.set_defaults(run=cmd_compile)

@@ -50,9 +50,17 @@ class Progress:
 
 
 def compile_spec(analysis: Analysis, weights: str | None = None, seed: int = 0,
-                 opset: int = DEFAULT_OPSET, show_progress: bool = False) -> Lowered:
-    """Lower with seeded or imported weights; the weights stay arrays (see `save`)."""
-    source = imported(analysis, read_weights(weights), weights) if weights else seeded(analysis, seed)
+                 opset: int = DEFAULT_OPSET, show_progress: bool = False, strict_weights: bool = True,
+                 warn=None) -> Lowered:
+    """Lower with seeded or imported weights; the weights stay arrays (see `save`).
+
+    Imported weights that do not fit are an error with `strict_weights`; otherwise they are
+    seeded instead, and `warn(message)` hears which.
+    """
+    if weights:
+        source = imported(analysis, read_weights(weights), weights, strict_weights, seed, warn)
+    else:
+        source = seeded(analysis, seed)
     progress = Progress(f"compiling {analysis.graph.name}") if show_progress else None
     try:
         lowered = lower(analysis, source, opset, progress)
@@ -61,6 +69,10 @@ def compile_spec(analysis: Analysis, weights: str | None = None, seed: int = 0,
             progress.close()
     meta = lowered.model.metadata_props
     meta.add(key="convspec.weights", value=weights or f"seeded:{seed}")
+    if analysis.graph.frozen:  # for training tools: which weights to keep fixed
+        frozen = [f"{f.node.name}.{w.name}" for f in analysis.layers if f.node.name in analysis.graph.frozen
+                  for w in f.node.layer.weights(*f.input_shapes)]
+        meta.add(key="convspec.frozen", value=json.dumps(frozen))
     extras = analysis.graph.extras
     if "preprocess" in extras:
         meta.add(key="convspec.preprocess", value=json.dumps(extras["preprocess"]))
@@ -70,9 +82,9 @@ def compile_spec(analysis: Analysis, weights: str | None = None, seed: int = 0,
 
 
 def compile_model(analysis: Analysis, weights: str | None = None, seed: int = 0,
-                  opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+                  opset: int = DEFAULT_OPSET, strict_weights: bool = True, warn=None) -> onnx.ModelProto:
     """The whole model in memory (for running it and for tests)."""
-    return compile_spec(analysis, weights, seed, opset).to_model()
+    return compile_spec(analysis, weights, seed, opset, strict_weights=strict_weights, warn=warn).to_model()
 
 
 def read_labels(path: str) -> list[str]:

@@ -69,6 +69,7 @@ class Expander:
         self.defined: dict[str, Location | None] = {}
         self.expectations: list[tuple[Expectation, Ref]] = []
         self.items = 0  # expanded so far, against MAX_ITEMS
+        self.frozen: set[str] = set()
         self.resolved: dict[str, str] = {}  # alias -> node, filled as references resolve
 
     # -- scopes --------------------------------------------------------------------------
@@ -155,6 +156,8 @@ class Expander:
             out = self._repeat(item, prefix, inputs, params, chain)
         else:
             self.op(item.op, item.value, prefix, here, inputs, item.where, params, chain, item.value_where)
+        if item.meta.get("frozen"):
+            self.frozen.update(n.name for n, _ in self.nodes[start:])
         if "expect" in item.meta:
             produced = tuple(n.name for n, _ in self.nodes[start:])
             self.expectations.append((
@@ -409,9 +412,25 @@ def expand(doc: Map, path: str) -> Graph:
     extras = {}
     if "preprocess" in doc:
         extras["preprocess"] = _plain(doc["preprocess"])
-    if "labels" in doc:  # relative to the spec, like an include
-        extras["labels"] = str(Path(path).parent / doc["labels"])
-    return Graph(name, path, meta, input_shape, _topological(resolved), outputs, tuple(expectations), extras)
+    if "labels" in doc:  # relative to the spec that names it, like an include
+        extras["labels"] = str(Path(doc.value_at["labels"].path).parent / doc["labels"])
+    frozen = ex.frozen | _frozen(doc, [n.name for n in resolved])
+    return Graph(name, path, meta, input_shape, _topological(resolved), outputs, tuple(expectations), extras,
+                 frozenset(frozen))
+
+
+def _frozen(doc: Map, names: list[str]) -> set[str]:
+    """Top-level `frozen:` entries are layer names or dotted prefixes (`layer1` freezes layer1.*)."""
+    out = set()
+    entries = doc.get("frozen") or []
+    for k, entry in enumerate(entries):
+        matched = {n for n in names if n == entry or n.startswith(entry + ".")}
+        if not matched:
+            prefixes = {n.split(".")[0] for n in names} | set(names)
+            hint = did_you_mean(entry, prefixes) or "; it must be a layer name or a dotted prefix of some"
+            raise SpecError(f"'frozen' names '{entry}', which matches no layer{hint}", entries.item_at[k])
+        out |= matched
+    return out
 
 
 def _plain(value):

@@ -125,7 +125,8 @@ def infer(graph: Graph, strict: bool = False) -> Analysis:
         shapes[node.name] = out
         rf = _receptive_field([fields[n] for n in node.inputs], ins, step)
         fields[node.name] = rf
-        trainable = sum(w.size for w in weights if w.trainable)
+        # Keras' convention: a frozen layer's weights count as non-trainable.
+        trainable = 0 if node.name in graph.frozen else sum(w.size for w in weights if w.trainable)
         figures.append(LayerFigures(node, ins, out, trainable, sum(w.size for w in weights) - trainable,
                                     macs, flops, rf))
 

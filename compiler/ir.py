@@ -45,3 +45,4 @@ class Graph:
     outputs: tuple[str, ...]
     expectations: tuple[Expectation, ...] = ()
     extras: dict = field(default_factory=dict)  # preprocess, labels: what running it needs
+    frozen: frozenset = frozenset()  # node names whose weights stay fixed when training

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .expand import expand
 from .infer import Analysis, infer
+from .inherit import extend
 from .ir import Graph
 from .schema import validate
 from .source import load, read_text
@@ -23,6 +24,9 @@ def display_path(path: Path) -> str:
 def graph_of(text: str, path: str) -> Graph:
     doc = load(text, path)
     validate(doc, path)
+    if "extends" in doc:
+        doc = extend(doc, path, validate)
+        validate(doc, path)  # the merged spec, as one
     return expand(doc, path)
 
 

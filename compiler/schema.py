@@ -20,7 +20,7 @@ from .source import Map, locate
 # Dotted segments of letters, digits and _; `{i}` (0-based) and `{n}` (1-based) number repeats.
 NAME_PATTERN = r"^(?:[A-Za-z0-9_]|\{[in]\})+(?:\.(?:[A-Za-z0-9_]|\{[in]\})+)*$"
 EXPRESSION = {"type": "string", "pattern": r"^\$", "description": "a block argument: $name or ${expression}"}
-META_KEYS = ("name", "inputs", "expect", "when", "repeat", "rest")
+META_KEYS = ("name", "inputs", "expect", "when", "repeat", "rest", "frozen")
 GROUP_KEYS = ("sequential", "stages")
 SCHEMA_URL = "https://convspec.dev/schema/spec.json"
 MAX_REPEAT = 10_000  # copies per repeat
@@ -81,6 +81,8 @@ def spec_schema(detailed: bool = True) -> dict:
         "repeat": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_REPEAT}, EXPRESSION],
                    "description": "stack this many copies, named <name>.0, <name>.1, ..."},
         "rest": {"type": "object", "description": "argument overrides for every copy after the first"},
+        "frozen": {"type": "boolean", "description": "keep this item's weights fixed when training (recorded in "
+                                                     "the model's metadata; counted as non-trainable)"},
         "sequential": {"type": "array", "items": {"$ref": "#/$defs/item"},
                        "description": "a group whose unnamed layers are named by position (0, 1, ...)"},
         "stages": {"$ref": "#/$defs/stages"},
@@ -138,7 +140,9 @@ def spec_schema(detailed: bool = True) -> dict:
         "$id": SCHEMA_URL,
         "title": "convspec CNN spec",
         "type": "object",
-        "required": ["input", "layers"],
+        # A spec that extends another may leave input and layers to its base.
+        "if": {"not": {"required": ["extends"]}},
+        "then": {"required": ["input", "layers"]},
         "additionalProperties": False,
         "properties": {
             "name": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$", "description": "the spec's name"},
@@ -157,6 +161,14 @@ def spec_schema(detailed: bool = True) -> dict:
             "outputs": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
                         "description": "the graph's outputs (default: the last layer)"},
             "expect": {"$ref": "#/$defs/expect"},
+            "extends": {"type": "string", "description": "a bundled spec name or a path (relative to this spec) "
+                                                         "that this spec builds on"},
+            "replace": {"type": "object", "additionalProperties": {"$ref": "#/$defs/item"},
+                        "description": "with extends: top-level layers of the base to replace, by name"},
+            "append": {"type": "array", "items": {"$ref": "#/$defs/item"},
+                       "description": "with extends: layers added after the base's"},
+            "frozen": {"type": "array", "items": {"type": "string"},
+                       "description": "layer names (or dotted prefixes) whose weights stay fixed when training"},
             "labels": {"type": "string",
                        "description": "a text file of class labels, one per line, relative to the spec"},
             "preprocess": {
@@ -239,6 +251,10 @@ EXPECTS = {
     "receptive_field": "a positive integer or [h, w]",
     "title": "a string",
     "labels": "the path of a labels file (a string)",
+    "extends": "a bundled spec name or a path to a spec",
+    "replace": "a mapping from a top-level layer name to the layer that replaces it",
+    "append": "a list of layers",
+    "frozen": "true or false on a layer; at the top level, a list of layer names or dotted prefixes",
     "preprocess": "a mapping with resize, scale, mean and std",
     "resize": "a positive integer or [h, w]",
     "scale": "a number",

@@ -114,8 +114,13 @@ def read_weights(path: str) -> dict:
     raise UsageError(f"{path}: unknown weights format '{p.suffix}'; use .npz, .safetensors, .pt or .pth")
 
 
-def imported(analysis: Analysis, arrays: dict, source: str):
-    """Check `arrays` against the spec's weights (all problems listed at once); serve them by node."""
+def imported(analysis: Analysis, arrays: dict, source: str, strict: bool = True, seed: int = 0, warn=None):
+    """Serve `arrays` by node, checked against the spec's weights.
+
+    Every problem is listed at once: missing keys, unexpected keys, shape mismatches with both
+    shapes. With `strict` they are an error. Otherwise everything that fits is loaded, what does
+    not (a replaced head, say) gets the seeded initialisation, and `warn(message)` hears which.
+    """
     keys_of = {f.node.name: [f"{f.node.name}.{w.name}" for w in f.node.layer.weights(*f.input_shapes)]
                for f in analysis.layers}
     shapes = {f"{f.node.name}.{w.name}": w.shape for f in analysis.layers
@@ -123,17 +128,25 @@ def imported(analysis: Analysis, arrays: dict, source: str):
     ignored = {k for k in arrays if k.endswith("num_batches_tracked")}  # a PyTorch counter, not a weight
     missing = [k for k in shapes if k not in arrays]
     unexpected = sorted(k for k in arrays if k not in shapes and k not in ignored)
-    mismatched = [f"{k}: file {list(arrays[k].shape)}, spec {list(s)}" for k, s in shapes.items()
-                  if k in arrays and tuple(arrays[k].shape) != tuple(s)]
-    if missing or unexpected or mismatched:
-        lines = []
-        for title, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                            ("shape mismatches", mismatched)):
-            if keys:
-                lines.append(f"{title} ({len(keys)}): " + ", ".join(keys[:20]) + (" ..." if len(keys) > 20 else ""))
-        raise SpecError(f"the weights in {source} do not fit the spec '{analysis.graph.name}': " + "; ".join(lines))
+    mismatched = [k for k, s in shapes.items() if k in arrays and tuple(arrays[k].shape) != tuple(s)]
+    problems = []
+    for title, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                        ("shape mismatches", [f"{k}: file {list(arrays[k].shape)}, spec {list(shapes[k])}"
+                                              for k in mismatched])):
+        if keys:
+            problems.append(f"{title} ({len(keys)}): " + ", ".join(keys[:20]) + (" ..." if len(keys) > 20 else ""))
+    summary = "; ".join(problems)
+    if problems and strict:
+        raise SpecError(f"the weights in {source} do not fit the spec '{analysis.graph.name}': {summary}")
+    fresh = set(missing) | set(mismatched)
+    fallback = seeded(analysis, seed)
 
     def weights_for(figures: LayerFigures) -> dict:
-        return {k: arrays[k] for k in keys_of[figures.node.name]}
+        keys = keys_of[figures.node.name]
+        initial = fallback(figures) if fresh.intersection(keys) else {}
+        return {k: initial[k] if k in fresh else arrays[k] for k in keys}
 
+    if problems and warn:
+        warn(f"loaded {len(shapes) - len(fresh)} of {len(shapes)} weight tensors from {source}, "
+             f"the rest seeded; {summary}")
     return weights_for

@@ -1,0 +1,144 @@
+"""`extends:`: a spec built on another one (a bundled name or a path relative to the spec).
+
+The child may change the input size and any top-level key, add or override blocks and
+defaults, `replace:` top-level layers by name (a new head keeps the old name unless it gives
+one), and `append:` layers at the end. The base's `expect:` figures are dropped: they belong to
+the base, and a new head or input size changes them. The merge happens before validation and
+expansion, so the rest of the pipeline sees one ordinary spec, with every value still pointing
+at the file it came from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import SpecError, did_you_mean
+from .source import Map, Seq, load, read_text
+from .zoo import resolve_spec
+
+MAX_DEPTH = 8
+CHILD_ONLY = ("extends", "replace", "append")
+
+
+def extend(doc: Map, path: str, validate, depth: int = 0) -> Map:
+    """The document with its base merged in (recursively); `validate(doc, path)` checks each file."""
+    if "extends" not in doc:
+        return doc
+    where = doc.value_at["extends"]
+    if depth >= MAX_DEPTH:
+        raise SpecError(f"'extends' chains deeper than {MAX_DEPTH} specs; is there a loop?", where)
+    base_path = _base_path(doc["extends"], path)
+    if base_path.resolve() == Path(path).resolve():
+        raise SpecError("a spec cannot extend itself", where)
+    shown = str(base_path)
+    base = load(read_text(base_path), shown)
+    validate(base, shown)
+    base = extend(base, shown, validate, depth + 1)
+    return _merge(_without_expectations(base), doc)
+
+
+def _base_path(ref: str, child: str) -> Path:
+    near = Path(child).parent / ref
+    if ref.endswith((".yaml", ".yml")) and near.exists():
+        return near
+    return resolve_spec(ref)
+
+
+def _merge(base: Map, child: Map) -> Map:
+    out = _copy(base)
+    for key, value in child.items():
+        if key in CHILD_ONLY:
+            continue
+        if key in ("defaults", "blocks") and key in out:
+            merged = _copy(out[key])
+            for name, entry in value.items():
+                if key == "defaults" and name in merged:  # per layer type: the child's arguments win
+                    entry = _overlay(merged[name], entry)
+                _set(merged, name, entry, value, name)
+            _set(out, key, merged, child, key)
+        else:
+            _set(out, key, value, child, key)
+    layers = _copy(out["layers"])
+    for name, item in (child.get("replace") or {}).items():
+        names = [it.get("name") if isinstance(it, Map) else None for it in layers]
+        if name not in names:
+            hint = did_you_mean(name, [n for n in names if n]) or "; only named top-level layers can be replaced"
+            raise SpecError(f"'replace' names '{name}', which is not a top-level layer of the base spec{hint}",
+                            child["replace"].key_at[name])
+        index = names.index(name)
+        new = _copy(item) if isinstance(item, Map) else _single(item, child["replace"].value_at[name])
+        if "name" not in new:  # the new head keeps the name, so weights and references still match
+            new["name"] = name
+            new.value_at["name"] = child["replace"].key_at[name]
+        layers[index], layers.item_at[index] = new, child["replace"].value_at[name]
+    for k, item in enumerate(child.get("append") or []):
+        layers.append(item)
+        layers.item_at.append(child["append"].item_at[k])
+    _set(out, "layers", layers, out, "layers")
+    return out
+
+
+def _single(item, where) -> Map:
+    """`fc: relu` written as a bare type name."""
+    out = Map({item: None})
+    out.where = where
+    out.value_at[item] = where
+    return out
+
+
+def _without_expectations(doc: Map) -> Map:
+    out = _copy(doc)
+    out.pop("expect", None)
+    if "layers" in out:
+        _set(out, "layers", _strip(out["layers"]), doc, "layers")
+    if "blocks" in out:
+        blocks = _copy(out["blocks"])
+        for name, block in blocks.items():
+            if isinstance(block, Map) and "layers" in block:
+                fixed = _copy(block)
+                _set(fixed, "layers", _strip(block["layers"]), block, "layers")
+                blocks[name] = fixed
+        _set(out, "blocks", blocks, doc, "blocks")
+    return out
+
+
+def _strip(items: Seq) -> Seq:
+    out = Seq()
+    out.where = items.where
+    for item, at in zip(items, items.item_at):
+        if isinstance(item, Map):
+            item = _copy(item)
+            item.pop("expect", None)
+            if isinstance(item.get("sequential"), Seq):
+                item["sequential"] = _strip(item["sequential"])
+        out.append(item)
+        out.item_at.append(at)
+    return out
+
+
+def _overlay(base, top):
+    if not isinstance(base, Map) or not isinstance(top, Map):
+        return top
+    out = _copy(base)
+    for key in top:
+        _set(out, key, top[key], top, key)
+    return out
+
+
+def _copy(value):
+    if isinstance(value, Map):
+        out = Map(value)
+        out.where, out.key_at, out.value_at = value.where, dict(value.key_at), dict(value.value_at)
+        return out
+    if isinstance(value, Seq):
+        out = Seq(value)
+        out.where, out.item_at = value.where, list(value.item_at)
+        return out
+    return value
+
+
+def _set(target: Map, key, value, source: Map, source_key) -> None:
+    target[key] = value
+    if source_key in source.value_at:
+        target.value_at[key] = source.value_at[source_key]
+        target.key_at[key] = source.key_at[source_key]
