@@ -17,6 +17,9 @@ TORCHVISION = json.loads(DATA.read_text())["models"]
 
 # name: (trainable, non_trainable, macs, output shape), from outside the project
 PUBLISHED = {
+    # resnet50 (torchvision) with fc 2048->1000 (2,049,000) replaced by 2048->10 (20,490); layers
+    # frozen count as non-trainable: trainable = layer4 (14,964,736) + fc
+    "resnet50_10class": (14_985_226, 25_610_152 - 2_049_000 + 20_490 - 14_985_226, None, (10,)),
     # Deck 000's table: conv1 34,944 + conv2 614,656 + conv3 885,120 + conv4 1,327,488
     # + conv5 884,992 + fc6 37,752,832 + fc7 16,781,312 + fc8 4,097,000
     "alexnet_paper": (62_378_344, 0, None, (1000,)),
