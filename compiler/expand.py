@@ -1,7 +1,7 @@
 """Expansion: blocks, repeats, stage tables, groups and defaults -> a flat, wired graph.
 
 Every item of a `layers:` list has one *op* (a layer type, a block, `sequential` or `stages`)
-and optional meta keys (name, inputs, expect, when, repeat, rest). Items are wired in order
+and optional meta keys (name, inputs, expect, when, repeat, rest, frozen). Items are wired in order
 unless they name their `inputs`. Names are scoped and dotted: item `conv1` inside block
 instance `layer1.0` becomes node `layer1.0.conv1`. References are resolved after the whole
 spec is expanded, so an item may name a later one; cycles are then reported, not looped on.
@@ -85,6 +85,7 @@ class Expander:
 
     def _parse_items(self, items: Seq, prefix: str, indexed: bool, params) -> list[Item]:
         parsed, taken, counters = [], {}, {}
+        explicit = {raw.get("name") for raw in items if isinstance(raw, Map)}
         for index, raw in enumerate(items):
             where = items.item_at[index]
             if isinstance(raw, str):
@@ -101,7 +102,7 @@ class Expander:
                 meta = raw
             name = meta.get("name")
             if name is None:
-                name = str(index) if indexed else self._auto_name(op, counters, taken, items)
+                name = str(index) if indexed else self._auto_name(op, counters, taken, explicit)
             if name == INPUT:
                 raise SpecError("'input' is reserved for the input of the spec or block; choose another name",
                                 meta.value_at.get("name", where))
@@ -114,9 +115,8 @@ class Expander:
         return parsed
 
     @staticmethod
-    def _auto_name(op, counters, taken, items) -> str:
+    def _auto_name(op, counters, taken, explicit) -> str:
         """Keras-style names: conv1, conv2, maxpool1... skipping names given explicitly."""
-        explicit = {raw.get("name") for raw in items if isinstance(raw, Map)}
         while True:
             counters[op] = counters.get(op, 0) + 1
             name = f"{op}{counters[op]}"
@@ -127,7 +127,9 @@ class Expander:
         if "repeat" not in item.meta or not any(m in item.name for m in ("{i}", "{n}")):
             return [item.name]
         times = self._value(item.meta["repeat"], params, item.meta_at("repeat"), "repeat")
-        return [item.name.format(i=i, n=i + 1) for i in range(int(times))] if isinstance(times, int) else []
+        if not isinstance(times, int) or not 1 <= times <= MAX_REPEAT:
+            return []  # _repeat reports it
+        return [item.name.format(i=i, n=i + 1) for i in range(times)]
 
     # -- items ---------------------------------------------------------------------------
     def item(self, item: Item, prefix, previous: Ref, source: Ref, params, chain, nearby) -> Ref:
