@@ -15,7 +15,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/convspec zoo
 	$(BIN)/convspec summary alexnet_paper
-	$(BIN)/convspec check specs/*.yaml
+	$(BIN)/convspec check -q specs/*.yaml
+	$(BIN)/convspec compile alexnet_paper -o build/alexnet_paper.onnx
+	$(BIN)/convspec run build/alexnet_paper.onnx --top 3
+	$(BIN)/convspec bench lenet5 --runs 20
 
 # The test reference: PyTorch (a local CPU build) and torchvision's model definitions, never a
 # runtime dependency. If they cannot be installed, the parity tests skip and say why.
