@@ -13,6 +13,22 @@ import os
 import sys
 
 
+def _count(low: int, high: int | None = None):
+    """An argparse type: an integer in [low, high], refused with a usage error (exit 2) otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low or (high is not None and value > high):
+            bound = f"from {low} to {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"{value} is out of range: use an integer {bound}")
+        return value
+
+    return parse
+
+
 def _print_warnings(analysis) -> None:
     for w in analysis.warnings:
         print(w.render(), file=sys.stderr)
@@ -145,16 +161,16 @@ def cmd_run(args) -> int:
     import numpy as np
 
     from runtime.inputs import load_input, random_input
-    from runtime.model import read_info
+    from runtime.model import read_info, run
 
     lowered = _lowered(args.model, args)
     info = read_info(lowered.model)
-    session = _session(lowered, args)
-    if args.input:
+    if args.input:  # read the input first: a bad file fails before the session is built
         x = load_input(args.input, info.input_shape, info.preprocess)
     else:
-        x = random_input(info.input_shape, args.batch, args.seed)
-    outputs = session.session.run(None, {info.input_name: x})
+        x = random_input(info.input_shape, _batch(info, args.batch), args.seed)
+    session = _session(lowered, args)
+    outputs = run(session.session, {info.input_name: x})
     if args.output:
         try:
             if len(outputs) == 1:
@@ -181,13 +197,15 @@ def cmd_run(args) -> int:
 def cmd_bench(args) -> int:
     from runtime.bench import measure, summarise
     from runtime.inputs import random_input
-    from runtime.model import read_info
+    from runtime.model import read_info, run
 
     lowered = _lowered(args.model, args)
     info = read_info(lowered.model)
+    feeds = {info.input_name: random_input(info.input_shape, _batch(info, args.batch), args.seed)}
     session = _session(lowered, args)
-    feeds = {info.input_name: random_input(info.input_shape, args.batch, args.seed)}
+    run(session.session, feeds)  # a refused input fails here, cleanly
     result = summarise(measure(session.session, feeds, args.warmup, args.runs), args.batch, info.macs)
+    # intra-op threads: as asked, or onnxruntime's default (one per core)
     result.update(model=info.name, provider=session.provider, threads=args.threads or os.cpu_count(),
                   device=session.device)
     if args.format == "json":
@@ -200,6 +218,15 @@ def cmd_bench(args) -> int:
     print(f"latency ms: p50 {lat['p50']:.3f}  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}")
     print(f"throughput: {result['throughput_per_s']:.1f} samples/s{gflops}")
     return 0
+
+
+def _batch(info, batch: int) -> int:
+    if info.fixed_batch and info.fixed_batch != batch:
+        from runtime import RuntimeFailure
+
+        raise RuntimeFailure(f"the model's batch size is fixed at {info.fixed_batch}; use --batch {info.fixed_batch}",
+                             exit_code=1)
+    return batch
 
 
 def cmd_export(args) -> int:
@@ -219,7 +246,7 @@ def cmd_export(args) -> int:
 def _device_args(p) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto: CUDA when its provider really starts, else the CPU")
-    p.add_argument("--threads", type=int, default=0, help="intra-op threads (default: one per core)")
+    p.add_argument("--threads", type=_count(0, 1024), default=0, help="intra-op threads (default 0: one per core)")
 
 
 def _model_args(p) -> None:
@@ -228,7 +255,7 @@ def _model_args(p) -> None:
                    help="for a spec: weights (.npz, .safetensors, .pt or .pth) keyed by node names")
     p.add_argument("--strict-weights", action="store_true",
                    help="weights that do not fit the spec are an error (default: seeded instead, with a warning)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights (for a spec) and of random input")
+    p.add_argument("--seed", type=_count(0), default=0, help="seed of the weights (for a spec) and of random input")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -264,24 +291,24 @@ def build_parser() -> argparse.ArgumentParser:
                     help=".npz, .safetensors, .pt or .pth keyed by node names (default: seeded)")
     co.add_argument("--strict-weights", action="store_true",
                     help="weights that do not fit the spec are an error (default: seeded instead, with a warning)")
-    co.add_argument("--seed", type=int, default=0, help="seed of the initialisation (default 0)")
-    co.add_argument("--opset", type=int, default=21, help="ONNX opset, 18 to 24 (default 21)")
+    co.add_argument("--seed", type=_count(0), default=0, help="seed of the initialisation (default 0)")
+    co.add_argument("--opset", type=_count(18, 24), default=21, help="ONNX opset, 18 to 24 (default 21)")
     co.set_defaults(run=cmd_compile)
 
     r = sub.add_parser("run", help="run a model or spec on onnxruntime and print its top classes")
     _model_args(r)
     r.add_argument("--input", metavar="FILE", help=".npy, .npz or an image (default: random data from --seed)")
-    r.add_argument("--batch", type=int, default=1, help="batch size of random input")
-    r.add_argument("--top", type=int, default=5, help="how many classes to show per sample")
+    r.add_argument("--batch", type=_count(1, 65536), default=1, help="batch size of random input")
+    r.add_argument("--top", type=_count(1), default=5, help="how many classes to show per sample")
     r.add_argument("-o", "--output", metavar="OUT.npy", help="save the outputs (.npy, or .npz for several)")
     _device_args(r)
     r.set_defaults(run=cmd_run)
 
     b = sub.add_parser("bench", help="latency percentiles, throughput and GFLOP/s")
     _model_args(b)
-    b.add_argument("--batch", type=int, default=1)
-    b.add_argument("--runs", type=int, default=50, help="timed runs (at least; more until 1 s has passed)")
-    b.add_argument("--warmup", type=int, default=5)
+    b.add_argument("--batch", type=_count(1, 65536), default=1)
+    b.add_argument("--runs", type=_count(1), default=50, help="timed runs (at least; more until 1 s has passed)")
+    b.add_argument("--warmup", type=_count(0), default=5)
     b.add_argument("--format", choices=["table", "json"], default="table")
     _device_args(b)
     b.set_defaults(run=cmd_bench)
@@ -290,8 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(e)
     e.add_argument("--triton", required=True, metavar="DIR", help="the repository folder")
     e.add_argument("--name", help="the model's name in the repository (default: the spec's)")
-    e.add_argument("--max-batch", type=int, default=64)
-    e.add_argument("--instances", type=int, default=1)
+    e.add_argument("--max-batch", type=_count(1), default=64, help="Triton's max_batch_size (dynamic-batch models)")
+    e.add_argument("--instances", type=_count(1), default=1)
     e.add_argument("--kind", choices=["auto", "gpu", "cpu"], default="auto", help="instance group kind")
     e.set_defaults(run=cmd_export)
 

@@ -31,7 +31,18 @@ class _Storage:
         self.name, self.dtype = name, STORAGES[name]
 
 
+class _Corrupt(ValueError):
+    pass
+
+
 def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
+    # A damaged file must not make as_strided read outside the storage.
+    if (not all(isinstance(v, int) for v in (offset, *size, *stride)) or len(size) != len(stride)
+            or offset < 0 or min(size, default=1) < 0 or min(stride, default=0) < 0):
+        raise _Corrupt("a tensor has an invalid size, stride or offset")
+    last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset - 1
+    if last >= len(storage):
+        raise _Corrupt(f"a tensor needs {last + 1} elements but its storage holds {len(storage)}")
     itemsize = storage.itemsize
     if not size:
         return storage[offset:offset + 1].reshape(()).copy()
@@ -90,7 +101,7 @@ def read_pth(path: Path) -> dict:
         with archive.open(pickles[0]) as f:
             try:
                 obj = _StateDictUnpickler(f, archive, prefix, str(path)).load()
-            except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as e:
+            except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, IndexError) as e:
                 raise UsageError(f"{path}: cannot read the checkpoint: {e}") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):

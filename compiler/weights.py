@@ -62,36 +62,44 @@ def seeded(analysis: Analysis, seed: int = 0):
 
 
 # -- import ------------------------------------------------------------------------------------
-_SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": None,
-                       "I64": np.int64, "I32": np.int32}
+_SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32}
 
 
 def read_safetensors(path: Path) -> dict:
     """Read a .safetensors file with numpy alone: 8-byte header length, JSON header, raw data."""
     data = path.read_bytes()
-    if len(data) < 8:
-        raise UsageError(f"{path}: too short to be a .safetensors file")
-    n = int.from_bytes(data[:8], "little")
+    n = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
+    if not 2 <= n <= len(data) - 8:
+        raise UsageError(f"{path}: not a .safetensors file (its header length is wrong)")
     try:
         header = json.loads(data[8:8 + n])
     except (ValueError, UnicodeDecodeError):
         raise UsageError(f"{path}: not a .safetensors file (its header is not JSON)") from None
-    base = 8 + n
-    out = {}
+    if not isinstance(header, dict):
+        raise UsageError(f"{path}: not a .safetensors file (its header is not a mapping)")
+    base, out = 8 + n, {}
     for key, info in header.items():
         if key == "__metadata__":
             continue
-        begin, end = info["data_offsets"]
-        raw = data[base + begin: base + end]
-        dtype = _SAFETENSORS_DTYPES.get(info["dtype"], "unknown")
-        if info["dtype"] == "BF16":  # bfloat16 is the top half of a float32
-            array = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
-        elif dtype == "unknown":
-            raise UsageError(f"{path}: tensor '{key}' has dtype {info['dtype']}, which convspec cannot read")
-        else:
-            array = np.frombuffer(raw, dtype)
-        out[key] = array.reshape(info["shape"])
+        try:
+            out[key] = _safetensor(data, base, info)
+        except (KeyError, TypeError, ValueError) as e:
+            raise UsageError(f"{path}: tensor '{key}' is damaged or not understood ({e})") from None
     return out
+
+
+def _safetensor(data: bytes, base: int, info: dict) -> np.ndarray:
+    begin, end = info["data_offsets"]
+    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= len(data) - base):
+        raise ValueError(f"offsets {begin}..{end} lie outside the file")
+    raw = data[base + begin: base + end]
+    if info["dtype"] == "BF16":  # bfloat16 is the top half of a float32
+        array = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+    elif info["dtype"] in _SAFETENSORS_DTYPES:
+        array = np.frombuffer(raw, _SAFETENSORS_DTYPES[info["dtype"]])
+    else:
+        raise ValueError(f"dtype {info['dtype']} cannot be read")
+    return array.reshape(info["shape"])
 
 
 def read_weights(path: str) -> dict:
@@ -136,6 +144,9 @@ def imported(analysis: Analysis, arrays: dict, source: str, strict: bool = True,
         if keys:
             problems.append(f"{title} ({len(keys)}): " + ", ".join(keys[:20]) + (" ..." if len(keys) > 20 else ""))
     summary = "; ".join(problems)
+    if shapes and len(missing) + len(mismatched) == len(shapes):
+        raise SpecError(f"none of the weights in {source} fits the spec '{analysis.graph.name}' (is it the right "
+                        f"file?): {summary}")
     if problems and strict:
         raise SpecError(f"the weights in {source} do not fit the spec '{analysis.graph.name}': {summary}")
     fresh = set(missing) | set(mismatched)

@@ -12,6 +12,9 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
 def random_input(shape, batch: int, seed: int) -> np.ndarray:
+    if any(d is None for d in shape):
+        raise RuntimeFailure(f"the model's input has dynamic sizes {['?' if d is None else d for d in shape]}; "
+                             "pass --input with an array", exit_code=1)
     return np.random.default_rng(seed).standard_normal((batch, *shape), dtype=np.float32)
 
 
@@ -24,32 +27,52 @@ def load_input(path: str, shape, preprocess: dict) -> np.ndarray:
     if suffix == ".npy":
         array = _np_load(p)
     elif suffix == ".npz":
-        with np.load(p, allow_pickle=False) as npz:
-            if not npz.files:
-                raise RuntimeFailure(f"{path}: the .npz holds no arrays")
-            key = "input" if "input" in npz.files else npz.files[0]
-            array = npz[key]
+        array = _npz_input(p)
     elif suffix in IMAGE_SUFFIXES:
         array = load_image(p, shape, preprocess)
     else:
         raise RuntimeFailure(f"{path}: unknown input format '{p.suffix}'; use .npy, .npz, .png or .jpg")
-    return check_shape(np.asarray(array, dtype=np.float32), shape, path)
+    try:
+        array = np.asarray(array, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise RuntimeFailure(f"{path}: its {getattr(array, 'dtype', 'data')} values cannot become float32",
+                             exit_code=1) from None
+    return check_shape(array, shape, path)
 
 
 def _np_load(p: Path):
     try:
         return np.load(p, allow_pickle=False)
-    except ValueError as e:
+    except (ValueError, OSError, EOFError) as e:
         raise RuntimeFailure(f"{p}: cannot read as .npy: {e}") from None
+
+
+def _npz_input(p: Path):
+    """The array named `input`, or the only one."""
+    try:
+        with np.load(p, allow_pickle=False) as npz:
+            if "input" in npz.files:
+                return npz["input"]
+            if len(npz.files) != 1:
+                raise RuntimeFailure(f"{p}: the .npz holds {len(npz.files)} arrays ({', '.join(npz.files[:8])}); "
+                                     "name the one to feed 'input'")
+            return npz[npz.files[0]]
+    except (ValueError, OSError, EOFError) as e:
+        raise RuntimeFailure(f"{p}: cannot read as .npz: {e}") from None
 
 
 def check_shape(array: np.ndarray, shape, source: str) -> np.ndarray:
     shape = tuple(shape)
-    if array.shape == shape:
+
+    def fits(dims):
+        return len(dims) == len(shape) and all(s is None or d == s for d, s in zip(dims, shape))
+
+    if fits(array.shape):
         array = array[None]
-    if array.ndim != len(shape) + 1 or tuple(array.shape[1:]) != shape:
+    if array.ndim != len(shape) + 1 or not fits(array.shape[1:]) or array.shape[0] == 0:
         raise RuntimeFailure(f"{source}: input shape {list(array.shape)} does not fit the model; "
-                             f"it expects [batch, {', '.join(map(str, shape))}] (or {list(shape)} for one sample)",
+                             f"it expects [batch, {', '.join('?' if d is None else str(d) for d in shape)}] "
+                             "(or the same without the batch for one sample)",
                              exit_code=1)
     return np.ascontiguousarray(array)
 

@@ -8,29 +8,46 @@ from pathlib import Path
 
 from . import RuntimeFailure
 
+FLOAT = 1  # onnx.TensorProto.FLOAT
+
 
 @dataclass
 class ModelInfo:
     name: str
     input_name: str
-    input_shape: tuple  # without the batch
+    input_shape: tuple  # without the batch; None where the size is dynamic
     output_names: list
+    fixed_batch: int | None = None  # the batch size, when the model fixes it
     macs: int = 0
     labels: list = field(default_factory=list)
     preprocess: dict = field(default_factory=dict)
 
 
+def _dims(value) -> list:
+    return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+
+
 def read_info(model) -> ModelInfo:
-    """From an onnx.ModelProto (the graph's first input is the data input)."""
+    """From an onnx.ModelProto; its first graph input (not an initializer) is the data input."""
     graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if not inputs:
+        raise RuntimeFailure("the model has no input to feed", exit_code=1)
+    first = inputs[0]
+    if first.type.tensor_type.elem_type != FLOAT:
+        raise RuntimeFailure(f"the model's input '{first.name}' is not float32; convspec runs float32 models only",
+                             exit_code=1)
+    dims = _dims(first)
+    if not dims:
+        raise RuntimeFailure(f"the model's input '{first.name}' has no batch axis", exit_code=1)
     meta = {p.key: p.value for p in model.metadata_props}
-    first = graph.input[0]
-    dims = [d.dim_value for d in first.type.tensor_type.shape.dim][1:]
     return ModelInfo(
-        name=meta.get("convspec.spec", graph.name),
+        name=meta.get("convspec.spec", graph.name) or "model",
         input_name=first.name,
-        input_shape=tuple(dims),
+        input_shape=tuple(dims[1:]),
         output_names=[o.name for o in graph.output],
+        fixed_batch=dims[0],
         macs=int(meta.get("convspec.macs", 0) or 0),
         labels=json.loads(meta["convspec.labels"]) if "convspec.labels" in meta else [],
         preprocess=json.loads(meta["convspec.preprocess"]) if "convspec.preprocess" in meta else {},
@@ -48,3 +65,12 @@ def load_onnx(path: str):
         return onnx.load(str(p))
     except Exception as e:  # protobuf's DecodeError and friends
         raise RuntimeFailure(f"{path}: not a readable ONNX model ({e})") from None
+
+
+def run(session, feeds: dict) -> list:
+    """session.run, with onnxruntime's refusal (wrong rank, type, size) as one clean line."""
+    try:
+        return session.run(None, feeds)
+    except Exception as e:  # onnxruntime's own exception types
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RuntimeFailure(f"onnxruntime refused the input: {first}", exit_code=1) from None

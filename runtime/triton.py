@@ -2,43 +2,55 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from . import RuntimeFailure
 
 KINDS = {"auto": "KIND_AUTO", "gpu": "KIND_GPU", "cpu": "KIND_CPU"}
+NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
-def config_text(name: str, input_name: str, input_shape, outputs: list[tuple[str, tuple]],
-                max_batch: int = 64, instances: int = 1, kind: str = "auto") -> str:
-    def dims(shape):
-        return "[ " + ", ".join(str(d) for d in shape) + " ]"
+def _dims(value) -> list[int]:
+    """Triton writes a dynamic size as -1."""
+    return [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
 
-    lines = [f'name: "{name}"', 'platform: "onnxruntime_onnx"', f"max_batch_size: {max_batch}",
-             "input [", f'  {{ name: "{input_name}", data_type: TYPE_FP32, dims: {dims(input_shape)} }}', "]",
-             "output ["]
-    lines += [f'  {{ name: "{n}", data_type: TYPE_FP32, dims: {dims(s)} }}' + ("," if i < len(outputs) - 1 else "")
-              for i, (n, s) in enumerate(outputs)]
-    lines += ["]", "dynamic_batching { max_queue_delay_microseconds: 100 }",
-              f"instance_group [ {{ count: {instances}, kind: {KINDS[kind]} }} ]"]
+
+def config_text(model, name: str, max_batch: int = 64, instances: int = 1, kind: str = "auto") -> str:
+    """config.pbtxt: inputs and outputs with their dims, dynamic batching, an instance group.
+
+    With a dynamic batch axis Triton batches (max_batch_size > 0, dims without the batch); a
+    model whose batch is fixed gets max_batch_size 0 and its full dims.
+    """
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    batched = all(_dims(v)[:1] == [-1] for v in inputs + list(graph.output))
+
+    def tensor(value):
+        dims = _dims(value)[1:] if batched else _dims(value)
+        return f'  {{ name: "{value.name}", data_type: TYPE_FP32, dims: [ {", ".join(map(str, dims))} ] }}'
+
+    lines = [f'name: "{name}"', 'platform: "onnxruntime_onnx"', f"max_batch_size: {max_batch if batched else 0}",
+             "input [", ",\n".join(tensor(v) for v in inputs), "]",
+             "output [", ",\n".join(tensor(v) for v in graph.output), "]"]
+    if batched:
+        lines.append("dynamic_batching { max_queue_delay_microseconds: 100 }")
+    lines.append(f"instance_group [ {{ count: {instances}, kind: {KINDS[kind]} }} ]")
     return "\n".join(lines) + "\n"
 
 
 def prepare_repository(directory: str, model, name: str, max_batch: int = 64, instances: int = 1,
                        kind: str = "auto") -> tuple[str, str]:
     """Make DIR/<name>/1/ and write config.pbtxt; return (where model.onnx goes, the config's path)."""
-    graph = model.graph
-
-    def shape(value):
-        return tuple(d.dim_value for d in value.type.tensor_type.shape.dim)[1:]
-
-    outputs = [(o.name, shape(o)) for o in graph.output]
+    if not NAME.match(name):
+        raise RuntimeFailure(f"'{name}' cannot name a Triton model: use letters, digits, '_', '.' and '-' "
+                             "(--name sets it)")
     root = Path(directory) / name
     try:
         (root / "1").mkdir(parents=True, exist_ok=True)
         config = root / "config.pbtxt"
-        config.write_text(config_text(name, graph.input[0].name, shape(graph.input[0]), outputs,
-                                      max_batch, instances, kind))
+        config.write_text(config_text(model, name, max_batch, instances, kind))
     except OSError as e:
         raise RuntimeFailure(f"{directory}: cannot write the repository: {e.strerror}") from None
     return str(root / "1" / "model.onnx"), str(config)

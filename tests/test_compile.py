@@ -296,7 +296,7 @@ def test_cli_export_triton(tmp_path):
 
 def test_cli_compile_errors(tmp_path):
     proc = cli("compile", "lenet5", "-o", str(tmp_path / "m.onnx"), "--opset", "9")
-    assert proc.returncode == 1 and "opset 9 is not supported; use one from 18 to 24" in proc.stderr
+    assert proc.returncode == 2 and "9 is out of range: use an integer from 18 to 24" in proc.stderr
     proc = cli("compile", "lenet5", "-o", str(tmp_path / "m.onnx"), "--weights", str(tmp_path / "none.npz"))
     assert proc.returncode == 2 and "no such file" in proc.stderr
     proc = cli("run", str(tmp_path / "missing.onnx"))
@@ -336,3 +336,59 @@ def test_ceil_mode_pooling_agrees_with_onnx_shape_inference(op):
                     model = compile_model(a)
                     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
                     assert static_dims(inferred.graph.output[0])[2:] == list(a.layers[0].output_shape[1:])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "lenet5", "--batch", "-1"], "out of range"),
+    (["bench", "lenet5", "--threads", "100000"], "out of range"),
+    (["bench", "lenet5", "--runs", "0"], "out of range"),
+    (["run", "lenet5", "--top", "0"], "out of range"),
+    (["compile", "lenet5", "-o", "x.onnx", "--seed", "-1"], "out of range"),
+])
+def test_cli_refuses_bad_counts(tmp_path, args, message):
+    proc = cli(*args, cwd=tmp_path)
+    assert proc.returncode == 2 and message in proc.stderr
+
+
+def test_cli_run_bad_input_files(tmp_path):
+    np.save(tmp_path / "s.npy", np.array(["a", "b"]))
+    (tmp_path / "t.npz").write_text("not a zip")
+    np.savez(tmp_path / "two.npz", a=np.zeros((1, 32, 32)), b=np.zeros((1, 32, 32)))
+    for name, message in (("s.npy", "cannot become float32"), ("t.npz", "cannot read as .npz"),
+                          ("two.npz", "holds 2 arrays (a, b); name the one to feed 'input'")):
+        proc = cli("run", "lenet5", "--input", str(tmp_path / name), "--device", "cpu")
+        assert proc.returncode in (1, 2) and message in proc.stderr, proc.stderr
+        assert "internal error" not in proc.stderr
+
+
+def test_foreign_models(tmp_path):
+    """Models convspec did not write: a fixed batch, dynamic sizes, an integer input."""
+    from onnx import TensorProto, helper
+
+    def model(dims, elem=TensorProto.FLOAT):
+        x = helper.make_tensor_value_info("x", elem, dims)
+        y = helper.make_tensor_value_info("y", elem, dims)
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+
+    onnx.save(model([1, 3, 4, 4]), tmp_path / "fixed.onnx")
+    onnx.save(model(["n", 3, "h", "w"]), tmp_path / "dynamic.onnx")
+    onnx.save(model(["n", 3], TensorProto.INT64), tmp_path / "int.onnx")
+    proc = cli("run", str(tmp_path / "fixed.onnx"), "--batch", "2")
+    assert proc.returncode == 1 and "batch size is fixed at 1; use --batch 1" in proc.stderr
+    assert cli("run", str(tmp_path / "fixed.onnx")).returncode == 0
+    proc = cli("run", str(tmp_path / "dynamic.onnx"))
+    assert proc.returncode == 1 and "dynamic sizes" in proc.stderr and "pass --input" in proc.stderr
+    np.save(tmp_path / "x.npy", np.ones((2, 3, 5, 6), np.float32))
+    assert cli("run", str(tmp_path / "dynamic.onnx"), "--input", str(tmp_path / "x.npy")).returncode == 0
+    proc = cli("run", str(tmp_path / "int.onnx"))
+    assert proc.returncode == 1 and "not float32" in proc.stderr
+    proc = cli("export", str(tmp_path / "dynamic.onnx"), "--triton", str(tmp_path / "repo"), "--name", "dyn")
+    config = (tmp_path / "repo" / "dyn" / "config.pbtxt").read_text()
+    assert "dims: [ 3, -1, -1 ]" in config and "max_batch_size: 64" in config
+    cli("export", str(tmp_path / "fixed.onnx"), "--triton", str(tmp_path / "repo"), "--name", "fixed")
+    config = (tmp_path / "repo" / "fixed" / "config.pbtxt").read_text()
+    assert "max_batch_size: 0" in config and "dims: [ 1, 3, 4, 4 ]" in config and "dynamic_batching" not in config
+    proc = cli("export", "lenet5", "--triton", str(tmp_path / "repo"), "--name", "../escape")
+    assert proc.returncode == 2 and "cannot name a Triton model" in proc.stderr
+    assert not (tmp_path / "escape").exists()
