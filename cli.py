@@ -132,9 +132,13 @@ def _session(lowered, args):
     from runtime.session import open_session
 
     if lowered.weight_bytes > EXTERNAL_THRESHOLD:  # too large for one protobuf message: go through a file
+        import atexit
+        import shutil
         import tempfile
 
-        source = save(lowered, os.path.join(tempfile.mkdtemp(prefix="convspec-"), "model.onnx"))[0]
+        folder = tempfile.mkdtemp(prefix="convspec-")
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        source = save(lowered, os.path.join(folder, "model.onnx"))[0]
     else:
         source = lowered.to_model().SerializeToString()
     session = open_session(source, args.device, args.threads)

@@ -68,7 +68,8 @@ def compile_spec(analysis: Analysis, weights: str | None = None, seed: int = 0,
         if progress:
             progress.close()
     meta = lowered.model.metadata_props
-    meta.add(key="convspec.weights", value=weights or f"seeded:{seed}")
+    # the file's name only: the same weights give the same bytes however the path was spelled
+    meta.add(key="convspec.weights", value=Path(weights).name if weights else f"seeded:{seed}")
     if analysis.graph.frozen:  # for training tools: which weights to keep fixed
         frozen = [f"{f.node.name}.{w.name}" for f in analysis.layers if f.node.name in analysis.graph.frozen
                   for w in f.node.layer.weights(*f.input_shapes)]

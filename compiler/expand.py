@@ -416,6 +416,7 @@ def expand(doc: Map, path: str) -> Graph:
         extras["preprocess"] = _plain(doc["preprocess"])
     if "labels" in doc:  # relative to the spec that names it, like an include
         extras["labels"] = str(Path(doc.value_at["labels"].path).parent / doc["labels"])
+    extras["sources"] = getattr(doc, "sources", [path])  # the spec's files, base specs included
     frozen = ex.frozen | _frozen(doc, [n.name for n in resolved])
     return Graph(name, path, meta, input_shape, _topological(resolved), outputs, tuple(expectations), extras,
                  frozenset(frozen))

@@ -2,8 +2,8 @@
 
 The child may change the input size and any top-level key, add or override blocks and
 defaults, `replace:` top-level layers by name (a new head keeps the old name unless it gives
-one), and `append:` layers at the end. The base's `expect:` figures are dropped: they belong to
-the base, and a new head or input size changes them. The merge happens before validation and
+one), and `append:` layers at the end. The base's `expect:` figures, title and description are
+dropped: they describe the base, and a new head or input size changes them. The merge happens before validation and
 expansion, so the rest of the pipeline sees one ordinary spec, with every value still pointing
 at the file it came from.
 """
@@ -34,7 +34,9 @@ def extend(doc: Map, path: str, validate, depth: int = 0) -> Map:
     base = load(read_text(base_path), shown)
     validate(base, shown)
     base = extend(base, shown, validate, depth + 1)
-    return _merge(_without_expectations(base), doc)
+    merged = _merge(_without_expectations(base), doc)
+    merged.sources = [path] + getattr(base, "sources", [shown])  # every file the spec is made of
+    return merged
 
 
 def _base_path(ref: str, child: str) -> Path:
@@ -87,8 +89,10 @@ def _single(item, where) -> Map:
 
 
 def _without_expectations(doc: Map) -> Map:
+    """The base minus what describes only itself: its figures, title and description."""
     out = _copy(doc)
-    out.pop("expect", None)
+    for key in ("expect", "title", "description"):
+        out.pop(key, None)
     if "layers" in out:
         _set(out, "layers", _strip(out["layers"]), doc, "layers")
     if "blocks" in out:

@@ -77,12 +77,16 @@ def opset_ir_version(opset: int) -> int:
     return min(helper.find_min_ir_version_for([helper.make_opsetid("", opset)]), MAX_IR_VERSION)
 
 
-def spec_digest(path: str) -> str:
+def spec_digest(paths: list[str]) -> str:
+    """sha256 of the spec's text (and its bases', in order, for a spec that extends another)."""
+    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as f:
-            return hashlib.sha256(f.read()).hexdigest()
+        for path in paths:
+            with open(path, "rb") as f:
+                digest.update(f.read())
     except OSError:
         return ""
+    return digest.hexdigest()
 
 
 class Lowered:
@@ -130,7 +134,7 @@ def lower(analysis: Analysis, weights_for, opset: int = DEFAULT_OPSET, progress=
                               ir_version=ir_version, producer_name="convspec", producer_version=__version__)
     metadata = {
         "convspec.spec": graph.name,
-        "convspec.spec_sha256": spec_digest(graph.path),
+        "convspec.spec_sha256": spec_digest(graph.extras.get("sources", [graph.path])),
         "convspec.version": __version__,
         "convspec.params": str(analysis.params),
         "convspec.params_trainable": str(analysis.trainable),

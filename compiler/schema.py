@@ -324,6 +324,8 @@ def _diagnostic(err, doc, path, layer=None, type_name=None, fallback=None, parts
         expects = SPEC_NAME if parts == ["name"] else EXPECTS.get(key)
         if parts[:1] == ["blocks"] and len(parts) <= 2:
             expects = BLOCK
+        if parts[:1] == ["replace"] and len(parts) == 2:
+            expects = "a layer item, like `{dense: 10}`"
         value = args_value(doc, parts[: key_index + 1]) if key_index is not None else err.instance
         if key_index is not None:
             subject = f"'{_describe(parts[: key_index + 1])}'"

@@ -100,3 +100,19 @@ def test_weights_that_still_fit_are_loaded(tmp_path):
     assert lenient.returncode == 0 and "warning: loaded 265 of 267" in lenient.stderr
     strict = subprocess.run(cli + ["--strict-weights"], capture_output=True, text=True)
     assert strict.returncode == 1 and "do not fit the spec 'resnet50_10class'" in strict.stderr
+
+
+def test_metadata_of_a_spec_that_extends_another():
+    import hashlib
+
+    a = analyse("resnet50_10class")
+    meta = {p.key: p.value for p in compile_model(a).metadata_props}
+    specs = ROOT / "specs"
+    expected = hashlib.sha256((specs / "resnet50_10class.yaml").read_bytes() + (specs / "resnet50.yaml").read_bytes())
+    assert meta["convspec.spec_sha256"] == expected.hexdigest()  # a change to the base changes it too
+    assert meta["convspec.title"].startswith("Deck 004's transfer learning")
+
+
+def test_the_base_title_is_not_inherited(tmp_path):
+    a = analyse(write(tmp_path, "extends: lenet5\nname: mine\n"))
+    assert "title" not in a.graph.meta and a.graph.meta["paper"].startswith("LeCun")

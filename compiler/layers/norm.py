@@ -110,10 +110,10 @@ class LCN(Layer):
             return g.op("AveragePool", [value], kernel_shape=[self.size] * 2, strides=[1, 1],
                         pads=[half] * 4, count_include_pad=0)
 
-        eps = g.const([self.eps], dtype="float32")
         mean = local_mean(x)
         if self.mode == "subtractive":
             return g.op("Sub", [x, mean])
+        eps = g.const([self.eps], dtype="float32")
         mean_square = local_mean(g.op("Mul", [x, x]))
         if self.mode == "divisive":
             return g.op("Div", [x, g.op("Sqrt", [g.op("Add", [mean_square, eps])])])
