@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import layers as _layers  # noqa: F401  (fills the registry)
 from .errors import Location, SpecError, did_you_mean, shorten as _short
 from .expr import ExprError, is_reference, substitute
 from .ir import INPUT, Expectation, Graph, Node

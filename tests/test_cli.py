@@ -17,6 +17,8 @@ import jsonschema
 import pytest
 import yaml
 
+from clirun import run_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 NAMES = [p.stem for p in SPECS]
@@ -24,14 +26,6 @@ NAMES = [p.stem for p in SPECS]
 ALEXNET_PARAMS = 62_378_344
 RESNET50_TRAINABLE, RESNET50_NON_TRAINABLE = 25_557_032, 53_120  # torchvision's resnet50
 RESNET50_MACS = 4_089_184_256
-
-
-def run_cli(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert "internal error" not in proc.stderr, proc.stderr
-    return proc
 
 
 VALID = "input: [3, 8, 8]\nlayers:\n  - conv: {filters: 4, kernel: 3, padding: 1}\n  - relu\n"

@@ -13,21 +13,14 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from clirun import run_cli
+
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = "spec.yaml"
-
-
-def run_cli(cwd: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert "internal error" not in proc.stderr, proc.stderr
-    return proc
 
 
 def check(tmp_path: Path, text: str, *flags: str, name: str = SPEC, timeout: float = 30):
