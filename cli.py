@@ -29,6 +29,29 @@ def _count(low: int, high: int | None = None):
     return parse
 
 
+def _limit_args(p) -> None:
+    """The bounds on an untrusted spec (compiler/limits.py), each raisable from the command line."""
+    from compiler.limits import DEFAULT, MAX_DEPTH
+
+    g = p.add_argument_group("limits on a spec (every spec is treated as untrusted)")
+    g.add_argument("--max-spec-bytes", type=_count(1), default=DEFAULT.spec_bytes, metavar="N",
+                   help=f"largest spec file (default {DEFAULT.spec_bytes:,})")
+    g.add_argument("--max-depth", type=_count(1, MAX_DEPTH), default=DEFAULT.depth, metavar="N",
+                   help=f"deepest nesting of YAML mappings and lists (default {DEFAULT.depth}, at most {MAX_DEPTH})")
+    g.add_argument("--max-layers", type=_count(1), default=DEFAULT.layers, metavar="N",
+                   help=f"most layers after expansion (default {DEFAULT.layers:,})")
+    g.add_argument("--max-params", type=_count(1), default=DEFAULT.params, metavar="N",
+                   help=f"most parameters, checked before any weight is made (default {DEFAULT.params:,})")
+    g.add_argument("--allow-outside-paths", action="store_true",
+                   help="let extends: and labels: name files outside the spec's folder and the bundled library")
+
+
+def _limits(args):
+    from compiler.limits import Limits
+
+    return Limits(args.max_spec_bytes, args.max_depth, args.max_layers, args.max_params, args.allow_outside_paths)
+
+
 def _print_warnings(analysis) -> None:
     for w in analysis.warnings:
         print(w.render(), file=sys.stderr)
@@ -42,7 +65,7 @@ def cmd_check(args) -> int:
     worst = 0
     for ref in args.specs:
         try:
-            a = analyse(ref, strict=args.strict)
+            a = analyse(ref, args.strict, _limits(args))
         except ConvspecError as e:
             print(e.render(), file=sys.stderr)
             worst = max(worst, e.exit_code)
@@ -57,7 +80,7 @@ def cmd_summary(args) -> int:
     from compiler.pipeline import analyse
     from compiler.report import FORMATS
 
-    a = analyse(args.spec, strict=args.strict)
+    a = analyse(args.spec, args.strict, _limits(args))
     _print_warnings(a)
     sys.stdout.write(FORMATS[args.format](a))
     return 0
@@ -116,7 +139,7 @@ def _lowered(ref: str, args):
         return as_lowered(load_onnx(ref))
     from compiler.pipeline import analyse
 
-    analysis = analyse(ref)
+    analysis = analyse(ref, limits=_limits(args))
     _print_warnings(analysis)
     return compile_spec(analysis, args.weights, args.seed, show_progress=True,
                         strict_weights=args.strict_weights, warn=_warn)
@@ -151,7 +174,7 @@ def cmd_compile(args) -> int:
     from compiler.pipeline import analyse
     from compiler.report import human, human_bytes
 
-    analysis = analyse(args.spec)
+    analysis = analyse(args.spec, limits=_limits(args))
     _print_warnings(analysis)
     lowered = compile_spec(analysis, args.weights, args.seed, args.opset, show_progress=True,
                            strict_weights=args.strict_weights, warn=_warn)
@@ -260,6 +283,7 @@ def _model_args(p) -> None:
     p.add_argument("--strict-weights", action="store_true",
                    help="weights that do not fit the spec are an error (default: seeded instead, with a warning)")
     p.add_argument("--seed", type=_count(0), default=0, help="seed of the weights (for a spec) and of random input")
+    _limit_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -274,12 +298,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("specs", nargs="+", metavar="SPEC", help="a YAML file or a bundled spec name")
     c.add_argument("--strict", action="store_true", help="treat warnings (such as a non-tiling window) as errors")
     c.add_argument("-q", "--quiet", action="store_true", help="print nothing for valid specs")
+    _limit_args(c)
     c.set_defaults(run=cmd_check)
 
     s = sub.add_parser("summary", help="per-layer shapes, params, MACs and receptive fields")
     s.add_argument("spec", metavar="SPEC")
     s.add_argument("--format", choices=["table", "json", "csv", "markdown"], default="table")
     s.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    _limit_args(s)
     s.set_defaults(run=cmd_summary)
 
     z = sub.add_parser("zoo", help="list the bundled specs")
@@ -297,6 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="weights that do not fit the spec are an error (default: seeded instead, with a warning)")
     co.add_argument("--seed", type=_count(0), default=0, help="seed of the initialisation (default 0)")
     co.add_argument("--opset", type=_count(18, 24), default=21, help="ONNX opset, 18 to 24 (default 21)")
+    _limit_args(co)
     co.set_defaults(run=cmd_compile)
 
     r = sub.add_parser("run", help="run a model or spec on onnxruntime and print its top classes")

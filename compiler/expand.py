@@ -10,17 +10,16 @@ spec is expanded, so an item may name a later one; cycles are then reported, not
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from .errors import Location, SpecError, did_you_mean, shorten as _short
 from .expr import ExprError, is_reference, substitute
 from .ir import INPUT, Expectation, Graph, Node
+from .limits import DEFAULT, Limits
 from .registry import REGISTRY
 from .schema import GROUP_KEYS, MAX_REPEAT, META_KEYS, validate_args
 from .source import Map, Seq
+from .zoo import referenced_file
 
-MAX_NODES = 50_000  # layers after expansion
-MAX_ITEMS = 200_000  # items expanded, skipped ones included (they cost time but make no layer)
 
 
 @dataclass(frozen=True)
@@ -56,7 +55,8 @@ def qualify(prefix: str, name: str) -> str:
 
 
 class Expander:
-    def __init__(self, doc: Map, path: str):
+    def __init__(self, doc: Map, path: str, limits: Limits = DEFAULT):
+        self.limits = limits
         self.blocks = doc.get("blocks") or Map()
         for name in self.blocks:
             if name in REGISTRY or name in GROUP_KEYS or name in META_KEYS or name == INPUT:
@@ -67,7 +67,8 @@ class Expander:
         self.aliases: dict[str, Ref] = {}
         self.defined: dict[str, Location | None] = {}
         self.expectations: list[tuple[Expectation, Ref]] = []
-        self.items = 0  # expanded so far, against MAX_ITEMS
+        self.nesting = 0  # scopes open now, against limits.depth
+        self.items = 0  # expanded so far, against limits.expanded_items
         self.frozen: set[str] = set()
         self.resolved: dict[str, str] = {}  # alias -> node, filled as references resolve
 
@@ -75,11 +76,17 @@ class Expander:
     def scope(self, items: Seq, prefix: str, source: Ref, params: dict | None, indexed: bool,
               chain: tuple = ()) -> Ref:
         """Expand a list of items; return a reference to its output (its last item's)."""
+        self.nesting += 1  # blocks within blocks nest without nesting the YAML: bound both
+        if self.nesting > self.limits.depth:
+            route = " -> ".join(chain[:3] + ("...",) + chain[-2:] if len(chain) > 6 else chain)
+            raise SpecError(f"blocks and groups nest more than {self.limits.depth} deep"
+                            + (f" (blocks {route})" if chain else "") + "; --max-depth raises the limit", items.where)
         parsed = self._parse_items(items, prefix, indexed, params)
         nearby = tuple(n for it in parsed for n in self._instance_names(it, params))
         previous = source
         for item in parsed:
             previous = self.item(item, prefix, previous, source, params, chain, nearby)
+        self.nesting -= 1
         return previous
 
     def _parse_items(self, items: Seq, prefix: str, indexed: bool, params) -> list[Item]:
@@ -135,8 +142,9 @@ class Expander:
         here = qualify(prefix, item.name)
         out = Ref(here, item.name, item.where)
         self.items += 1
-        if self.items > MAX_ITEMS:
-            raise SpecError(f"the spec expands to more than {MAX_ITEMS} items; reduce the repeats", item.where, here)
+        if self.items > self.limits.expanded_items:
+            raise SpecError(f"the spec expands to more than {self.limits.expanded_items:,} items; reduce the "
+                            "repeats (--max-layers raises the limit)", item.where, here)
         if "repeat" not in item.meta:
             if "rest" in item.meta:
                 raise SpecError("'rest' overrides the copies after the first of a repeat; this item has no "
@@ -238,8 +246,9 @@ class Expander:
         if not cls.variadic and len(inputs) != 1:
             raise SpecError(f"{op} takes one input, got {len(inputs)} ({', '.join(r.text for r in inputs)}); "
                             "merge them first with an add or concat layer", where, here)
-        if len(self.nodes) >= MAX_NODES:
-            raise SpecError(f"the spec expands to more than {MAX_NODES} layers", where, here)
+        if len(self.nodes) >= self.limits.layers:
+            raise SpecError(f"the spec expands to more than {self.limits.layers:,} layers; reduce the repeats "
+                            "(--max-layers raises the limit)", where, here)
         node = Node(here, cls.from_args(args), (), where, dict(args.value_at))
         self._define(here, where)
         self.nodes.append((node, inputs))
@@ -383,9 +392,9 @@ def _stage_items(table: Map, where) -> Seq:
     return items
 
 
-def expand(doc: Map, path: str) -> Graph:
+def expand(doc: Map, path: str, limits: Limits = DEFAULT) -> Graph:
     """Flatten a validated document into a Graph whose nodes are in topological order."""
-    ex = Expander(doc, path)
+    ex = Expander(doc, path, limits)
     source = Ref(INPUT, INPUT, doc.where)
     last = ex.scope(doc["layers"], "", source, None, indexed=False)
     name = doc.get("name") or path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
@@ -414,7 +423,12 @@ def expand(doc: Map, path: str) -> Graph:
     if "preprocess" in doc:
         extras["preprocess"] = _plain(doc["preprocess"])
     if "labels" in doc:  # relative to the spec that names it, like an include
-        extras["labels"] = str(Path(doc.value_at["labels"].path).parent / doc["labels"])
+        where = doc.value_at["labels"]
+        labels = referenced_file(doc["labels"], where.path, "labels", where, limits)
+        if not labels.is_file():
+            raise SpecError(f"the labels file '{doc['labels']}' does not exist (a path relative to the spec's "
+                            "folder)", where)
+        extras["labels"] = str(labels)
     extras["sources"] = getattr(doc, "sources", [path])  # the spec's files, base specs included
     frozen = ex.frozen | _frozen(doc, [n.name for n in resolved])
     return Graph(name, path, meta, input_shape, _topological(resolved), outputs, tuple(expectations), extras,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from .errors import Diagnostic, LayerArgError, ShapeError, SpecError
 from .ir import INPUT, Graph, Node
+from .limits import DEFAULT, Limits
 from .registry import GLOBAL, numel
 
 BYTES_PER_VALUE = 4  # float32 activations and weights
@@ -97,12 +98,29 @@ class Analysis:
         return False
 
 
+MAX_ELEMENTS = 2**34  # one sample's tensor: 64 GiB of float32, far past any real network
+
+
+def _check_size(node, out, total_params: int, limits: Limits) -> None:
+    """A typo (`filters: 4096000`, `input: [3, 224000, 224000]`) fails here, not in an allocation."""
+    if total_params > limits.params:
+        raise SpecError(f"the spec has {total_params:,} parameters up to this layer, more than the limit of "
+                        f"{limits.params:,}; check the sizes, or raise the limit with --max-params",
+                        node.where, node.name)
+    if numel(out) > MAX_ELEMENTS:
+        raise ShapeError(f"the output {list(out)} has {numel(out):,} elements per sample, more than "
+                         f"{MAX_ELEMENTS:,} (64 GiB of float32); check the input size and the layer's arguments",
+                         node.where, node.name)
+
+
 def _num(x: float):
     return int(x) if float(x).is_integer() else x
 
 
-def infer(graph: Graph, strict: bool = False) -> Analysis:
+def infer(graph: Graph, strict: bool = False, limits: Limits = DEFAULT) -> Analysis:
+    """Every layer's figures, checked against `limits.params` before anything is allocated."""
     shapes = {INPUT: graph.input_shape}
+    total = 0
     fields = {INPUT: ReceptiveField((1, 1), (1, 1), (0.0, 0.0)) if len(graph.input_shape) == 3 else None}
     figures, warnings = [], []
     for node in graph.nodes:
@@ -122,6 +140,8 @@ def infer(graph: Graph, strict: bool = False) -> Analysis:
                 listed = ", ".join(f"#{i} '{n}' {list(s)}" for i, (n, s) in enumerate(zip(node.inputs, ins), 1))
                 message += f" (inputs: {listed})"
             raise ShapeError(message, node.arg_at.get(e.arg, node.where), node.name) from None
+        total += sum(w.size for w in weights)
+        _check_size(node, out, total, limits)
         shapes[node.name] = out
         rf = _receptive_field([fields[n] for n in node.inputs], ins, step)
         fields[node.name] = rf

@@ -13,37 +13,56 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import SpecError, did_you_mean
+from .limits import DEFAULT, Limits
 from .source import Map, Seq, load, read_text
-from .zoo import resolve_spec
+from .zoo import SPECS_DIR, bundled, referenced_file
 
 MAX_DEPTH = 8
 CHILD_ONLY = ("extends", "replace", "append")
 
 
-def extend(doc: Map, path: str, validate, depth: int = 0) -> Map:
-    """The document with its base merged in (recursively); `validate(doc, path)` checks each file."""
+def extend(doc: Map, path: str, validate, limits: Limits = DEFAULT, chain: tuple = ()) -> Map:
+    """The document with its base merged in (recursively); `validate(doc, path)` checks each file.
+
+    `chain` holds the files extended so far, so a loop is named rather than followed.
+    """
     if "extends" not in doc:
         return doc
     where = doc.value_at["extends"]
-    if depth >= MAX_DEPTH:
-        raise SpecError(f"'extends' chains deeper than {MAX_DEPTH} specs; is there a loop?", where)
-    base_path = _base_path(doc["extends"], path)
-    if base_path.resolve() == Path(path).resolve():
-        raise SpecError("a spec cannot extend itself", where)
+    chain = chain + (path,)
+    base_path = _base_path(doc["extends"], path, where, limits)
     shown = str(base_path)
-    base = load(read_text(base_path), shown)
+    seen = [Path(p).resolve() for p in chain]
+    if base_path.resolve() in seen:
+        if len(chain) == 1:
+            raise SpecError("a spec cannot extend itself", where)
+        loop = chain[seen.index(base_path.resolve()):] + (shown,)
+        raise SpecError(f"'extends' makes a loop: {' -> '.join(loop)}", where)
+    if len(chain) >= MAX_DEPTH:
+        raise SpecError(f"'extends' chains more than {MAX_DEPTH} specs: {' -> '.join(chain)} -> ...", where)
+    base = load(read_text(base_path, limits), shown, limits)
     validate(base, shown)
-    base = extend(base, shown, validate, depth + 1)
+    base = extend(base, shown, validate, limits, chain)
     merged = _merge(_without_expectations(base), doc)
     merged.sources = [path] + getattr(base, "sources", [shown])  # every file the spec is made of
     return merged
 
 
-def _base_path(ref: str, child: str) -> Path:
-    near = Path(child).parent / ref
-    if ref.endswith((".yaml", ".yml")) and near.exists():
-        return near
-    return resolve_spec(ref)
+def _base_path(ref: str, child: str, where, limits: Limits) -> Path:
+    """A file path (`base.yaml`, `nets/base.yaml`) is relative to the child's folder; a bare
+    name (`resnet50`) is a bundled spec."""
+    if ref.endswith((".yaml", ".yml")) or "/" in ref:
+        path = referenced_file(ref, child, "extends", where, limits)
+        if not path.is_file():
+            raise SpecError(f"'extends' names '{ref}', which does not exist (a path relative to the spec's folder)",
+                            where)
+        return path
+    bundled_path = SPECS_DIR / f"{ref}.yaml"
+    if not bundled_path.is_file():
+        hint = did_you_mean(ref, [p.stem for p in bundled()]) or "; run `convspec zoo` for the list"
+        raise SpecError(f"'extends' names '{ref}', which is not a bundled spec (a file needs its .yaml suffix){hint}",
+                        where)
+    return bundled_path
 
 
 def _merge(base: Map, child: Map) -> Map:

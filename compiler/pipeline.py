@@ -8,6 +8,7 @@ from .expand import expand
 from .infer import Analysis, infer
 from .inherit import extend
 from .ir import Graph
+from .limits import DEFAULT, Limits
 from .schema import validate
 from .source import load, read_text
 from .zoo import resolve_spec
@@ -21,24 +22,25 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def graph_of(text: str, path: str) -> Graph:
-    doc = load(text, path)
+def graph_of(text: str, path: str, limits: Limits = DEFAULT) -> Graph:
+    doc = load(text, path, limits)
     validate(doc, path)
     if "extends" in doc:
-        doc = extend(doc, path, validate)
+        doc = extend(doc, path, validate, limits)
         validate(doc, path)  # the merged spec, as one
-    return expand(doc, path)
+    return expand(doc, path, limits)
 
 
-def load_graph(ref: str) -> Graph:
+def load_graph(ref: str, limits: Limits = DEFAULT) -> Graph:
     path = resolve_spec(ref)
-    return graph_of(read_text(path), display_path(path))
+    shown = display_path(path)
+    return graph_of(read_text(path, limits), shown, limits)
 
 
-def analyse(ref: str, strict: bool = False) -> Analysis:
-    return infer(load_graph(ref), strict=strict)
+def analyse(ref: str, strict: bool = False, limits: Limits = DEFAULT) -> Analysis:
+    return infer(load_graph(ref, limits), strict, limits)
 
 
-def analyse_text(text: str, path: str = "<spec>", strict: bool = False) -> Analysis:
+def analyse_text(text: str, path: str = "<spec>", strict: bool = False, limits: Limits = DEFAULT) -> Analysis:
     """For tests and tools: analyse YAML text that is not in a file."""
-    return infer(graph_of(text, path), strict=strict)
+    return infer(graph_of(text, path, limits), strict, limits)

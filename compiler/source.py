@@ -7,15 +7,15 @@ as `Map` and `Seq`, plain dict and list subclasses that also know where each ent
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import yaml
 
-from .errors import Location, SpecError, UsageError
+from .errors import Location, SpecError, UsageError, shorten
+from .limits import DEFAULT, Limits
 
-MAX_BYTES = 2_000_000
-MAX_DEPTH = 64
-MAX_NODES = 200_000
+MAX_NODES = 200_000  # YAML nodes after aliases are expanded ("billion laughs")
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _scalars = yaml.constructor.SafeConstructor()
@@ -47,28 +47,46 @@ def position(node, path: str) -> Location:
     return Location(path, mark.line + 1, mark.column + 1)
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, limits: Limits = DEFAULT) -> str:
+    """The spec's text. Whatever bytes it holds, a problem with them is a positioned SpecError."""
+    shown = str(path)
     try:
         size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise UsageError(f"{path}: spec is {size} bytes; the limit is {MAX_BYTES}")
-        return path.read_text(encoding="utf-8")
+        _check_size(size, limits, shown)
+        data = path.read_bytes()
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise UsageError(f"{path}: is a directory, expected a YAML spec") from None
-    except UnicodeDecodeError as e:
-        raise UsageError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    return decode(data, shown)
 
 
-def load(text: str, path: str) -> Map:
-    """Parse one YAML document into Map/Seq/scalars with positions."""
-    if len(text.encode("utf-8", "ignore")) > MAX_BYTES:
-        raise SpecError(f"spec is larger than {MAX_BYTES} bytes", Location(path, 1, 1))
+def _check_size(size: int, limits: Limits, path: str) -> None:
+    if size > limits.spec_bytes:
+        raise SpecError(f"the spec is {size:,} bytes; the limit is {limits.spec_bytes:,} "
+                        "(--max-spec-bytes raises it)", Location(path, 1, 1))
+
+
+def decode(data: bytes, path: str) -> str:
+    """UTF-8 text (a byte-order mark is dropped); a bad byte is reported at its line and column."""
     try:
-        _check_depth(text, path)
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        start = e.start + (3 if data.startswith(b"\xef\xbb\xbf") else 0)
+        before = data[:start]
+        line = before.count(b"\n") + 1
+        col = len(before[before.rfind(b"\n") + 1:].decode("utf-8", "replace")) + 1
+        raise SpecError(f"the spec is not UTF-8 text: byte 0x{data[start]:02x} at offset {start} cannot be "
+                        "decoded (save the file as UTF-8)", Location(path, line, col)) from None
+
+
+def load(text: str, path: str, limits: Limits = DEFAULT) -> Map:
+    """Parse one YAML document into Map/Seq/scalars with positions."""
+    _check_size(len(text.encode("utf-8", "surrogatepass")), limits, path)
+    try:
+        _check_depth(text, path, limits.depth)
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         raise _yaml_error(e, text, path) from None
@@ -77,22 +95,21 @@ def load(text: str, path: str) -> Map:
     if node is None:
         raise SpecError("the spec is empty; it needs at least 'input' and 'layers'", Location(path, 1, 1))
     budget = [MAX_NODES]
-    doc = _convert(node, path, 0, budget)
+    doc = _convert(node, path, 0, budget, limits.depth)
     if not isinstance(doc, Map):
         raise SpecError("the spec must be a mapping with 'input' and 'layers' at the top level", position(node, path))
     return doc
 
 
-def _check_depth(text: str, path: str) -> None:
+def _check_depth(text: str, path: str, limit: int) -> None:
     """Refuse deep nesting from the parser's event stream, before the (recursive) composer sees it."""
     depth = -1  # the top-level mapping is level 0, as in _convert
     for event in yaml.parse(text, Loader=_Loader):
         if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             depth += 1
-            if depth > MAX_DEPTH:
+            if depth > limit:
                 mark = event.start_mark
-                raise SpecError(f"the spec nests deeper than {MAX_DEPTH} levels",
-                                Location(path, mark.line + 1, mark.column + 1))
+                raise SpecError(_too_deep(limit), Location(path, mark.line + 1, mark.column + 1))
         elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
             depth -= 1
 
@@ -118,12 +135,17 @@ def _yaml_error(e: yaml.MarkedYAMLError, text: str, path: str) -> SpecError:
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
-def _convert(node, path: str, depth: int, budget: list):
+def _too_deep(limit: int) -> str:
+    return f"the spec nests deeper than {limit} levels (--max-depth raises the limit)"
+
+
+def _convert(node, path: str, depth: int, budget: list, limit: int):
     budget[0] -= 1
     if budget[0] < 0:
-        raise SpecError(f"the spec expands to more than {MAX_NODES} YAML nodes (aliases?)", position(node, path))
-    if depth > MAX_DEPTH:
-        raise SpecError(f"the spec nests deeper than {MAX_DEPTH} levels", position(node, path))
+        raise SpecError(f"the spec expands to more than {MAX_NODES:,} YAML nodes; are aliases (*name) "
+                        "repeating a large part of it?", position(node, path))
+    if depth > limit:
+        raise SpecError(_too_deep(limit), position(node, path))
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
         raise SpecError(f"YAML tag '{node.tag}' is not allowed: a spec is plain data (mappings, lists, "
                         "strings, numbers, booleans)", position(node, path))
@@ -134,12 +156,12 @@ def _convert(node, path: str, depth: int, budget: list):
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise SpecError("YAML merge keys ('<<') are not supported; use 'defaults' or a block instead",
                                 position(key_node, path))
-            key = _convert(key_node, path, depth + 1, budget)
+            key = _convert(key_node, path, depth + 1, budget, limit)
             if not isinstance(key, str):
                 raise SpecError(f"keys must be strings, got {key!r}", position(key_node, path))
             if key in out:
                 raise SpecError(f"duplicate key '{key}' (first at line {out.key_at[key].line})", position(key_node, path))
-            out[key] = _convert(value_node, path, depth + 1, budget)
+            out[key] = _convert(value_node, path, depth + 1, budget, limit)
             out.key_at[key] = position(key_node, path)
             out.value_at[key] = position(value_node, path)
         return out
@@ -147,16 +169,35 @@ def _convert(node, path: str, depth: int, budget: list):
         out = Seq()
         out.where = position(node, path)
         for item in node.value:
-            out.append(_convert(item, path, depth + 1, budget))
+            out.append(_convert(item, path, depth + 1, budget, limit))
             out.item_at.append(position(item, path))
         return out
-    try:
-        return _scalars.construct_object(node)
-    except yaml.constructor.ConstructorError:
+    return _scalar(node, path)
+
+
+_SCALAR_TAGS = {"tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null")}
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+MAX_INTEGER = 2**63 - 1  # what ONNX (int64) can hold; larger is a typo, not a size
+
+
+def _scalar(node, path: str):
+    """A string, number, boolean or null. A date stays the text it was written as."""
+    if node.tag == _TIMESTAMP:  # `name: 2024-01-01` stays a string, as in JSON
+        return node.value
+    if node.tag not in _SCALAR_TAGS:
         raise SpecError(f"YAML tag '{node.tag}' is not allowed: a spec is plain data (mappings, lists, "
-                        "strings, numbers, booleans)", position(node, path)) from None
-    except yaml.YAMLError as e:
-        raise SpecError(f"invalid value: {getattr(e, 'problem', e)}", position(node, path)) from None
+                        "strings, numbers, booleans)", position(node, path))
+    try:
+        value = _scalars.construct_object(node)
+    except (yaml.YAMLError, ValueError) as e:  # ValueError: an integer of thousands of digits
+        raise SpecError(f"invalid value {shorten(node.value)}: {getattr(e, 'problem', None) or e}",
+                        position(node, path)) from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(f"{shorten(node.value)} is not a finite number; use a finite value", position(node, path))
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > MAX_INTEGER:
+        raise SpecError(f"the integer {shorten(node.value)} is too large (the limit is 2**63 - 1)",
+                        position(node, path))
+    return value
 
 
 def locate(doc, path_parts, fallback: Location | None = None) -> Location | None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import UsageError, did_you_mean
+from .errors import Location, SpecError, UsageError, did_you_mean
+from .limits import Limits
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 
@@ -26,3 +27,24 @@ def resolve_spec(ref: str) -> Path:
     names = [p.stem for p in bundled()]
     hint = did_you_mean(ref, names) or "; run `convspec zoo` for the list"
     raise UsageError(f"'{ref}' is neither a file nor a bundled spec{hint}")
+
+
+def referenced_file(ref: str, spec_path: str, key: str, where: Location, limits: Limits) -> Path:
+    """A file that a spec names (`extends:`, `labels:`), relative to the spec's own folder.
+
+    A shared spec must not read files it has no business with: unless `limits.outside_paths`,
+    the file must lie in the spec's folder (or below it) or in the bundled library, after
+    symbolic links are followed.
+    """
+    folder = Path(spec_path).parent
+    target = folder / ref
+    if limits.outside_paths:
+        return target
+    lift = ("a spec may name files only in its own folder and the bundled library "
+            "(--allow-outside-paths lifts this)")
+    if Path(ref).is_absolute():
+        raise SpecError(f"'{key}' names the absolute path '{ref}'; {lift}", where)
+    real = target.resolve()
+    if not any(real.is_relative_to(root) for root in (folder.resolve(), SPECS_DIR)):
+        raise SpecError(f"'{key}' names '{ref}', which is outside the spec's folder; {lift}", where)
+    return target

@@ -825,7 +825,7 @@ ADVERSARIAL = [
                  3, 32, "arithmetic needs numbers", id="string-repeat-bomb"),
     pytest.param("input: [3, 8, 8]\nblocks:\n  a: {layers: [{relu: null, when: false}]}\n"
                  "  b: {layers: [{a: null, repeat: 10000}]}\n  c: {layers: [{b: null, repeat: 10000}]}\n"
-                 "layers: [c, relu]\n", None, None, "more than 200000 items", id="skipped-items-bomb"),
+                 "layers: [c, relu]\n", None, None, "more than 200,000 items", id="skipped-items-bomb"),
     pytest.param("input: [3, 8, 8]\nblocks:\n  relu: {layers: [{conv: {filters: 2, kernel: 1}}]}\nlayers: [relu]\n",
                  3, 3, "a block cannot be called 'relu'", id="block-shadows-a-layer-type"),
     pytest.param("input: [3, 8]\nlayers: [relu]\n", 1, 8, "[C, H, W] or [features]", id="input-of-rank-2"),

@@ -49,7 +49,7 @@ def test_extends_a_path_relative_to_the_spec(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("extends: resnet18\nreplace:\n  fcc: {dense: 5}\n", "'replace' names 'fcc'.*did you mean 'fc'"),
     ("extends: child.yaml\n", "cannot extend itself"),
-    ("extends: no_such_spec\n", "neither a file nor a bundled spec"),
+    ("extends: no_such_spec\n", "not a bundled spec"),
     ("extends: resnet18\nfrozen: [layer9]\n", "'frozen' names 'layer9', which matches no layer"),
 ])
 def test_extends_errors(tmp_path, text, message):
