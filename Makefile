@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/convspec zoo
 	$(BIN)/convspec summary alexnet_paper
 	$(BIN)/convspec check -q specs/*.yaml
-	$(BIN)/convspec compile alexnet_paper -o build/alexnet_paper.onnx
+	$(BIN)/convspec compile alexnet_paper -o build/alexnet_paper.onnx --force
 	$(BIN)/convspec run build/alexnet_paper.onnx --top 3
 	$(BIN)/convspec bench lenet5 --runs 20
 

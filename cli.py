@@ -171,14 +171,16 @@ def _session(lowered, args):
 
 def cmd_compile(args) -> int:
     from compiler.build import compile_spec, save
+    from compiler.output import check_writable
     from compiler.pipeline import analyse
     from compiler.report import human, human_bytes
 
+    check_writable([args.output], args.force)  # before the work, not after it
     analysis = analyse(args.spec, limits=_limits(args))
     _print_warnings(analysis)
     lowered = compile_spec(analysis, args.weights, args.seed, args.opset, show_progress=True,
                            strict_weights=args.strict_weights, warn=_warn)
-    written = save(lowered, args.output)
+    written = save(lowered, args.output, args.force)
     print(f"wrote {', '.join(written)}: {analysis.graph.name}, {human(analysis.params)} params, "
           f"{human_bytes(lowered.weight_bytes)} of weights, opset {args.opset}")
     return 0
@@ -190,8 +192,12 @@ def cmd_run(args) -> int:
     from runtime.inputs import load_input, random_input
     from runtime.model import read_info, run
 
+    from compiler.output import check_writable
+
     lowered = _lowered(args.model, args)
     info = read_info(lowered.model)
+    if args.output:  # refuse to overwrite before running, not after
+        check_writable([_outputs_path(args.output, len(info.output_names))], args.force)
     if args.input:  # read the input first: a bad file fails before the session is built
         x = load_input(args.input, info.input_shape, info.preprocess)
     else:
@@ -199,15 +205,7 @@ def cmd_run(args) -> int:
     session = _session(lowered, args)
     outputs = run(session.session, {info.input_name: x})
     if args.output:
-        try:
-            if len(outputs) == 1:
-                np.save(args.output, outputs[0])
-            else:
-                np.savez(args.output, **dict(zip(info.output_names, outputs)))
-        except OSError as e:
-            from runtime import RuntimeFailure
-
-            raise RuntimeFailure(f"{args.output}: cannot write: {e.strerror}") from None
+        _save_outputs(args.output, dict(zip(info.output_names, outputs)), args.force)
     for name, y in zip(info.output_names, outputs):
         if y.ndim == 2 and y.shape[1] > 1:
             for i, row in enumerate(y):
@@ -219,6 +217,25 @@ def cmd_run(args) -> int:
         else:
             print(f"{name}: shape {list(y.shape)}, min {y.min():.4g}, mean {y.mean():.4g}, max {y.max():.4g}")
     return 0
+
+
+def _outputs_path(path: str, count: int) -> str:
+    """One output is saved as .npy, several as .npz; like numpy, add the suffix when it is missing."""
+    suffix = ".npy" if count == 1 else ".npz"
+    return path if path.endswith(suffix) else path + suffix
+
+
+def _save_outputs(path: str, outputs: dict, force: bool) -> None:
+    import numpy as np
+
+    from compiler.output import replacing
+
+    with replacing([_outputs_path(path, len(outputs))], force) as (temp,):
+        with open(temp, "wb") as f:
+            if len(outputs) == 1:
+                np.save(f, next(iter(outputs.values())))
+            else:
+                np.savez(f, **outputs)
 
 
 def cmd_bench(args) -> int:
@@ -258,15 +275,18 @@ def _batch(info, batch: int) -> int:
 
 def cmd_export(args) -> int:
     from compiler.build import save
+    from compiler.output import check_writable
     from runtime.model import read_info
-    from runtime.triton import prepare_repository
+    from runtime.triton import config_text, repository_paths
 
+    if args.name:  # the paths are known: refuse to overwrite before the work, not after it
+        check_writable(repository_paths(args.triton, args.name), args.force)
     lowered = _lowered(args.model, args)
     name = args.name or read_info(lowered.model).name
-    model_path, config = prepare_repository(args.triton, lowered.model, name, args.max_batch, args.instances,
-                                            args.kind)
-    written = save(lowered, model_path)
-    print(f"wrote {', '.join(written + [config])}")
+    model_path, config_path = repository_paths(args.triton, name)
+    config = config_text(lowered.model, name, args.max_batch, args.instances, args.kind)
+    written = save(lowered, model_path, args.force, {config_path: config})
+    print(f"wrote {', '.join(written)}")
     return 0
 
 
@@ -317,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     co = sub.add_parser("compile", help="write the ONNX model of a spec")
     co.add_argument("spec", metavar="SPEC")
     co.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
+    co.add_argument("--force", action="store_true", help="replace OUT.onnx if it exists")
     co.add_argument("--weights", metavar="FILE",
                     help=".npz, .safetensors, .pt or .pth keyed by node names (default: seeded)")
     co.add_argument("--strict-weights", action="store_true",
@@ -332,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch", type=_count(1, 65536), default=1, help="batch size of random input")
     r.add_argument("--top", type=_count(1), default=5, help="how many classes to show per sample")
     r.add_argument("-o", "--output", metavar="OUT.npy", help="save the outputs (.npy, or .npz for several)")
+    r.add_argument("--force", action="store_true", help="replace the output file if it exists")
     _device_args(r)
     r.set_defaults(run=cmd_run)
 
@@ -351,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-batch", type=_count(1), default=64, help="Triton's max_batch_size (dynamic-batch models)")
     e.add_argument("--instances", type=_count(1), default=1)
     e.add_argument("--kind", choices=["auto", "gpu", "cpu"], default="auto", help="instance group kind")
+    e.add_argument("--force", action="store_true", help="replace the model and config if they exist")
     e.set_defaults(run=cmd_export)
 
     ly = sub.add_parser("layers", help="list the layer types and their arguments")

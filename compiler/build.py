@@ -20,6 +20,7 @@ from onnx import TensorProto, numpy_helper
 from .errors import UsageError
 from .infer import Analysis
 from .lower import DEFAULT_OPSET, Lowered, lower
+from .output import replacing
 from .weights import imported, read_weights, seeded
 
 EXTERNAL_THRESHOLD = 1_900_000_000  # bytes of weights past which they go to a side file (2 GB limit)
@@ -136,17 +137,24 @@ def as_lowered(model: onnx.ModelProto) -> Lowered:
     return Lowered(shell, weights)
 
 
-def save(lowered: Lowered, path: str) -> list[str]:
-    """Write the model; return the files written (two when the weights go to a side file)."""
+def save(lowered: Lowered, path: str, force: bool = False, companions: dict | None = None) -> list[str]:
+    """Write the model; return the files written (two when the weights go to a side file).
+
+    `companions` maps more paths to their text (a Triton config): they are written in the same
+    unit. The files appear complete or not at all (see `output.replacing`).
+    """
     out = Path(path)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if lowered.weight_bytes > EXTERNAL_THRESHOLD:
-            return _save_external(lowered, out)
-        _save_inline(lowered, out)
-        return [str(out)]
-    except OSError as e:
-        raise UsageError(f"{path}: cannot write: {e.strerror}") from None
+    extra = {Path(k): v for k, v in (companions or {}).items()}
+    data = out.with_name(out.name + ".data") if lowered.weight_bytes > EXTERNAL_THRESHOLD else None
+    firsts = [data] if data else []
+    with replacing([*extra, *firsts, out], force) as temps:
+        for temp, text in zip(temps, extra.values()):
+            temp.write_text(text, encoding="utf-8")
+        if data:
+            _save_external(lowered, temps[-1], temps[-2], data.name)
+        else:
+            _save_inline(lowered, temps[-1])
+    return [str(out)] + ([str(data)] if data else []) + [str(p) for p in extra]
 
 
 def _save_inline(lowered: Lowered, out: Path) -> None:
@@ -171,8 +179,8 @@ def _save_inline(lowered: Lowered, out: Path) -> None:
             f.write(memoryview(array).cast("B"))
 
 
-def _save_external(lowered: Lowered, out: Path) -> list[str]:
-    data = out.with_name(out.name + ".data")
+def _save_external(lowered: Lowered, out: Path, data: Path, data_name: str) -> None:
+    """The weights in `data`, which the model names `data_name` (its final name, beside it)."""
     model = onnx.ModelProto()
     model.CopyFrom(lowered.model)
     offset = 0
@@ -180,10 +188,9 @@ def _save_external(lowered: Lowered, out: Path) -> list[str]:
         for key, array in lowered.weights:
             tensor = TensorProto(name=key, data_type=TensorProto.FLOAT, dims=array.shape,
                                  data_location=TensorProto.EXTERNAL)
-            for k, v in (("location", data.name), ("offset", str(offset)), ("length", str(array.nbytes))):
+            for k, v in (("location", data_name), ("offset", str(offset)), ("length", str(array.nbytes))):
                 tensor.external_data.add(key=k, value=v)
             model.graph.initializer.append(tensor)
             f.write(memoryview(array).cast("B"))
             offset += array.nbytes
     out.write_bytes(model.SerializeToString())
-    return [str(out), str(data)]

@@ -10,6 +10,7 @@ import sys
 from dataclasses import MISSING
 from pathlib import Path
 
+from .output import write_bytes
 from .registry import REGISTRY
 from .schema import spec_schema
 
@@ -74,7 +75,7 @@ def main(argv) -> int:
         if not path.exists() or path.read_text() != wanted:
             stale.append(path)
             if write:
-                path.write_text(wanted)
+                write_bytes(path, wanted.encode(), force=True)
     for path in stale:
         print(f"{'wrote' if write else 'stale'}: {path.relative_to(ROOT)}")
     return 0 if write or not stale else 1

@@ -40,17 +40,10 @@ def config_text(model, name: str, max_batch: int = 64, instances: int = 1, kind:
     return "\n".join(lines) + "\n"
 
 
-def prepare_repository(directory: str, model, name: str, max_batch: int = 64, instances: int = 1,
-                       kind: str = "auto") -> tuple[str, str]:
-    """Make DIR/<name>/1/ and write config.pbtxt; return (where model.onnx goes, the config's path)."""
+def repository_paths(directory: str, name: str) -> tuple[str, str]:
+    """Where a model called `name` goes in a repository: (DIR/name/1/model.onnx, DIR/name/config.pbtxt)."""
     if not NAME.match(name):
         raise RuntimeFailure(f"'{name}' cannot name a Triton model: use letters, digits, '_', '.' and '-' "
                              "(--name sets it)")
     root = Path(directory) / name
-    try:
-        (root / "1").mkdir(parents=True, exist_ok=True)
-        config = root / "config.pbtxt"
-        config.write_text(config_text(model, name, max_batch, instances, kind))
-    except OSError as e:
-        raise RuntimeFailure(f"{directory}: cannot write the repository: {e.strerror}") from None
-    return str(root / "1" / "model.onnx"), str(config)
+    return str(root / "1" / "model.onnx"), str(root / "config.pbtxt")

@@ -94,7 +94,7 @@ def test_weights_that_still_fit_are_loaded(tmp_path):
     with pytest.raises(SpecError, match="shape mismatches"):
         compile_model(child, weights=str(tmp_path / "r50.npz"), strict_weights=True)
 
-    cli = [sys.executable, str(ROOT / "cli.py"), "compile", "resnet50_10class", "-o", str(tmp_path / "m.onnx"),
+    cli = [sys.executable, str(ROOT / "cli.py"), "compile", "resnet50_10class", "-o", str(tmp_path / "m.onnx"), "--force",
            "--weights", str(tmp_path / "r50.npz")]
     lenient = subprocess.run(cli, capture_output=True, text=True)
     assert lenient.returncode == 0 and "warning: loaded 265 of 267" in lenient.stderr

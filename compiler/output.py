@@ -1,0 +1,76 @@
+"""Writing output files so that an error or Ctrl-C never leaves a partial one behind.
+
+Every file convspec writes (a model, its external weights, a Triton config, saved outputs) goes
+to a hidden temporary file in the target's folder and is renamed over the target only once
+every file of the unit is complete and flushed to disk. A rename within one folder is atomic,
+so a reader sees the old file or the new one, never half of one. An existing file is replaced
+only with `force`; without it the refusal comes before any work is done.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import UsageError
+
+
+def check_writable(paths, force: bool) -> None:
+    """Refuse early (exit 2) what `replacing` would refuse after the work."""
+    for path in map(Path, paths):
+        if path.is_dir():
+            raise UsageError(f"{path}: is a folder; give the path of the file to write")
+        if path.exists() and not force:
+            raise UsageError(f"{path}: exists; pass --force to replace it")
+
+
+@contextmanager
+def replacing(paths, force: bool = False):
+    """Yield one temporary path per target; on success rename each over its target, in order.
+
+    On any exception, KeyboardInterrupt included, the temporaries are removed and the targets
+    are untouched. Put the file that refers to the others (the model) last.
+    """
+    targets = [Path(p) for p in paths]
+    check_writable(targets, force)
+    temps = []
+    try:
+        for target in targets:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            os.close(handle)
+            temps.append(Path(name))
+        yield temps
+        check_writable(targets, force)  # a file that appeared meanwhile is not clobbered either
+        mode = 0o666 & ~_umask()  # mkstemp makes 0600 files; outputs get the usual permissions
+        for temp, target in zip(temps, targets):
+            _sync(temp)
+            os.chmod(temp, mode)
+            os.replace(temp, target)
+    except OSError as e:
+        raise UsageError(f"{e.filename or targets[0]}: cannot write: {e.strerror}") from None
+    finally:
+        for temp in temps:
+            temp.unlink(missing_ok=True)
+
+
+def write_bytes(path, data: bytes, force: bool = False) -> None:
+    with replacing([path], force) as (temp,):
+        temp.write_bytes(data)
+
+
+def _sync(path: Path) -> None:
+    """Flush to disk before the rename, so a crash cannot leave a renamed but empty file."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
