@@ -80,12 +80,17 @@ class _StateDictUnpickler(pickle.Unpickler):
         _, storage, key, _location, _numel = pid
         if key not in self.storages:
             raw = self.archive.read(f"{self.prefix}/data/{key}")
-            if storage.dtype == "bfloat16":  # the top half of a float32
-                array = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+            if storage.dtype == "bfloat16":
+                array = bfloat16(raw)
             else:
                 array = np.frombuffer(raw, storage.dtype)
             self.storages[key] = array
         return self.storages[key]
+
+
+def bfloat16(raw) -> np.ndarray:
+    """bfloat16 is the top half of a float32."""
+    return (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
 def read_pth(path: Path) -> dict:
@@ -93,16 +98,22 @@ def read_pth(path: Path) -> dict:
     if not zipfile.is_zipfile(path):
         raise UsageError(f"{path}: not a PyTorch zip checkpoint (files from PyTorch before 1.6 are not read: "
                          "re-save it with torch.save in a newer PyTorch)")
-    with zipfile.ZipFile(path) as archive:
-        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
-        if len(pickles) != 1:
-            raise UsageError(f"{path}: not a torch.save file (it has no single data.pkl)")
-        prefix = pickles[0][: -len("/data.pkl")]
-        with archive.open(pickles[0]) as f:
-            try:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+            if len(pickles) != 1:
+                raise UsageError(f"{path}: not a torch.save file (it has no single data.pkl)")
+            prefix = pickles[0][: -len("/data.pkl")]
+            with archive.open(pickles[0]) as f:
                 obj = _StateDictUnpickler(f, archive, prefix, str(path)).load()
-            except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError, IndexError) as e:
-                raise UsageError(f"{path}: cannot read the checkpoint: {e}") from None
+    except UsageError:
+        raise
+    except MemoryError:
+        raise UsageError(f"{path}: too large to read into memory") from None
+    # A damaged pickle or zip can raise almost anything (UnpicklingError, EOFError, BadZipFile,
+    # zlib.error, RecursionError, ...); whatever it is, the file is unreadable, not convspec broken.
+    except Exception as e:
+        raise UsageError(f"{path}: cannot read the checkpoint: {type(e).__name__}: {e}") from None
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]

@@ -10,12 +10,17 @@ seed and the key, so a weight does not change when another layer is added or rem
 from __future__ import annotations
 
 import json
+import math
+import mmap
+import os
+import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from .errors import SpecError, UsageError
+from .errors import SpecError, UsageError, shorten
+from .pth import bfloat16, read_pth
 from .infer import Analysis, LayerFigures
 
 RELU_LIKE = {"relu", "leaky_relu"}
@@ -62,19 +67,35 @@ def seeded(analysis: Analysis, seed: int = 0):
 
 
 # -- import ------------------------------------------------------------------------------------
-_SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32}
+# Weight files come from strangers: every reader checks sizes against the file before it
+# allocates or reshapes, and a damaged file is a one-line error naming the file.
+_SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32,
+                       "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+
+
+def _shape(value) -> tuple:
+    if not (isinstance(value, (list, tuple)) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
+                                                     for d in value)):
+        raise ValueError(f"its shape {shorten(value)} is not a list of sizes")
+    return tuple(value)
 
 
 def read_safetensors(path: Path) -> dict:
-    """Read a .safetensors file with numpy alone: 8-byte header length, JSON header, raw data."""
-    data = path.read_bytes()
-    n = int.from_bytes(data[:8], "little") if len(data) >= 8 else -1
-    if not 2 <= n <= len(data) - 8:
-        raise UsageError(f"{path}: not a .safetensors file (its header length is wrong)")
-    try:
-        header = json.loads(data[8:8 + n])
-    except (ValueError, UnicodeDecodeError):
-        raise UsageError(f"{path}: not a .safetensors file (its header is not JSON)") from None
+    """Read a .safetensors file with numpy alone: 8-byte header length, JSON header, raw data.
+
+    The data are memory-mapped, not read: a large checkpoint costs only what the spec uses.
+    """
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 2 <= n <= size - 8:
+            raise UsageError(f"{path}: not a .safetensors file (its header length is wrong)")
+        try:
+            header = json.loads(f.read(n))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise UsageError(f"{path}: not a .safetensors file (its header is not JSON)") from None
+        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size > 8 + n else b""
     if not isinstance(header, dict):
         raise UsageError(f"{path}: not a .safetensors file (its header is not a mapping)")
     base, out = 8 + n, {}
@@ -88,46 +109,80 @@ def read_safetensors(path: Path) -> dict:
     return out
 
 
-def _safetensor(data: bytes, base: int, info: dict) -> np.ndarray:
+def _safetensor(data, base: int, info) -> np.ndarray:
+    if not isinstance(info, dict):
+        raise ValueError("its entry in the header is not a mapping")
     begin, end = info["data_offsets"]
     if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= len(data) - base):
         raise ValueError(f"offsets {begin}..{end} lie outside the file")
-    raw = data[base + begin: base + end]
-    if info["dtype"] == "BF16":  # bfloat16 is the top half of a float32
-        array = (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
-    elif info["dtype"] in _SAFETENSORS_DTYPES:
-        array = np.frombuffer(raw, _SAFETENSORS_DTYPES[info["dtype"]])
-    else:
-        raise ValueError(f"dtype {info['dtype']} cannot be read")
-    return array.reshape(info["shape"])
+    shape, dtype = _shape(info["shape"]), info["dtype"]
+    if dtype != "BF16" and dtype not in _SAFETENSORS_DTYPES:
+        raise ValueError(f"dtype {shorten(dtype)} cannot be read")
+    itemsize = 2 if dtype == "BF16" else np.dtype(_SAFETENSORS_DTYPES[dtype]).itemsize
+    if math.prod(shape) * itemsize != end - begin:
+        raise ValueError(f"shape {list(shape)} of {dtype} needs {math.prod(shape) * itemsize} bytes, "
+                         f"the file holds {end - begin}")
+    raw = memoryview(data)[base + begin: base + end]
+    if dtype == "BF16":
+        return bfloat16(raw).reshape(shape)
+    return np.frombuffer(raw, _SAFETENSORS_DTYPES[dtype]).reshape(shape)
+
+
+def read_npz(path: Path) -> dict:
+    """Arrays from a .npz (a zip of .npy files), each checked against its size in the zip first."""
+    out = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    raise ValueError(f"'{info.filename}' is not an array (.npy)")
+                with archive.open(info) as member:
+                    out[info.filename[:-4]] = _npy(member, info.file_size)
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, OSError) as e:
+        raise UsageError(f"{path}: not a readable .npz file ({e})") from None
+    return out
+
+
+def _npy(member, stored: int) -> np.ndarray:
+    fmt = np.lib.format
+    version = fmt.read_magic(member)
+    read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, fortran, dtype = read_header(member, max_header_size=10_000)
+    if dtype.hasobject:
+        raise ValueError("it holds Python objects, which are never loaded (save numbers)")
+    need = math.prod(shape) * dtype.itemsize
+    if need != stored - member.tell():
+        raise ValueError(f"an array of shape {list(shape)} needs {need} bytes, the file holds {stored - member.tell()}")
+    raw = member.read(need)
+    if len(raw) != need:
+        raise ValueError("the file ends early")
+    return np.frombuffer(raw, dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def read_weights(path: str) -> dict:
     """Arrays by key from .npz, .safetensors or a PyTorch .pt/.pth state_dict."""
     p = Path(path)
-    if not p.exists():
-        raise UsageError(f"{path}: no such file")
-    if p.suffix == ".npz":
-        try:
-            with np.load(p, allow_pickle=False) as npz:
-                return {k: npz[k] for k in npz.files}
-        except (ValueError, OSError) as e:
-            raise UsageError(f"{path}: cannot read as .npz: {e}") from None
-    if p.suffix == ".safetensors":
-        return read_safetensors(p)
-    if p.suffix in (".pt", ".pth"):
-        from .pth import read_pth
-
-        return read_pth(p)
-    raise UsageError(f"{path}: unknown weights format '{p.suffix}'; use .npz, .safetensors, .pt or .pth")
+    if not p.is_file():
+        raise UsageError(f"{path}: no such file" if not p.exists() else f"{path}: is not a file")
+    readers = {".npz": read_npz, ".safetensors": read_safetensors, ".pt": read_pth, ".pth": read_pth}
+    if p.suffix not in readers:
+        raise UsageError(f"{path}: unknown weights format '{p.suffix}'; use .npz, .safetensors, .pt or .pth")
+    try:
+        return readers[p.suffix](p)
+    except MemoryError:
+        raise UsageError(f"{path}: too large to read into memory") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
 
 
 def imported(analysis: Analysis, arrays: dict, source: str, strict: bool = True, seed: int = 0, warn=None):
     """Serve `arrays` by node, checked against the spec's weights.
 
     Every problem is listed at once: missing keys, unexpected keys, shape mismatches with both
-    shapes. With `strict` they are an error. Otherwise everything that fits is loaded, what does
-    not (a replaced head, say) gets the seeded initialisation, and `warn(message)` hears which.
+    shapes, and arrays that are not floating point. With `strict` they are an error. Otherwise
+    everything that fits is loaded, what does not (a replaced head, say) gets the seeded
+    initialisation, and `warn(message)` hears which. NaN or Inf values are loaded with a
+    warning, or refused with `strict`. Floats of any width become float32.
     """
     keys_of = {f.node.name: [f"{f.node.name}.{w.name}" for w in f.node.layer.weights(*f.input_shapes)]
                for f in analysis.layers}
@@ -137,27 +192,41 @@ def imported(analysis: Analysis, arrays: dict, source: str, strict: bool = True,
     missing = [k for k in shapes if k not in arrays]
     unexpected = sorted(k for k in arrays if k not in shapes and k not in ignored)
     mismatched = [k for k, s in shapes.items() if k in arrays and tuple(arrays[k].shape) != tuple(s)]
-    problems = []
-    for title, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                        ("shape mismatches", [f"{k}: file {list(arrays[k].shape)}, spec {list(shapes[k])}"
-                                              for k in mismatched])):
-        if keys:
-            problems.append(f"{title} ({len(keys)}): " + ", ".join(keys[:20]) + (" ..." if len(keys) > 20 else ""))
-    summary = "; ".join(problems)
-    if shapes and len(missing) + len(mismatched) == len(shapes):
+    not_float = [k for k in shapes if k in arrays and k not in mismatched and arrays[k].dtype.kind != "f"]
+    problems = _listing([("missing keys", missing), ("unexpected keys", unexpected),
+                         ("shape mismatches", [f"{k}: file {list(arrays[k].shape)}, spec {list(shapes[k])}"
+                                               for k in mismatched]),
+                         ("not floating point", [f"{k}: {arrays[k].dtype}" for k in not_float])])
+    fresh = set(missing) | set(mismatched) | set(not_float)
+    if shapes and len(fresh) == len(shapes):
         raise SpecError(f"none of the weights in {source} fits the spec '{analysis.graph.name}' (is it the right "
-                        f"file?): {summary}")
+                        f"file?): {problems}")
     if problems and strict:
-        raise SpecError(f"the weights in {source} do not fit the spec '{analysis.graph.name}': {summary}")
-    fresh = set(missing) | set(mismatched)
+        raise SpecError(f"the weights in {source} do not fit the spec '{analysis.graph.name}': {problems}")
+    with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, reported below
+        values = {k: np.asarray(arrays[k], dtype=np.float32) for k in shapes if k not in fresh}
+    bad = {k: int(v.size - np.count_nonzero(np.isfinite(v))) for k, v in values.items()}
+    non_finite = _listing([("tensors with NaN or Inf values",
+                            [f"{k} ({n} of {values[k].size})" for k, n in bad.items() if n])])
+    if non_finite and strict:
+        raise SpecError(f"the weights in {source} are not all finite: {non_finite}")
     fallback = seeded(analysis, seed)
 
     def weights_for(figures: LayerFigures) -> dict:
         keys = keys_of[figures.node.name]
         initial = fallback(figures) if fresh.intersection(keys) else {}
-        return {k: initial[k] if k in fresh else arrays[k] for k in keys}
+        return {k: initial[k] if k in fresh else values[k] for k in keys}
 
-    if problems and warn:
+    if warn and problems:
         warn(f"loaded {len(shapes) - len(fresh)} of {len(shapes)} weight tensors from {source}, "
-             f"the rest seeded; {summary}")
+             f"the rest seeded; {problems}")
+    if warn and non_finite:
+        warn(f"loaded the weights in {source} as they are, but they are not all finite; {non_finite} "
+             "(--strict-weights makes this an error)")
     return weights_for
+
+
+def _listing(groups) -> str:
+    """'missing keys (2): a, b; unexpected keys (1): c', at most 20 keys a group."""
+    return "; ".join(f"{title} ({len(keys)}): " + ", ".join(keys[:20]) + (" ..." if len(keys) > 20 else "")
+                     for title, keys in groups if keys)
