@@ -382,10 +382,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _terminate_cleanly() -> None:
+    """SIGTERM unwinds like Ctrl-C, so a file being written is removed rather than left half done."""
+    import signal
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread (main() called from a tool's worker thread)
+        pass
+
+
 def main(argv=None) -> int:
     from compiler.errors import ConvspecError
 
     args = build_parser().parse_args(argv)
+    _terminate_cleanly()
     try:
         return args.run(args)
     except ConvspecError as e:
@@ -394,8 +408,13 @@ def main(argv=None) -> int:
     except BrokenPipeError:
         sys.stderr.close()  # `convspec summary x | head` is not an error
         return 0
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # outputs being written were removed on the way out (compiler/output.py)
+        print("convspec: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print(f"error: out of memory running `convspec {args.command}`; is a size in the spec or a file "
+              "larger than intended?", file=sys.stderr)
+        return 2
     except Exception as e:
         runtime = sys.modules.get("runtime")  # imported only by the commands that run models
         if runtime and isinstance(e, runtime.RuntimeFailure):

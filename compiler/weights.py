@@ -13,12 +13,12 @@ import json
 import math
 import mmap
 import os
-import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from .arrays import read_npz
 from .errors import SpecError, UsageError, shorten
 from .pth import bfloat16, read_pth
 from .infer import Analysis, LayerFigures
@@ -126,37 +126,6 @@ def _safetensor(data, base: int, info) -> np.ndarray:
     if dtype == "BF16":
         return bfloat16(raw).reshape(shape)
     return np.frombuffer(raw, _SAFETENSORS_DTYPES[dtype]).reshape(shape)
-
-
-def read_npz(path: Path) -> dict:
-    """Arrays from a .npz (a zip of .npy files), each checked against its size in the zip first."""
-    out = {}
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                if not info.filename.endswith(".npy"):
-                    raise ValueError(f"'{info.filename}' is not an array (.npy)")
-                with archive.open(info) as member:
-                    out[info.filename[:-4]] = _npy(member, info.file_size)
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, OSError) as e:
-        raise UsageError(f"{path}: not a readable .npz file ({e})") from None
-    return out
-
-
-def _npy(member, stored: int) -> np.ndarray:
-    fmt = np.lib.format
-    version = fmt.read_magic(member)
-    read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
-    shape, fortran, dtype = read_header(member, max_header_size=10_000)
-    if dtype.hasobject:
-        raise ValueError("it holds Python objects, which are never loaded (save numbers)")
-    need = math.prod(shape) * dtype.itemsize
-    if need != stored - member.tell():
-        raise ValueError(f"an array of shape {list(shape)} needs {need} bytes, the file holds {stored - member.tell()}")
-    raw = member.read(need)
-    if len(raw) != need:
-        raise ValueError("the file ends early")
-    return np.frombuffer(raw, dtype).reshape(shape, order="F" if fortran else "C")
 
 
 def read_weights(path: str) -> dict:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
+
+from compiler.arrays import read_npy, read_npz
 
 from . import RuntimeFailure
 
@@ -25,40 +28,38 @@ def load_input(path: str, shape, preprocess: dict) -> np.ndarray:
         raise RuntimeFailure(f"{path}: no such file")
     suffix = p.suffix.lower()
     if suffix == ".npy":
-        array = _np_load(p)
+        array = read_npy(p)
     elif suffix == ".npz":
         array = _npz_input(p)
     elif suffix in IMAGE_SUFFIXES:
         array = load_image(p, shape, preprocess)
     else:
         raise RuntimeFailure(f"{path}: unknown input format '{p.suffix}'; use .npy, .npz, .png or .jpg")
-    try:
-        array = np.asarray(array, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise RuntimeFailure(f"{path}: its {getattr(array, 'dtype', 'data')} values cannot become float32",
-                             exit_code=1) from None
-    return check_shape(array, shape, path)
+    array = check_shape(as_float32(array, path), shape, path)
+    if not np.isfinite(array).all():
+        bad = array.size - np.count_nonzero(np.isfinite(array))
+        print(f"warning: {path}: {bad} of {array.size} input values are NaN or Inf", file=sys.stderr)
+    return array
 
 
-def _np_load(p: Path):
-    try:
-        return np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise RuntimeFailure(f"{p}: cannot read as .npy: {e}") from None
+def as_float32(array: np.ndarray, source: str) -> np.ndarray:
+    """Booleans, integers (a uint8 image) and floats of any width become float32; nothing else does."""
+    if array.dtype.kind not in "biuf":
+        raise RuntimeFailure(f"{source}: its values are {array.dtype}; the model takes real numbers (floats, or "
+                             "integers and booleans, which become float32)", exit_code=1)
+    with np.errstate(over="ignore"):  # float64 past float32's range becomes inf, warned about above
+        return array.astype(np.float32, copy=False)
 
 
 def _npz_input(p: Path):
     """The array named `input`, or the only one."""
-    try:
-        with np.load(p, allow_pickle=False) as npz:
-            if "input" in npz.files:
-                return npz["input"]
-            if len(npz.files) != 1:
-                raise RuntimeFailure(f"{p}: the .npz holds {len(npz.files)} arrays ({', '.join(npz.files[:8])}); "
-                                     "name the one to feed 'input'")
-            return npz[npz.files[0]]
-    except (ValueError, OSError, EOFError) as e:
-        raise RuntimeFailure(f"{p}: cannot read as .npz: {e}") from None
+    arrays = read_npz(p)
+    if "input" in arrays:
+        return arrays["input"]
+    if len(arrays) != 1:
+        raise RuntimeFailure(f"{p}: the .npz holds {len(arrays)} arrays ({', '.join(list(arrays)[:8])}); "
+                             "name the one to feed 'input'")
+    return next(iter(arrays.values()))
 
 
 def check_shape(array: np.ndarray, shape, source: str) -> np.ndarray:
@@ -94,7 +95,7 @@ def load_image(path: Path, shape, preprocess: dict) -> np.ndarray:
         with Image.open(path) as image:
             image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
             array = np.asarray(image, dtype=np.float32)
-    except OSError as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:  # damaged, or absurdly large
         raise RuntimeFailure(f"{path}: cannot read the image: {e}") from None
     array = array.reshape(height, width, channels).transpose(2, 0, 1) * np.float32(preprocess.get("scale", 1 / 255))
     mean = np.asarray(preprocess.get("mean", [0.0] * channels), np.float32).reshape(-1, 1, 1)

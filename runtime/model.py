@@ -62,9 +62,12 @@ def load_onnx(path: str):
     if not p.exists():
         raise RuntimeFailure(f"{path}: no such file")
     try:
-        return onnx.load(str(p))
-    except Exception as e:  # protobuf's DecodeError and friends
+        model = onnx.load(str(p))
+    except Exception as e:  # protobuf's DecodeError, onnx's refusal of external data outside the folder, ...
         raise RuntimeFailure(f"{path}: not a readable ONNX model ({e})") from None
+    if not model.graph.node or not model.opset_import:  # an empty file parses as an empty model
+        raise RuntimeFailure(f"{path}: not an ONNX model (it has no graph or no opset)")
+    return model
 
 
 def run(session, feeds: dict) -> list:
