@@ -50,7 +50,7 @@ def _array(stream, stored: int) -> np.ndarray:
     read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
     shape, fortran, dtype = read_header(stream, max_header_size=10_000)
     if dtype.hasobject:
-        raise ValueError("it holds Python objects, which are never loaded (save plain numbers)")
+        raise ValueError("it holds Python objects, which convspec never loads; save plain numbers")
     need, there = math.prod(shape) * dtype.itemsize, stored - stream.tell()
     if need != there:
         raise ValueError(f"an array of shape {list(shape)} and type {dtype} needs {need} bytes, the file holds {there}")

@@ -29,7 +29,8 @@ EXTERNAL_THRESHOLD = 1_900_000_000  # bytes of weights past which they go to a s
 class Progress:
     """A one-line progress bar on stderr, shown only on a terminal and only after a moment."""
 
-    def __init__(self, label: str, delay: float = 0.5, stream=sys.stderr):
+    def __init__(self, label: str, delay: float = 0.5, stream=None):
+        stream = stream or sys.stderr  # looked up now: a caller may have redirected it since import
         self.label, self.delay, self.stream = label, delay, stream
         self.start = time.monotonic()
         self.shown = False

@@ -8,6 +8,7 @@ as `Map` and `Seq`, plain dict and list subclasses that also know where each ent
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import yaml
@@ -17,7 +18,12 @@ from .limits import DEFAULT, Limits
 
 MAX_NODES = 200_000  # YAML nodes after aliases are expanded ("billion laughs")
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """Safe YAML, plus YAML 1.2's exponent floats: `alpha: 1e-4` is a number, not the string '1e-4'."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
 _scalars = yaml.constructor.SafeConstructor()
 
 
@@ -90,6 +96,12 @@ def load(text: str, path: str, limits: Limits = DEFAULT) -> Map:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         raise _yaml_error(e, text, path) from None
+    except yaml.reader.ReaderError as e:  # a character YAML does not allow (NUL, other controls)
+        before = text[:e.position]
+        where = Location(path, before.count("\n") + 1, e.position - before.rfind("\n"))
+        code = e.character if isinstance(e.character, int) else ord(e.character)
+        raise SpecError(f"invalid YAML: the character U+{code:04X} is not allowed in YAML text; remove it",
+                        where) from None
     except yaml.YAMLError as e:
         raise SpecError(f"invalid YAML: {e}", Location(path, 1, 1)) from None
     if node is None:

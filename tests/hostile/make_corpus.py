@@ -1,0 +1,116 @@
+"""Regenerate the binary files of the hostile corpus: `python tests/hostile/make_corpus.py`.
+
+The specs under specs/ are written by hand. The weights (for the bundled lenet5), models and
+inputs here are damaged or malicious on purpose; test_hostile.py holds the exact error each
+must get. The files are committed, so the tests never depend on this script's environment.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+C1 = "c1.weight"  # lenet5's first kernel, [6, 1, 5, 5]
+SHAPE = (6, 1, 5, 5)
+
+
+class _Call:
+    """Pickles as a call of `func(*args)`: what a malicious checkpoint does."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+def _pth(path: Path, payload: bytes) -> None:
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("archive/data.pkl", payload)
+        z.writestr("archive/version", "3\n")
+
+
+def _safetensors(path: Path, header: dict, data: bytes = b"") -> None:
+    raw = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + data)
+
+
+def _npy_header(shape, descr="<f4") -> bytes:
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def weights(folder: Path) -> None:
+    import os
+
+    folder.mkdir(exist_ok=True)
+    # A pickle that runs a shell command, and one that builds an arbitrary class.
+    _pth(folder / "os_system.pth", pickle.dumps({C1: _Call(os.system, "touch pwned")}, protocol=2))
+    _pth(folder / "custom_class.pth", pickle.dumps({C1: _Call(Path, "x")}, protocol=2))
+    _pth(folder / "garbage_pickle.pth", b"\x80\x02}q\x00(X\x01\x00\x00")
+    (folder / "not_a_zip.pth").write_bytes(b"\x80\x02}q\x00.")
+    good = np.ones(SHAPE, np.float32).tobytes()
+    _safetensors(folder / "truncated.safetensors", {C1: {"dtype": "F32", "shape": list(SHAPE),
+                                                         "data_offsets": [0, 600]}}, good[:300])
+    (folder / "header_length.safetensors").write_bytes(struct.pack("<Q", 2**63) + b"{}")
+    _safetensors(folder / "header_not_json.safetensors", {}, b"")
+    raw = (folder / "header_not_json.safetensors").read_bytes()
+    (folder / "header_not_json.safetensors").write_bytes(raw[:8] + b"{]")
+    _safetensors(folder / "negative_shape.safetensors", {C1: {"dtype": "F32", "shape": [-6, 1, 5, 5],
+                                                              "data_offsets": [0, 600]}}, good)
+    _safetensors(folder / "unknown_dtype.safetensors", {C1: {"dtype": "F8_E4M3", "shape": list(SHAPE),
+                                                             "data_offsets": [0, 150]}}, good[:150])
+    _safetensors(folder / "inf.safetensors", {C1: {"dtype": "F32", "shape": list(SHAPE), "data_offsets": [0, 600]}},
+                 np.full(SHAPE, np.inf, np.float32).tobytes())
+    _safetensors(folder / "int64.safetensors", {C1: {"dtype": "I64", "shape": list(SHAPE),
+                                                     "data_offsets": [0, 1200]}}, bytes(1200))
+    # .npz: a zip whose member claims 4 TB, a damaged CRC, a cut-off zip, pickled objects, NaN.
+    with zipfile.ZipFile(folder / "size_bomb.npz", "w") as z:
+        z.writestr(f"{C1}.npy", _npy_header((10**12,)) + bytes(16))
+    np.savez(folder / "crc.npz", **{C1: np.ones(SHAPE, np.float32)})
+    data = bytearray((folder / "crc.npz").read_bytes())
+    data[data.index(b"\x00\x00\x80?")] ^= 0xFF  # one byte of the array's data
+    (folder / "crc.npz").write_bytes(bytes(data))
+    (folder / "truncated.npz").write_bytes(bytes(data[: len(data) // 2]))
+    with zipfile.ZipFile(folder / "object_array.npz", "w") as z:
+        buf = io.BytesIO()
+        np.save(buf, np.array([_Call(os.system, "touch pwned")], dtype=object), allow_pickle=True)
+        z.writestr(f"{C1}.npy", buf.getvalue())
+    np.savez(folder / "nan.npz", **{C1: np.full(SHAPE, np.nan, np.float32)})
+    np.savez(folder / "strings.npz", **{C1: np.full(SHAPE, "w")})
+
+
+def models(folder: Path) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / "empty.onnx").write_bytes(b"")
+    (folder / "random.onnx").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, np.uint8).tobytes())
+    (folder / "complex.npy").write_bytes(_npy_header((1, 1, 32, 32), "<c8") + bytes(8 * 1024))
+    (folder / "strings.npy").write_bytes(_npy_header((1,), "<U1") + bytes(4))
+    (folder / "size_bomb.npy").write_bytes(_npy_header((10**12,)) + bytes(16))
+    (folder / "wrong_shape.npy").write_bytes(_npy_header((1, 3, 32, 32)) + bytes(4 * 3 * 32 * 32))
+    import onnx
+    from onnx import TensorProto, helper
+
+    # Weights "beside" the model that are really /etc/passwd, through a relative path.
+    weight = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[4], data_location=TensorProto.EXTERNAL)
+    for key, value in (("location", "../../../../../etc/passwd"), ("offset", "0"), ("length", "16")):
+        weight.external_data.add(key=key, value=value)
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    (folder / "external_outside.onnx").write_bytes(model.SerializeToString())
+    (folder / "truncated.onnx").write_bytes(model.SerializeToString()[:40])
+
+
+if __name__ == "__main__":
+    weights(HERE / "weights")
+    models(HERE / "models")
