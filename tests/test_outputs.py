@@ -1,0 +1,138 @@
+"""Every writer is atomic: complete files or none, and an existing file is replaced only with --force."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+import compiler.build as build
+from cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _cli(capsys, *argv) -> tuple[int, str]:
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "internal error" not in err, err
+    return code, err
+
+
+def test_compile_refuses_to_overwrite_before_doing_any_work(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"precious")
+    monkeypatch.setattr(build, "compile_spec", lambda *a, **k: pytest.fail("compiled before refusing"))
+    code, err = _cli(capsys, "compile", "lenet5", "-o", str(out))
+    assert (code, err) == (2, f"error: {out}: exists; pass --force to replace it\n")
+    assert out.read_bytes() == b"precious"
+
+
+def test_force_replaces_with_the_usual_permissions(tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"old")
+    assert _cli(capsys, "compile", "lenet5", "-o", str(out), "--force")[0] == 0
+    onnx.checker.check_model(onnx.load(str(out)))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+def test_a_directory_is_not_an_output(tmp_path, capsys):
+    code, err = _cli(capsys, "compile", "lenet5", "-o", str(tmp_path))
+    assert (code, err) == (2, f"error: {tmp_path}: is a folder; give the path of the file to write\n")
+
+
+def _fail_halfway(error):
+    real = build._save_inline
+
+    def write_then_fail(lowered, out):
+        real(lowered, out)
+        with open(out, "r+b") as f:
+            f.truncate(100)  # as if the disk filled up part way
+        raise error
+
+    return write_then_fail
+
+
+@pytest.mark.parametrize("error, code, message", [
+    (OSError(errno.ENOSPC, "No space left on device"), 2, "cannot write: No space left on device"),
+    (KeyboardInterrupt(), 130, "convspec: interrupted"),
+])
+def test_a_failure_while_writing_leaves_nothing(tmp_path, capsys, monkeypatch, error, code, message):
+    monkeypatch.setattr(build, "_save_inline", _fail_halfway(error))
+    out = tmp_path / "m.onnx"
+    got, err = _cli(capsys, "compile", "lenet5", "-o", str(out))
+    assert got == code and message in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failure_keeps_the_old_file(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"old model")
+    monkeypatch.setattr(build, "_save_inline", _fail_halfway(KeyboardInterrupt()))
+    assert _cli(capsys, "compile", "lenet5", "-o", str(out), "--force")[0] == 130
+    assert out.read_bytes() == b"old model" and list(tmp_path.iterdir()) == [out]
+
+
+def test_external_data_and_model_appear_together(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 1000)  # lenet5's 241 KB of weights go to a side file
+    out = tmp_path / "m.onnx"
+    assert _cli(capsys, "compile", "lenet5", "-o", str(out))[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+    model = onnx.load(str(out), load_external_data=False)
+    assert model.graph.initializer[0].external_data[0].value == "m.onnx.data"
+    onnx.checker.check_model(str(out))  # the side file is whole and where the model says
+    # Refused as a unit: the side file exists, so nothing is written.
+    out.unlink()
+    code, err = _cli(capsys, "compile", "lenet5", "-o", str(out))
+    assert (code, err) == (2, f"error: {out}.data: exists; pass --force to replace it\n")
+    assert not out.exists()
+
+
+def test_export_is_atomic_and_needs_force(tmp_path, capsys):
+    repo = tmp_path / "repo"
+    assert _cli(capsys, "export", "lenet5", "--triton", str(repo))[0] == 0
+    files = sorted(str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file())
+    assert files == ["lenet5/1/model.onnx", "lenet5/config.pbtxt"]
+    code, err = _cli(capsys, "export", "lenet5", "--triton", str(repo), "--name", "lenet5")
+    assert (code, err) == (2, f"error: {repo}/lenet5/1/model.onnx: exists; pass --force to replace it\n")
+    assert _cli(capsys, "export", "lenet5", "--triton", str(repo), "--force")[0] == 0
+
+
+def test_run_outputs_need_force(tmp_path, capsys):
+    out = tmp_path / "y.npy"
+    assert _cli(capsys, "run", "lenet5", "--device", "cpu", "-o", str(out))[0] == 0
+    first = np.load(out)
+    code, err = _cli(capsys, "run", "lenet5", "--device", "cpu", "-o", str(out), "--seed", "1")
+    assert (code, err.splitlines()[-1]) == (2, f"error: {out}: exists; pass --force to replace it")
+    assert _cli(capsys, "run", "lenet5", "--device", "cpu", "-o", str(tmp_path / "y"), "--seed", "1",
+                "--force")[0] == 0
+    assert not np.array_equal(np.load(out), first)  # "y" became y.npy, as numpy names it
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_real_signal_during_compile_leaves_a_whole_file_or_none(tmp_path, signum):
+    """Interrupt `convspec compile vgg19` (575 MB) as soon as its temporary file appears."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "compile", "vgg19", "-o", "vgg19.onnx"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and not any(tmp_path.glob(".vgg19.onnx.*.tmp")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=120)
+    assert "Traceback" not in err
+    if proc.returncode == 0:  # it finished first: then the file is whole
+        assert onnx.load(str(tmp_path / "vgg19.onnx"), load_external_data=False).graph.node
+        return
+    assert (proc.returncode, err.strip()) == (130, "convspec: interrupted")
+    assert list(tmp_path.iterdir()) == []
