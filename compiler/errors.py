@@ -37,9 +37,11 @@ class Diagnostic:
     layer: str | None = None
 
     def render(self) -> str:
+        """One line. Control characters from the spec (a newline in a key, a terminal escape) are
+        shown escaped, so a message never spans lines or drives the terminal."""
         prefix = f"{self.where}: " if self.where else ""
         subject = f"layer '{self.layer}': " if self.layer else ""
-        return f"{prefix}{self.severity}: {subject}{self.message}"
+        return printable(f"{prefix}{self.severity}: {subject}{self.message}")
 
 
 class ConvspecError(Exception):
@@ -91,6 +93,10 @@ class LayerArgError(Exception):
     def __init__(self, message: str, arg: str | None = None):
         super().__init__(message)
         self.arg = arg
+
+
+def printable(text: str) -> str:
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def shorten(value, limit: int = 60) -> str:

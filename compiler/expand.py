@@ -135,6 +135,10 @@ class Expander:
         times = self._value(item.meta["repeat"], params, item.meta_at("repeat"), "repeat")
         if not isinstance(times, int) or not 1 <= times <= MAX_REPEAT:
             return []  # _repeat reports it
+        self.items += times  # naming the copies costs as much as making them: count it
+        if self.items > self.limits.expanded_items:
+            raise SpecError(f"the spec expands to more than {self.limits.expanded_items:,} items; reduce the "
+                            "repeats (--max-layers raises the limit)", item.where, qualify("", item.name))
         return [item.name.format(i=i, n=i + 1) for i in range(times)]
 
     # -- items ---------------------------------------------------------------------------
@@ -258,7 +262,7 @@ class Expander:
             args = Map()
         elif isinstance(value, Map):
             args = value
-        elif cls.shorthand and not isinstance(value, (Seq, Map)):
+        elif cls.shorthand:  # `maxpool: 2`, `maxpool: [2, 3]`: the one main argument
             args = Map({cls.shorthand: value})
             args.value_at[cls.shorthand] = value_where
         elif not cls.arguments():
@@ -421,6 +425,7 @@ def expand(doc: Map, path: str, limits: Limits = DEFAULT) -> Graph:
     input_shape = tuple(doc["input"])
     extras = {}
     if "preprocess" in doc:
+        _check_preprocess(doc["preprocess"], input_shape)
         extras["preprocess"] = _plain(doc["preprocess"])
     if "labels" in doc:  # relative to the spec that names it, like an include
         where = doc.value_at["labels"]
@@ -435,17 +440,39 @@ def expand(doc: Map, path: str, limits: Limits = DEFAULT) -> Graph:
                  frozenset(frozen))
 
 
+def _check_preprocess(pre: Map, input_shape: tuple) -> None:
+    """What `convspec run` does to an image must fit the input: [C, H, W], C mean and std values."""
+    if len(input_shape) != 3 or input_shape[0] not in (1, 3):
+        raise SpecError(f"'preprocess' describes an image, but the input is {list(input_shape)}; an image input is "
+                        "[1 or 3, H, W]", pre.where)
+    channels, height, width = input_shape
+    for key in ("mean", "std"):
+        if key in pre and len(pre[key]) not in (1, channels):
+            raise SpecError(f"'preprocess.{key}' has {len(pre[key])} values; the input has {channels} channel"
+                            f"{'s' if channels > 1 else ''}, so give {channels} (or 1 for all)", pre.value_at[key])
+    if "resize" in pre:
+        size = [pre["resize"]] * 2 if isinstance(pre["resize"], int) else list(pre["resize"])
+        if size != [height, width]:
+            raise SpecError(f"'preprocess.resize' is {size}, but the input is {height}x{width}; resize to the input's "
+                            "size (or leave resize out)", pre.value_at["resize"])
+
+
 def _frozen(doc: Map, names: list[str]) -> set[str]:
     """Top-level `frozen:` entries are layer names or dotted prefixes (`layer1` freezes layer1.*)."""
-    out = set()
     entries = doc.get("frozen") or []
+    wanted = set(entries)
+    out, used = set(), set()
+    for name in names:  # each name against its own prefixes: linear, however long the list
+        parts = name.split(".")
+        hits = wanted.intersection(".".join(parts[:k]) for k in range(1, len(parts) + 1))
+        if hits:
+            out.add(name)
+            used |= hits
     for k, entry in enumerate(entries):
-        matched = {n for n in names if n == entry or n.startswith(entry + ".")}
-        if not matched:
+        if entry not in used:
             prefixes = {n.split(".")[0] for n in names} | set(names)
             hint = did_you_mean(entry, prefixes) or "; it must be a layer name or a dotted prefix of some"
             raise SpecError(f"'frozen' names '{entry}', which matches no layer{hint}", entries.item_at[k])
-        out |= matched
     return out
 
 

@@ -101,12 +101,15 @@ class Analysis:
 MAX_ELEMENTS = 2**34  # one sample's tensor: 64 GiB of float32, far past any real network
 
 
-def _check_size(node, out, total_params: int, limits: Limits) -> None:
-    """A typo (`filters: 4096000`, `input: [3, 224000, 224000]`) fails here, not in an allocation."""
+def _check_params(node, total_params: int, limits: Limits) -> None:
+    """A typo (`filters: 4096000`) fails here, before any weight is made."""
     if total_params > limits.params:
         raise SpecError(f"the spec has {total_params:,} parameters up to this layer, more than the limit of "
                         f"{limits.params:,}; check the sizes, or raise the limit with --max-params",
                         node.where, node.name)
+
+
+def _check_elements(node, out) -> None:
     if numel(out) > MAX_ELEMENTS:
         raise ShapeError(f"the output {list(out)} has {numel(out):,} elements per sample, more than "
                          f"{MAX_ELEMENTS:,} (64 GiB of float32); check the input size and the layer's arguments",
@@ -128,6 +131,7 @@ def infer(graph: Graph, strict: bool = False, limits: Limits = DEFAULT) -> Analy
         layer = node.layer
         try:
             out = layer.output_shape(*ins)
+            _check_elements(node, out)  # before anything that walks the output (adaptive bins)
             weights = layer.weights(*ins)
             macs = layer.macs(out, *ins)
             flops = layer.flops(out, *ins)
@@ -141,9 +145,13 @@ def infer(graph: Graph, strict: bool = False, limits: Limits = DEFAULT) -> Analy
                 message += f" (inputs: {listed})"
             raise ShapeError(message, node.arg_at.get(e.arg, node.where), node.name) from None
         total += sum(w.size for w in weights)
-        _check_size(node, out, total, limits)
+        _check_params(node, total, limits)
         shapes[node.name] = out
-        rf = _receptive_field([fields[n] for n in node.inputs], ins, step)
+        try:
+            rf = _receptive_field([fields[n] for n in node.inputs], ins, step)
+        except OverflowError:  # strides multiplying past 1e308
+            raise ShapeError("the receptive field grows past what a float can hold; check the strides",
+                             node.where, node.name) from None
         fields[node.name] = rf
         # Keras' convention: a frozen layer's weights count as non-trainable.
         trainable = 0 if node.name in graph.frozen else sum(w.size for w in weights if w.trainable)

@@ -92,6 +92,12 @@ def load(text: str, path: str, limits: Limits = DEFAULT) -> Map:
     """Parse one YAML document into Map/Seq/scalars with positions."""
     _check_size(len(text.encode("utf-8", "surrogatepass")), limits, path)
     try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:  # lone surrogates: only text built in memory has them
+        before = text[:e.start]
+        raise SpecError("the spec holds a character that is not valid Unicode (a lone surrogate)",
+                        Location(path, before.count("\n") + 1, e.start - before.rfind("\n"))) from None
+    try:
         _check_depth(text, path, limits.depth)
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
@@ -201,7 +207,9 @@ def _scalar(node, path: str):
                         "strings, numbers, booleans)", position(node, path))
     try:
         value = _scalars.construct_object(node)
-    except (yaml.YAMLError, ValueError) as e:  # ValueError: an integer of thousands of digits
+    # PyYAML's constructors trust their input: `!!int ''` raises IndexError, `!!bool x` KeyError,
+    # an integer of thousands of digits ValueError. Any of them means the value is malformed.
+    except (yaml.YAMLError, ValueError, IndexError, KeyError, TypeError) as e:
         raise SpecError(f"invalid value {shorten(node.value)}: {getattr(e, 'problem', None) or e}",
                         position(node, path)) from None
     if isinstance(value, float) and not math.isfinite(value):

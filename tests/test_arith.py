@@ -11,6 +11,7 @@ import math
 import pytest
 
 from compiler.arith import Window, output_size, output_sizes, pair, padding_arg, pooled_bins, resolve, unread
+from compiler import arith
 
 # --------------------------------------------------------------------------------------------
 # reference formulas (from the PyTorch and TensorFlow documentation, not from arith.py)
@@ -223,3 +224,12 @@ def test_pooled_bins_match_pytorch_rule_on_a_grid():
         for a, b in bins:
             covered.update(range(a, b))
         assert covered == set(range(n))
+
+
+def test_adaptive_pooling_closed_forms_match_the_bins():
+    """pooled_cover and pooled_widest (used for FLOPs and receptive fields, so a huge output size
+    costs no time) against the bins themselves."""
+    for n in range(1, 48):
+        for out in range(1, 48):
+            widths = [b - a for a, b in arith.pooled_bins(n, out)]
+            assert (arith.pooled_cover(n, out), arith.pooled_widest(n, out)) == (sum(widths), max(widths)), (n, out)

@@ -47,11 +47,13 @@ class LRN(Layer):
     """
 
     size: int = arg(POSITIVE_INT, "number of neighbouring channels summed", default=5)
-    alpha: float = arg(NUMBER, "scale (divided by size, as in PyTorch and ONNX)", default=1e-4)
-    beta: float = arg(NUMBER, "exponent", default=0.75)
-    k: float = arg(NUMBER, "additive constant (ONNX's bias)", default=1.0)
+    # ONNX Runtime refuses alpha or beta <= 0, and k <= 0 can divide by zero: all must be positive.
+    alpha: float = arg(POSITIVE_NUMBER, "scale (divided by size, as in PyTorch and ONNX)", default=1e-4)
+    beta: float = arg(POSITIVE_NUMBER, "exponent", default=0.75)
+    k: float = arg(POSITIVE_NUMBER, "additive constant (ONNX's bias)", default=1.0)
 
     def output_shape(self, x):
+        spatial(x, self)  # across channels of a feature map: [C, H, W]
         if self.size % 2 == 0:  # ONNX's LRN (and onnxruntime) take odd sizes only: a centred window
             raise LayerArgError(f"size must be odd so the window centres on each channel, got {self.size}; "
                                 f"use {self.size - 1} or {self.size + 1}", arg="size")

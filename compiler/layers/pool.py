@@ -194,15 +194,15 @@ class _AdaptivePool(Layer):
         return (c,) + self.output_size
 
     def flops(self, out, x):
-        rows = sum(b - a for a, b in arith.pooled_bins(x[1], self.output_size[0]))
-        cols = sum(b - a for a, b in arith.pooled_bins(x[2], self.output_size[1]))
+        rows = arith.pooled_cover(x[1], self.output_size[0])
+        cols = arith.pooled_cover(x[2], self.output_size[1])
         return x[0] * rows * cols
 
     def window(self, x):
         # Exact when the output divides the input; otherwise the largest bin, at the mean step.
         kernel, stride = [], []
         for n, o in zip(x[1:], self.output_size):
-            kernel.append(max(b - a for a, b in arith.pooled_bins(n, o)))
+            kernel.append(arith.pooled_widest(n, o))
             stride.append(max(n // o, 1))
         return Window(tuple(kernel), tuple(stride), (1, 1), (0, 0), (0, 0))
 
