@@ -189,14 +189,19 @@ def cmd_compile(args) -> int:
 def cmd_run(args) -> int:
     import numpy as np
 
+    from compiler.errors import UsageError, printable
+    from compiler.output import check_writable
     from runtime.inputs import load_input, random_input
     from runtime.model import read_info, run
 
-    from compiler.output import check_writable
-
+    if args.output and args.output.endswith((".npy", ".npz")):  # refuse to overwrite before any work
+        check_writable([args.output], args.force)
     lowered = _lowered(args.model, args)
     info = read_info(lowered.model)
-    if args.output:  # refuse to overwrite before running, not after
+    if args.output:
+        if args.output.endswith(".npy") and len(info.output_names) > 1:
+            raise UsageError(f"{args.output}: the model has {len(info.output_names)} outputs, which go to one .npz "
+                             "file; name it .npz")
         check_writable([_outputs_path(args.output, len(info.output_names))], args.force)
     if args.input:  # read the input first: a bad file fails before the session is built
         x = load_input(args.input, info.input_shape, info.preprocess)
@@ -213,9 +218,10 @@ def cmd_run(args) -> int:
                 ranked = ", ".join(
                     f"{k} {info.labels[k]!r} {row[k]:.4g}" if k < len(info.labels) else f"{k} {row[k]:.4g}"
                     for k in top)
-                print(f"{name}[{i}] top-{len(top)}: {ranked}")
+                print(printable(f"{name}[{i}] top-{len(top)}: {ranked}"))
         else:
-            print(f"{name}: shape {list(y.shape)}, min {y.min():.4g}, mean {y.mean():.4g}, max {y.max():.4g}")
+            print(printable(f"{name}: shape {list(y.shape)}, min {y.min():.4g}, mean {y.mean():.4g}, "
+                            f"max {y.max():.4g}"))
     return 0
 
 

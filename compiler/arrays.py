@@ -1,9 +1,11 @@
-"""numpy's .npy and .npz files from untrusted sources (weights, model inputs).
+"""Arrays in untrusted files (.npy, .npz, and the storages of .pth), read only when wanted.
 
 np.load trusts a file's header: a few bytes that claim a shape of 10**12 make it allocate
-terabytes, and a damaged zip raises exceptions it does not document. These readers check each
-array's claimed size against the bytes really there before allocating, never unpickle, and
-turn every failure into one UsageError that names the file.
+terabytes, a compressed member can inflate to any size, and a damaged zip raises exceptions it
+does not document. Here each array is first known only by its header, as a `Stored`: its
+shape and dtype. The caller compares those with what it expects (the spec's weights, the
+model's input) and loads only what fits, so the memory spent is bounded by the spec, not by
+the file. Nothing is ever unpickled, and every failure is one UsageError naming the file.
 """
 
 from __future__ import annotations
@@ -17,19 +19,63 @@ import numpy as np
 
 from .errors import UsageError
 
-_DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, OSError)
+# What a damaged file can raise from zipfile, zlib and numpy's header parser; an encrypted
+# member is a RuntimeError.
+DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError, OSError, RuntimeError)
 
 
-def read_npy(path: Path) -> np.ndarray:
+class Stored:
+    """An array in a file, known by its header; `load()` reads it, checked against that header."""
+
+    __slots__ = ("shape", "dtype", "_read", "source")
+
+    def __init__(self, shape: tuple, dtype, read, source: str = ""):
+        self.shape, self.dtype, self._read, self.source = tuple(shape), np.dtype(dtype), read, source
+
+    @classmethod
+    def of(cls, array: np.ndarray) -> "Stored":
+        return cls(array.shape, array.dtype, lambda: array)
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    def load(self) -> np.ndarray:
+        try:
+            array = self._read()
+        except DAMAGED as e:
+            raise UsageError(f"{self.source}: cannot read an array: {e}") from None
+        if array.shape != self.shape:  # the reader promised the header's shape
+            raise UsageError(f"{self.source}: an array's data does not match its header")
+        return array
+
+    def __array__(self, dtype=None, copy=None):  # np.asarray(stored) loads it
+        array = self.load()
+        return array if dtype is None else array.astype(dtype)
+
+
+def bfloat16(raw) -> np.ndarray:
+    """bfloat16 is the top half of a float32."""
+    return (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+
+
+def read_npy(path: Path) -> Stored:
     try:
         with open(path, "rb") as f:
-            return _array(f, Path(path).stat().st_size)
-    except _DAMAGED as e:
+            shape, dtype, fortran, offset = _header(f, Path(path).stat().st_size)
+    except DAMAGED as e:
         raise UsageError(f"{path}: not a readable .npy file ({e})") from None
+
+    def read():
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return _data(f, shape, dtype, fortran)
+
+    return Stored(shape, dtype, read, str(path))
 
 
 def read_npz(path: Path) -> dict:
-    """Arrays by name; every member must be a .npy."""
+    """Arrays by name, as `Stored`; every member must be a .npy."""
     out = {}
     try:
         with zipfile.ZipFile(path) as archive:
@@ -37,23 +83,40 @@ def read_npz(path: Path) -> dict:
                 if not info.filename.endswith(".npy"):
                     raise ValueError(f"'{info.filename}' is not an array (.npy)")
                 with archive.open(info) as member:
-                    out[info.filename[:-4]] = _array(member, info.file_size)
-    except _DAMAGED as e:
+                    header = _header(member, info.file_size)
+                out[info.filename[:-4]] = Stored(header[0], header[1], _member_reader(path, info.filename, *header),
+                                                 str(path))
+    except DAMAGED as e:
         raise UsageError(f"{path}: not a readable .npz file ({e})") from None
     return out
 
 
-def _array(stream, stored: int) -> np.ndarray:
-    """One .npy from `stream`, which holds `stored` bytes in all."""
+def _member_reader(path, name, shape, dtype, fortran, offset):
+    def read():
+        with zipfile.ZipFile(path) as archive, archive.open(name) as member:
+            member.read(offset)  # the header, read again (a compressed member cannot seek)
+            return _data(member, shape, dtype, fortran)
+
+    return read
+
+
+def _header(stream, stored: int):
+    """(shape, dtype, fortran order, data offset) of the .npy in `stream`, which holds `stored` bytes."""
     fmt = np.lib.format
     version = fmt.read_magic(stream)
     read_header = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
     shape, fortran, dtype = read_header(stream, max_header_size=10_000)
     if dtype.hasobject:
         raise ValueError("it holds Python objects, which convspec never loads; save plain numbers")
-    need, there = math.prod(shape) * dtype.itemsize, stored - stream.tell()
+    offset = stream.tell()
+    need, there = math.prod(shape) * dtype.itemsize, stored - offset
     if need != there:
         raise ValueError(f"an array of shape {list(shape)} and type {dtype} needs {need} bytes, the file holds {there}")
+    return shape, dtype, fortran, offset
+
+
+def _data(stream, shape, dtype, fortran) -> np.ndarray:
+    need = math.prod(shape) * dtype.itemsize
     raw = stream.read(need)
     if len(raw) != need:
         raise ValueError("the file ends early")

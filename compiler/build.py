@@ -17,9 +17,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
 
-from .errors import UsageError
 from .infer import Analysis
 from .lower import DEFAULT_OPSET, Lowered, lower
+from .errors import UsageError
 from .output import replacing
 from .weights import imported, read_weights, seeded
 
@@ -80,7 +80,7 @@ def compile_spec(analysis: Analysis, weights: str | None = None, seed: int = 0,
     if "preprocess" in extras:
         meta.add(key="convspec.preprocess", value=json.dumps(extras["preprocess"]))
     if "labels" in extras:  # the labels travel inside the model
-        meta.add(key="convspec.labels", value=json.dumps(read_labels(extras["labels"])))
+        meta.add(key="convspec.labels", value=json.dumps(extras["labels"]))
     return lowered
 
 
@@ -88,14 +88,6 @@ def compile_model(analysis: Analysis, weights: str | None = None, seed: int = 0,
                   opset: int = DEFAULT_OPSET, strict_weights: bool = True, warn=None) -> onnx.ModelProto:
     """The whole model in memory (for running it and for tests)."""
     return compile_spec(analysis, weights, seed, opset, strict_weights=strict_weights, warn=warn).to_model()
-
-
-def read_labels(path: str) -> list[str]:
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read the labels file: {e.strerror}") from None
-    return [line.strip() for line in lines if line.strip()]
 
 
 # -- writing ------------------------------------------------------------------------------------
@@ -128,7 +120,10 @@ def as_lowered(model: onnx.ModelProto) -> Lowered:
     weights, kept = [], []
     for t in model.graph.initializer:
         if t.data_type == TensorProto.FLOAT and t.dims:
-            weights.append((t.name, numpy_helper.to_array(t)))
+            try:
+                weights.append((t.name, numpy_helper.to_array(t)))
+            except ValueError as e:  # dims that do not match the data: a damaged or edited file
+                raise UsageError(f"the model's initializer '{t.name}' is damaged ({e})") from None
         else:
             kept.append(t)
     shell = onnx.ModelProto()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import Location, SpecError, did_you_mean, shorten as _short
+from .errors import LayerArgError, Location, SpecError, did_you_mean, shorten as _short
 from .expr import ExprError, is_reference, substitute
 from .ir import INPUT, Expectation, Graph, Node
 from .limits import DEFAULT, Limits
@@ -253,7 +253,11 @@ class Expander:
         if len(self.nodes) >= self.limits.layers:
             raise SpecError(f"the spec expands to more than {self.limits.layers:,} layers; reduce the repeats "
                             "(--max-layers raises the limit)", where, here)
-        node = Node(here, cls.from_args(args), (), where, dict(args.value_at))
+        try:
+            layer = cls.from_args(args)
+        except LayerArgError as e:
+            raise SpecError(str(e), args.value_at.get(e.arg, where), here) from None
+        node = Node(here, layer, (), where, dict(args.value_at))
         self._define(here, where)
         self.nodes.append((node, inputs))
 
@@ -429,15 +433,29 @@ def expand(doc: Map, path: str, limits: Limits = DEFAULT) -> Graph:
         extras["preprocess"] = _plain(doc["preprocess"])
     if "labels" in doc:  # relative to the spec that names it, like an include
         where = doc.value_at["labels"]
-        labels = referenced_file(doc["labels"], where.path, "labels", where, limits)
-        if not labels.is_file():
-            raise SpecError(f"the labels file '{doc['labels']}' does not exist (a path relative to the spec's "
-                            "folder)", where)
-        extras["labels"] = str(labels)
+        extras["labels"] = _read_labels(referenced_file(doc["labels"], where.path, "labels", where, limits), where,
+                                        limits)
     extras["sources"] = getattr(doc, "sources", [path])  # the spec's files, base specs included
     frozen = ex.frozen | _frozen(doc, [n.name for n in resolved])
     return Graph(name, path, meta, input_shape, _topological(resolved), outputs, tuple(expectations), extras,
                  frozenset(frozen))
+
+
+def _read_labels(path, where: Location, limits: Limits) -> list[str]:
+    """The class labels, one per line (read now, so `check` finds a bad labels file, not `compile`)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limits.spec_bytes + 1)
+    except OSError as e:
+        raise SpecError(f"cannot read the labels file '{path}': {e.strerror}", where) from None
+    if len(data) > limits.spec_bytes:
+        raise SpecError(f"the labels file '{path}' is larger than {limits.spec_bytes:,} bytes "
+                        "(--max-spec-bytes raises the limit)", where)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise SpecError(f"the labels file '{path}' is not UTF-8 text (byte {e.start}); save it as UTF-8", where) from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _check_preprocess(pre: Map, input_shape: tuple) -> None:

@@ -68,7 +68,7 @@ def _number(value):
 
 def _eval(node, scope):
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)):
-        return node.value
+        return _number(node.value)
     if isinstance(node, ast.Name):
         if node.id in ("true", "false"):
             return node.id == "true"

@@ -17,7 +17,7 @@ from .limits import DEFAULT, Limits
 from .source import Map, Seq, load, read_text
 from .zoo import SPECS_DIR, bundled, referenced_file
 
-MAX_DEPTH = 8
+MAX_CHAIN = 8  # specs in one extends chain
 CHILD_ONLY = ("extends", "replace", "append")
 
 
@@ -38,8 +38,8 @@ def extend(doc: Map, path: str, validate, limits: Limits = DEFAULT, chain: tuple
             raise SpecError("a spec cannot extend itself", where)
         loop = chain[seen.index(base_path.resolve()):] + (shown,)
         raise SpecError(f"'extends' makes a loop: {' -> '.join(loop)}", where)
-    if len(chain) >= MAX_DEPTH:
-        raise SpecError(f"'extends' chains more than {MAX_DEPTH} specs: {' -> '.join(chain)} -> ...", where)
+    if len(chain) >= MAX_CHAIN:
+        raise SpecError(f"'extends' chains more than {MAX_CHAIN} specs: {' -> '.join(chain)} -> ...", where)
     base = load(read_text(base_path, limits), shown, limits)
     validate(base, shown)
     base = extend(base, shown, validate, limits, chain)
@@ -52,11 +52,7 @@ def _base_path(ref: str, child: str, where, limits: Limits) -> Path:
     """A file path (`base.yaml`, `nets/base.yaml`) is relative to the child's folder; a bare
     name (`resnet50`) is a bundled spec."""
     if ref.endswith((".yaml", ".yml")) or "/" in ref:
-        path = referenced_file(ref, child, "extends", where, limits)
-        if not path.is_file():
-            raise SpecError(f"'extends' names '{ref}', which does not exist (a path relative to the spec's folder)",
-                            where)
-        return path
+        return referenced_file(ref, child, "extends", where, limits)
     bundled_path = SPECS_DIR / f"{ref}.yaml"
     if not bundled_path.is_file():
         hint = did_you_mean(ref, [p.stem for p in bundled()]) or "; run `convspec zoo` for the list"

@@ -19,11 +19,17 @@ from .errors import UsageError
 
 def check_writable(paths, force: bool) -> None:
     """Refuse early (exit 2) what `replacing` would refuse after the work."""
-    for path in map(Path, paths):
+    for path in paths:
+        if str(path).endswith(("/", os.sep)):
+            raise UsageError(f"{path}: names a folder; give the path of the file to write")
+        path = Path(path)
         if path.is_dir():
             raise UsageError(f"{path}: is a folder; give the path of the file to write")
-        if path.exists() and not force:
+        if os.path.lexists(path) and not force:  # lexists: a dangling symlink is not overwritten either
             raise UsageError(f"{path}: exists; pass --force to replace it")
+        parent = next((p for p in path.parents if os.path.lexists(p)), None)
+        if parent is not None and not parent.is_dir():
+            raise UsageError(f"{path}: cannot write: {parent} is a file, not a folder")
 
 
 @contextmanager
@@ -31,7 +37,8 @@ def replacing(paths, force: bool = False):
     """Yield one temporary path per target; on success rename each over its target, in order.
 
     On any exception, KeyboardInterrupt included, the temporaries are removed and the targets
-    are untouched. Put the file that refers to the others (the model) last.
+    are untouched. Put the file that refers to the others (the model) last. A replaced file
+    keeps its permissions; a new one gets the usual ones (0666 less the umask).
     """
     targets = [Path(p) for p in paths]
     check_writable(targets, force)
@@ -39,21 +46,30 @@ def replacing(paths, force: bool = False):
     try:
         for target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
-            handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+            # A short hidden name: the target's own name may already be as long as names can be.
+            handle, name = tempfile.mkstemp(prefix=f".{target.name[:32]}.", suffix=".tmp", dir=target.parent)
             os.close(handle)
             temps.append(Path(name))
         yield temps
         check_writable(targets, force)  # a file that appeared meanwhile is not clobbered either
-        mode = 0o666 & ~_umask()  # mkstemp makes 0600 files; outputs get the usual permissions
         for temp, target in zip(temps, targets):
             _sync(temp)
-            os.chmod(temp, mode)
+            os.chmod(temp, _mode(target))
             os.replace(temp, target)
     except OSError as e:
-        raise UsageError(f"{e.filename or targets[0]}: cannot write: {e.strerror}") from None
+        by_temp = {str(t): str(target) for t, target in zip(temps, targets)}  # name the target, not our temporary
+        shown = by_temp.get(str(e.filename), e.filename or targets[0])
+        raise UsageError(f"{shown}: cannot write: {e.strerror}") from None
     finally:
         for temp in temps:
             temp.unlink(missing_ok=True)
+
+
+def _mode(target: Path) -> int:
+    try:
+        return target.stat().st_mode & 0o7777
+    except OSError:  # a new file
+        return 0o666 & ~_umask()
 
 
 def write_bytes(path, data: bytes, force: bool = False) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .arrays import Stored, bfloat16
 from .errors import UsageError
 
 STORAGES = {
@@ -35,20 +36,40 @@ class _Corrupt(ValueError):
     pass
 
 
-def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
+class _Data:
+    """One storage of the checkpoint (`<prefix>/data/<key>`), sized from the zip, read on demand."""
+
+    def __init__(self, path: Path, member: zipfile.ZipInfo, storage: _Storage):
+        self.path, self.member, self.raw_dtype = path, member.filename, storage.dtype
+        self.itemsize = 2 if storage.dtype == "bfloat16" else np.dtype(storage.dtype).itemsize
+        self.dtype = np.float32 if storage.dtype == "bfloat16" else storage.dtype
+        self.numel = member.file_size // self.itemsize
+
+    def read(self) -> np.ndarray:
+        with zipfile.ZipFile(self.path) as archive:
+            raw = archive.read(self.member)
+        return bfloat16(raw) if self.raw_dtype == "bfloat16" else np.frombuffer(raw, self.raw_dtype)
+
+
+def _rebuild_tensor(data: _Data, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
     # A damaged file must not make as_strided read outside the storage.
     if (not all(isinstance(v, int) for v in (offset, *size, *stride)) or len(size) != len(stride)
             or offset < 0 or min(size, default=1) < 0 or min(stride, default=0) < 0):
         raise _Corrupt("a tensor has an invalid size, stride or offset")
     last = offset + sum((n - 1) * s for n, s in zip(size, stride)) if all(size) else offset - 1
-    if last >= len(storage):
-        raise _Corrupt(f"a tensor needs {last + 1} elements but its storage holds {len(storage)}")
-    itemsize = storage.itemsize
-    if not size:
-        return storage[offset:offset + 1].reshape(()).copy()
-    view = np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size),
-                                           strides=tuple(s * itemsize for s in stride))
-    return np.array(view)
+    if last >= data.numel:
+        raise _Corrupt(f"a tensor needs {last + 1} elements but its storage holds {data.numel}")
+
+    def read() -> np.ndarray:
+        storage = data.read()
+        if not size:
+            return storage[offset:offset + 1].reshape(()).copy()
+        strides = tuple(s * storage.itemsize for s in stride)
+        return np.array(np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size), strides=strides))
+
+    # Only the shape is known now: the caller reads the tensors it wants, once it has checked
+    # their shapes (a stride-0 tensor of 10**10 elements costs nothing until then).
+    return Stored(tuple(size), data.dtype, read, str(data.path))
 
 
 def _rebuild_parameter(data, requires_grad=False, hooks=None):
@@ -78,23 +99,11 @@ class _StateDictUnpickler(pickle.Unpickler):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _Storage)):
             raise UsageError(f"{self.source}: refused to load: unexpected persistent id {pid!r}")
         _, storage, key, _location, _numel = pid
-        if key not in self.storages:
-            raw = self.archive.read(f"{self.prefix}/data/{key}")
-            if storage.dtype == "bfloat16":
-                array = bfloat16(raw)
-            else:
-                array = np.frombuffer(raw, storage.dtype)
-            self.storages[key] = array
-        return self.storages[key]
-
-
-def bfloat16(raw) -> np.ndarray:
-    """bfloat16 is the top half of a float32."""
-    return (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+        return _Data(Path(self.source), self.archive.getinfo(f"{self.prefix}/data/{key}"), storage)
 
 
 def read_pth(path: Path) -> dict:
-    """Arrays by key from a torch.save'd state_dict (or a dict holding one under 'state_dict')."""
+    """Tensors by key, as `Stored`, from a torch.save'd state_dict (or a dict holding one under 'state_dict')."""
     if not zipfile.is_zipfile(path):
         raise UsageError(f"{path}: not a PyTorch zip checkpoint (files from PyTorch before 1.6 are not read: "
                          "re-save it with torch.save in a newer PyTorch)")
@@ -117,6 +126,6 @@ def read_pth(path: Path) -> dict:
     for wrapper in ("state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict):
             obj = obj[wrapper]
-    if not isinstance(obj, dict) or not all(isinstance(v, np.ndarray) for v in obj.values()):
+    if not isinstance(obj, dict) or not all(isinstance(k, str) and isinstance(v, Stored) for k, v in obj.items()):
         raise UsageError(f"{path}: expected a state_dict (a mapping from names to tensors)")
     return dict(obj)

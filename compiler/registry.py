@@ -127,6 +127,7 @@ class Layer:
         values = {}
         for f in fields(cls):
             value = args[f.name] if f.name in args else f.default
+            _check_magnitude(f.name, value)
             convert = f.metadata["convert"]
             values[f.name] = convert(value) if convert and value is not None else value
         return cls(**values)
@@ -154,6 +155,16 @@ class Layer:
 def arguments(cls):
     """Make a class (a layer type, or a base holding shared arguments) a frozen keyword-only dataclass."""
     return dataclass(frozen=True, kw_only=True)(cls)
+
+
+MAX_ARGUMENT = 2**31 - 1  # ONNX Runtime's kernels overflow on sizes, strides and pads beyond this
+
+
+def _check_magnitude(name: str, value) -> None:
+    for v in value if isinstance(value, (list, tuple)) else (value,):
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_ARGUMENT:
+            raise LayerArgError(f"argument '{name}' is {v}, beyond what ONNX Runtime can compute with "
+                                f"(at most {MAX_ARGUMENT:,}); is it a typo?", arg=name)
 
 
 def register(type_name: str):

@@ -8,6 +8,7 @@ as `Map` and `Seq`, plain dict and list subclasses that also know where each ent
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 
@@ -57,9 +58,10 @@ def read_text(path: Path, limits: Limits = DEFAULT) -> str:
     """The spec's text. Whatever bytes it holds, a problem with them is a positioned SpecError."""
     shown = str(path)
     try:
-        size = path.stat().st_size
-        _check_size(size, limits, shown)
-        data = path.read_bytes()
+        with open(path, "rb") as f:  # read at most the limit: a pipe or /dev/zero has no size to check
+            data = f.read(limits.spec_bytes + 1)
+            if len(data) > limits.spec_bytes:  # report the true size where the file has one
+                _check_size(max(os.fstat(f.fileno()).st_size, len(data)), limits, shown)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except IsADirectoryError:
@@ -195,6 +197,7 @@ def _convert(node, path: str, depth: int, budget: list, limit: int):
 
 _SCALAR_TAGS = {"tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null")}
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 MAX_INTEGER = 2**63 - 1  # what ONNX (int64) can hold; larger is a typo, not a size
 
 
@@ -202,6 +205,9 @@ def _scalar(node, path: str):
     """A string, number, boolean or null. A date stays the text it was written as."""
     if node.tag == _TIMESTAMP:  # `name: 2024-01-01` stays a string, as in JSON
         return node.value
+    if node.tag in (_INT, _FLOAT) and ":" in node.value:  # YAML 1.1's base 60: `3:3` would mean 183
+        raise SpecError(f"{shorten(node.value)} is a base-60 number in YAML 1.1; convspec does not read those "
+                        "(quote it if it is text)", position(node, path))
     if node.tag not in _SCALAR_TAGS:
         raise SpecError(f"YAML tag '{node.tag}' is not allowed: a spec is plain data (mappings, lists, "
                         "strings, numbers, booleans)", position(node, path))

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .arrays import read_npz
+from .arrays import Stored, bfloat16, read_npz
 from .errors import SpecError, UsageError, shorten
-from .pth import bfloat16, read_pth
+from .pth import read_pth
 from .infer import Analysis, LayerFigures
 
 RELU_LIKE = {"relu", "leaky_relu"}
@@ -83,7 +83,8 @@ def _shape(value) -> tuple:
 def read_safetensors(path: Path) -> dict:
     """Read a .safetensors file with numpy alone: 8-byte header length, JSON header, raw data.
 
-    The data are memory-mapped, not read: a large checkpoint costs only what the spec uses.
+    The data are memory-mapped, and each tensor is converted only when loaded: a large
+    checkpoint costs only what the spec uses.
     """
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -103,13 +104,13 @@ def read_safetensors(path: Path) -> dict:
         if key == "__metadata__":
             continue
         try:
-            out[key] = _safetensor(data, base, info)
+            out[key] = _safetensor(data, base, info, str(path))
         except (KeyError, TypeError, ValueError) as e:
             raise UsageError(f"{path}: tensor '{key}' is damaged or not understood ({e})") from None
     return out
 
 
-def _safetensor(data, base: int, info) -> np.ndarray:
+def _safetensor(data, base: int, info, source: str) -> Stored:
     if not isinstance(info, dict):
         raise ValueError("its entry in the header is not a mapping")
     begin, end = info["data_offsets"]
@@ -124,12 +125,13 @@ def _safetensor(data, base: int, info) -> np.ndarray:
                          f"the file holds {end - begin}")
     raw = memoryview(data)[base + begin: base + end]
     if dtype == "BF16":
-        return bfloat16(raw).reshape(shape)
-    return np.frombuffer(raw, _SAFETENSORS_DTYPES[dtype]).reshape(shape)
+        return Stored(shape, np.float32, lambda: bfloat16(raw).reshape(shape), source)
+    return Stored(shape, _SAFETENSORS_DTYPES[dtype], lambda: np.frombuffer(raw, _SAFETENSORS_DTYPES[dtype]).reshape(shape),
+                  source)
 
 
 def read_weights(path: str) -> dict:
-    """Arrays by key from .npz, .safetensors or a PyTorch .pt/.pth state_dict."""
+    """Arrays by key, as `Stored` (read when wanted), from .npz, .safetensors or a .pt/.pth state_dict."""
     p = Path(path)
     if not p.is_file():
         raise UsageError(f"{path}: no such file" if not p.exists() else f"{path}: is not a file")
@@ -153,6 +155,8 @@ def imported(analysis: Analysis, arrays: dict, source: str, strict: bool = True,
     initialisation, and `warn(message)` hears which. NaN or Inf values are loaded with a
     warning, or refused with `strict`. Floats of any width become float32.
     """
+    # Shapes and dtypes come from the files' headers; only the arrays that fit are ever read.
+    arrays = {k: v if isinstance(v, Stored) else Stored.of(np.asarray(v)) for k, v in arrays.items()}
     keys_of = {f.node.name: [f"{f.node.name}.{w.name}" for w in f.node.layer.weights(*f.input_shapes)]
                for f in analysis.layers}
     shapes = {f"{f.node.name}.{w.name}": w.shape for f in analysis.layers
@@ -173,7 +177,7 @@ def imported(analysis: Analysis, arrays: dict, source: str, strict: bool = True,
     if problems and strict:
         raise SpecError(f"the weights in {source} do not fit the spec '{analysis.graph.name}': {problems}")
     with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf, reported below
-        values = {k: np.asarray(arrays[k], dtype=np.float32) for k in shapes if k not in fresh}
+        values = {k: np.asarray(arrays[k].load(), dtype=np.float32) for k in shapes if k not in fresh}
     bad = {k: int(v.size - np.count_nonzero(np.isfinite(v))) for k, v in values.items()}
     non_finite = _listing([("tensors with NaN or Inf values",
                             [f"{k} ({n} of {values[k].size})" for k, n in bad.items() if n])])

@@ -30,7 +30,7 @@ def resolve_spec(ref: str) -> Path:
 
 
 def referenced_file(ref: str, spec_path: str, key: str, where: Location, limits: Limits) -> Path:
-    """A file that a spec names (`extends:`, `labels:`), relative to the spec's own folder.
+    """An existing file that a spec names (`extends:`, `labels:`), relative to the spec's own folder.
 
     A shared spec must not read files it has no business with: unless `limits.outside_paths`,
     the file must lie in the spec's folder (or below it) or in the bundled library, after
@@ -38,13 +38,19 @@ def referenced_file(ref: str, spec_path: str, key: str, where: Location, limits:
     """
     folder = Path(spec_path).parent
     target = folder / ref
-    if limits.outside_paths:
-        return target
     lift = ("a spec may name files only in its own folder and the bundled library "
             "(--allow-outside-paths lifts this)")
-    if Path(ref).is_absolute():
+    if Path(ref).is_absolute() and not limits.outside_paths:
         raise SpecError(f"'{key}' names the absolute path '{ref}'; {lift}", where)
-    real = target.resolve()
-    if not any(real.is_relative_to(root) for root in (folder.resolve(), SPECS_DIR)):
+    try:
+        real = target.resolve()
+        inside = any(real.is_relative_to(root) for root in (folder.resolve(), SPECS_DIR))
+        exists = target.is_file()
+    except (OSError, ValueError, RuntimeError) as e:  # a NUL byte, a name too long, a symlink loop
+        raise SpecError(f"'{key}' names '{ref}', which cannot be used as a path: {getattr(e, 'strerror', None) or e}",
+                        where) from None
+    if not inside and not limits.outside_paths:
         raise SpecError(f"'{key}' names '{ref}', which is outside the spec's folder; {lift}", where)
+    if not exists:
+        raise SpecError(f"'{key}' names '{ref}', which does not exist (a path relative to the spec's folder)", where)
     return target

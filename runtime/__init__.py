@@ -1,4 +1,7 @@
-"""Execution on onnxruntime. Knows ONNX files and onnxruntime, never the compiler's internals."""
+"""Execution on onnxruntime. Knows ONNX files and onnxruntime; of the compiler it uses only the
+guarded array readers (compiler.arrays) and the message helpers (compiler.errors)."""
+
+from compiler.errors import printable
 
 
 class RuntimeFailure(Exception):
@@ -9,4 +12,4 @@ class RuntimeFailure(Exception):
         self.exit_code = exit_code
 
     def render(self) -> str:
-        return f"error: {self}"
+        return printable(f"error: {self}")  # names from an ONNX file may hold terminal escapes

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler.arrays import read_npy, read_npz
+from compiler.arrays import Stored, read_npy, read_npz
 
 from . import RuntimeFailure
 
@@ -22,36 +22,33 @@ def random_input(shape, batch: int, seed: int) -> np.ndarray:
 
 
 def load_input(path: str, shape, preprocess: dict) -> np.ndarray:
-    """A float32 batch shaped (N, *shape); an array without the batch axis gets one."""
+    """A float32 batch shaped (N, *shape); an array without the batch axis gets one.
+
+    An array file's dtype and shape are checked from its header, before its data is read.
+    """
     p = Path(path)
     if not p.exists():
         raise RuntimeFailure(f"{path}: no such file")
     suffix = p.suffix.lower()
-    if suffix == ".npy":
-        array = read_npy(p)
-    elif suffix == ".npz":
-        array = _npz_input(p)
+    if suffix in (".npy", ".npz"):
+        array = read_npy(p) if suffix == ".npy" else _npz_input(p)
     elif suffix in IMAGE_SUFFIXES:
-        array = load_image(p, shape, preprocess)
+        array = Stored.of(load_image(p, shape, preprocess))
     else:
         raise RuntimeFailure(f"{path}: unknown input format '{p.suffix}'; use .npy, .npz, .png or .jpg")
-    array = check_shape(as_float32(array, path), shape, path)
+    if array.dtype.kind not in "biuf":
+        raise RuntimeFailure(f"{path}: its values are {array.dtype}; the model takes real numbers (floats, or "
+                             "integers and booleans, which become float32)", exit_code=1)
+    batched = batch_shape(array.shape, shape, path)
+    with np.errstate(over="ignore"):  # float64 past float32's range becomes inf, warned about below
+        array = np.ascontiguousarray(array.load().reshape(batched), dtype=np.float32)
     if not np.isfinite(array).all():
         bad = array.size - np.count_nonzero(np.isfinite(array))
         print(f"warning: {path}: {bad} of {array.size} input values are NaN or Inf", file=sys.stderr)
     return array
 
 
-def as_float32(array: np.ndarray, source: str) -> np.ndarray:
-    """Booleans, integers (a uint8 image) and floats of any width become float32; nothing else does."""
-    if array.dtype.kind not in "biuf":
-        raise RuntimeFailure(f"{source}: its values are {array.dtype}; the model takes real numbers (floats, or "
-                             "integers and booleans, which become float32)", exit_code=1)
-    with np.errstate(over="ignore"):  # float64 past float32's range becomes inf, warned about above
-        return array.astype(np.float32, copy=False)
-
-
-def _npz_input(p: Path):
+def _npz_input(p: Path) -> Stored:
     """The array named `input`, or the only one."""
     arrays = read_npz(p)
     if "input" in arrays:
@@ -62,20 +59,21 @@ def _npz_input(p: Path):
     return next(iter(arrays.values()))
 
 
-def check_shape(array: np.ndarray, shape, source: str) -> np.ndarray:
-    shape = tuple(shape)
+def batch_shape(dims: tuple, shape, source: str) -> tuple:
+    """`dims` with a batch axis, if they fit the model's input `shape` (None: any size)."""
+    shape, dims = tuple(shape), tuple(dims)
 
-    def fits(dims):
-        return len(dims) == len(shape) and all(s is None or d == s for d, s in zip(dims, shape))
+    def fits(d):
+        return len(d) == len(shape) and all(s is None or n == s for n, s in zip(d, shape))
 
-    if fits(array.shape):
-        array = array[None]
-    if array.ndim != len(shape) + 1 or not fits(array.shape[1:]) or array.shape[0] == 0:
-        raise RuntimeFailure(f"{source}: input shape {list(array.shape)} does not fit the model; "
+    if fits(dims):
+        dims = (1, *dims)
+    if len(dims) != len(shape) + 1 or not fits(dims[1:]) or dims[0] == 0:
+        raise RuntimeFailure(f"{source}: input shape {list(dims)} does not fit the model; "
                              f"it expects [batch, {', '.join('?' if d is None else str(d) for d in shape)}] "
                              "(or the same without the batch for one sample)",
                              exit_code=1)
-    return np.ascontiguousarray(array)
+    return dims
 
 
 def load_image(path: Path, shape, preprocess: dict) -> np.ndarray:

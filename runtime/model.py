@@ -48,10 +48,36 @@ def read_info(model) -> ModelInfo:
         input_shape=tuple(dims[1:]),
         output_names=[o.name for o in graph.output],
         fixed_batch=dims[0],
-        macs=int(meta.get("convspec.macs", 0) or 0),
-        labels=json.loads(meta["convspec.labels"]) if "convspec.labels" in meta else [],
-        preprocess=json.loads(meta["convspec.preprocess"]) if "convspec.preprocess" in meta else {},
+        macs=_metadata(meta, "convspec.macs", 0, lambda v: isinstance(v, int) and v >= 0),
+        labels=_metadata(meta, "convspec.labels", [], lambda v: isinstance(v, list)
+                         and all(isinstance(x, str) for x in v)),
+        preprocess=_metadata(meta, "convspec.preprocess", {}, _valid_preprocess),
     )
+
+
+def _metadata(meta: dict, key: str, default, valid):
+    """A JSON value from the model's metadata; a damaged one (any file may be edited) is an error."""
+    if key not in meta:
+        return default
+    try:
+        value = json.loads(meta[key])
+    except ValueError:
+        value = None
+    if not valid(value):
+        raise RuntimeFailure(f"the model's metadata '{key}' is damaged ({meta[key][:60]!r}); re-export the model "
+                             "or remove that entry", exit_code=1)
+    return value
+
+
+def _valid_preprocess(value) -> bool:
+    def numbers(v):
+        return isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+
+    if not isinstance(value, dict):
+        return False
+    resize = value.get("resize", 1)
+    return (isinstance(value.get("scale", 1.0), (int, float)) and numbers(value.get("mean", []))
+            and numbers(value.get("std", [])) and (isinstance(resize, int) or numbers(resize) and len(resize) == 2))
 
 
 def load_onnx(path: str):
@@ -74,6 +100,6 @@ def run(session, feeds: dict) -> list:
     """session.run, with onnxruntime's refusal (wrong rank, type, size) as one clean line."""
     try:
         return session.run(None, feeds)
-    except Exception as e:  # onnxruntime's own exception types
+    except Exception as e:  # onnxruntime's own exception types: a refused input, or a model it cannot compute
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RuntimeFailure(f"onnxruntime refused the input: {first}", exit_code=1) from None
+        raise RuntimeFailure(f"onnxruntime could not run the model: {first}", exit_code=1) from None

@@ -136,3 +136,37 @@ def test_a_real_signal_during_compile_leaves_a_whole_file_or_none(tmp_path, sign
         return
     assert (proc.returncode, err.strip()) == (130, "convspec: interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_force_keeps_the_permissions_of_the_replaced_file(tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"old")
+    out.chmod(0o600)
+    assert _cli(capsys, "compile", "lenet5", "-o", str(out), "--force")[0] == 0
+    assert out.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("make, name, message", [
+    (lambda d: (d / "dangling.onnx").symlink_to("nowhere"), "dangling.onnx", "exists; pass --force to replace it"),
+    (lambda d: (d / "afile").write_text("x"), "afile/m.onnx", "cannot write: {d}/afile is a file, not a folder"),
+    (lambda d: None, "m.onnx/", "names a folder; give the path of the file to write"),
+])
+def test_outputs_that_cannot_be_written(tmp_path, capsys, make, name, message):
+    make(tmp_path)
+    code, err = _cli(capsys, "compile", "lenet5", "-o", f"{tmp_path}/{name}")
+    assert (code, err) == (2, f"error: {tmp_path}/{name}: {message.format(d=tmp_path)}\n")
+
+
+def test_a_target_name_as_long_as_names_go(tmp_path, capsys):
+    out = tmp_path / ("a" * 245 + ".onnx")  # 250 characters: the temporary beside it must be shorter
+    assert _cli(capsys, "compile", "lenet5", "-o", str(out))[0] == 0
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]
+
+
+def test_run_refuses_an_npy_for_several_outputs(tmp_path, capsys):
+    spec = tmp_path / "two.yaml"
+    spec.write_text("input: [4]\nlayers:\n  - dense: 3\n    name: a\n  - dense: 2\n    name: b\n    inputs: input\n"
+                    "outputs: [a, b]\n")
+    code, err = _cli(capsys, "run", str(spec), "--device", "cpu", "-o", str(tmp_path / "y.npy"))
+    assert (code, err.splitlines()[-1]) == (2, f"error: {tmp_path}/y.npy: the model has 2 outputs, which go to one "
+                                               ".npz file; name it .npz")

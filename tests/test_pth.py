@@ -95,7 +95,7 @@ def test_real_torch_checkpoints(tmp_path):
     for name in ("s.pth", "wrapped.pt"):
         out = read_weights(str(tmp_path / name))
         for k, v in state.items():
-            np.testing.assert_array_equal(out[k].astype(np.float64), v.detach().float().numpy().astype(np.float64))
+            np.testing.assert_array_equal(np.asarray(out[k], np.float64), v.detach().float().numpy().astype(np.float64))
 
     class Evil:
         def __reduce__(self):
@@ -107,3 +107,54 @@ def test_real_torch_checkpoints(tmp_path):
     torch.save(torch.nn.Linear(2, 2), tmp_path / "module.pth")
     with pytest.raises(UsageError, match="save the model's state_dict"):
         read_weights(str(tmp_path / "module.pth"))
+
+
+def _one_tensor_checkpoint(path: Path, key, shape, stride, storage: np.ndarray) -> None:
+    body = b"\x80\x02" + _global("collections", "OrderedDict") + b")R("
+    body += (_str(key) if isinstance(key, str) else _int(key)) + _global("torch._utils", "_rebuild_tensor_v2") + b"("
+    body += b"(" + _str("storage") + _global("torch", "FloatStorage") + _str("0") + _str("cpu") + _int(storage.size)
+    body += b"tQ" + _int(0) + _tuple(shape) + _tuple(stride) + b"\x89"
+    body += _global("collections", "OrderedDict") + b")Rt" + b"Ru."
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("w/data.pkl", body)
+        z.writestr("w/data/0", storage.astype(np.float32).tobytes())
+
+
+def test_tensors_are_read_only_when_their_shape_fits(tmp_path, monkeypatch):
+    """A 361-byte file can describe a 20000x20000 tensor with stride 0: it must cost nothing
+    unless the spec wants that shape (then it is bounded by --max-params)."""
+    from compiler.arrays import Stored
+    from compiler.errors import SpecError
+    from compiler.pipeline import analyse
+    from compiler.weights import imported
+
+    _one_tensor_checkpoint(tmp_path / "w.pth", "c1.weight", (20000, 20000), (0, 0), np.ones(1))
+    stored = read_weights(str(tmp_path / "w.pth"))["c1.weight"]
+    assert (stored.shape, stored.dtype) == ((20000, 20000), np.float32)
+    loads = []
+    monkeypatch.setattr(Stored, "load", lambda self: loads.append(self) or pytest.fail("read a tensor"))
+    with pytest.raises(SpecError, match=r"c1.weight: file \[20000, 20000\], spec \[6, 1, 5, 5\]"):
+        imported(analyse("lenet5"), read_weights(str(tmp_path / "w.pth")), "w.pth")
+    assert loads == []
+
+
+def test_a_broadcast_tensor_that_fits_is_read(tmp_path):
+    _one_tensor_checkpoint(tmp_path / "w.pth", "b", (2, 3), (0, 1), np.arange(3))
+    np.testing.assert_array_equal(np.asarray(read_weights(str(tmp_path / "w.pth"))["b"]), [[0, 1, 2], [0, 1, 2]])
+
+
+def test_keys_must_be_strings(tmp_path):
+    _one_tensor_checkpoint(tmp_path / "w.pth", 1, (1,), (1,), np.ones(1))
+    with pytest.raises(UsageError, match="expected a state_dict"):
+        read_weights(str(tmp_path / "w.pth"))
+
+
+def test_an_encrypted_npz_member_is_a_clean_error(tmp_path):
+    np.savez(tmp_path / "w.npz", a=np.ones(3, np.float32))
+    data = bytearray((tmp_path / "w.npz").read_bytes())
+    for signature in (b"PK\x03\x04", b"PK\x01\x02"):  # set "encrypted" in the local and central headers
+        at = data.index(signature) + (6 if signature == b"PK\x03\x04" else 8)
+        data[at] |= 1
+    (tmp_path / "w.npz").write_bytes(bytes(data))
+    with pytest.raises(UsageError, match="not a readable .npz file.*encrypted"):
+        read_weights(str(tmp_path / "w.npz"))
