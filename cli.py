@@ -212,7 +212,9 @@ def cmd_run(args) -> int:
     if args.output:
         _save_outputs(args.output, dict(zip(info.output_names, outputs)), args.force)
     for name, y in zip(info.output_names, outputs):
-        if y.ndim == 2 and y.shape[1] > 1:
+        if y.size == 0:
+            print(printable(f"{name}: shape {list(y.shape)}, empty"))
+        elif y.ndim == 2 and y.shape[1] > 1:
             for i, row in enumerate(y):
                 top = np.argsort(-row, kind="stable")[: args.top]
                 ranked = ", ".join(
@@ -417,6 +419,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:  # outputs being written were removed on the way out (compiler/output.py)
         print("convspec: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:  # an I/O failure no reader anticipated (a name too long, a full disk): exit 2
+        print(f"error: {e.filename or 'convspec'}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except MemoryError:
         print(f"error: out of memory running `convspec {args.command}`; is a size in the spec or a file "
               "larger than intended?", file=sys.stderr)

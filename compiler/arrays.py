@@ -108,6 +108,8 @@ def _header(stream, stored: int):
     shape, fortran, dtype = read_header(stream, max_header_size=10_000)
     if dtype.hasobject:
         raise ValueError("it holds Python objects, which convspec never loads; save plain numbers")
+    if any(d < 0 for d in shape):
+        raise ValueError(f"its shape {list(shape)} has a negative size")
     offset = stream.tell()
     need, there = math.prod(shape) * dtype.itemsize, stored - offset
     if need != there:

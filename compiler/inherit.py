@@ -54,7 +54,11 @@ def _base_path(ref: str, child: str, where, limits: Limits) -> Path:
     if ref.endswith((".yaml", ".yml")) or "/" in ref:
         return referenced_file(ref, child, "extends", where, limits)
     bundled_path = SPECS_DIR / f"{ref}.yaml"
-    if not bundled_path.is_file():
+    try:
+        found = bundled_path.is_file()
+    except (OSError, ValueError):  # a name too long for a path, a NUL byte
+        found = False
+    if not found:
         hint = did_you_mean(ref, [p.stem for p in bundled()]) or "; run `convspec zoo` for the list"
         raise SpecError(f"'extends' names '{ref}', which is not a bundled spec (a file needs its .yaml suffix){hint}",
                         where)

@@ -27,6 +27,8 @@ def check_writable(paths, force: bool) -> None:
             raise UsageError(f"{path}: is a folder; give the path of the file to write")
         if os.path.lexists(path) and not force:  # lexists: a dangling symlink is not overwritten either
             raise UsageError(f"{path}: exists; pass --force to replace it")
+        if os.path.lexists(path) and (path.is_symlink() or not path.is_file()):
+            raise UsageError(f"{path}: is a symbolic link or a special file; give the path of a regular file")
         parent = next((p for p in path.parents if os.path.lexists(p)), None)
         if parent is not None and not parent.is_dir():
             raise UsageError(f"{path}: cannot write: {parent} is a file, not a folder")
@@ -47,7 +49,10 @@ def replacing(paths, force: bool = False):
         for target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
             # A short hidden name: the target's own name may already be as long as names can be.
-            handle, name = tempfile.mkstemp(prefix=f".{target.name[:32]}.", suffix=".tmp", dir=target.parent)
+            try:
+                handle, name = tempfile.mkstemp(prefix=f".{target.name[:32]}.", suffix=".tmp", dir=target.parent)
+            except OSError as e:  # name the target, not the temporary it could not make
+                raise UsageError(f"{target}: cannot write: {e.strerror}") from None
             os.close(handle)
             temps.append(Path(name))
         yield temps
@@ -67,7 +72,7 @@ def replacing(paths, force: bool = False):
 
 def _mode(target: Path) -> int:
     try:
-        return target.stat().st_mode & 0o7777
+        return target.stat().st_mode & 0o777  # not setuid and the like: this is a new file
     except OSError:  # a new file
         return 0o666 & ~_umask()
 

@@ -25,6 +25,9 @@ STORAGES = {
 }
 
 
+MAX_PICKLE = 64_000_000  # a state_dict's pickle holds names and shapes: ResNet-152's is 60 KB
+
+
 class _Storage:
     """Stands for `torch.FloatStorage` and friends inside the pickle: just a dtype."""
 
@@ -45,9 +48,14 @@ class _Data:
         self.dtype = np.float32 if storage.dtype == "bfloat16" else storage.dtype
         self.numel = member.file_size // self.itemsize
 
-    def read(self) -> np.ndarray:
-        with zipfile.ZipFile(self.path) as archive:
-            raw = archive.read(self.member)
+    def read(self, first: int, count: int) -> np.ndarray:
+        """Elements [first, first + count) only: a storage can be far larger than the tensors that
+        use it (and inflate from a small compressed member), so nothing else is read."""
+        with zipfile.ZipFile(self.path) as archive, archive.open(self.member) as f:
+            f.seek(first * self.itemsize)
+            raw = f.read(count * self.itemsize)
+        if len(raw) != count * self.itemsize:
+            raise _Corrupt("a storage ends early")
         return bfloat16(raw) if self.raw_dtype == "bfloat16" else np.frombuffer(raw, self.raw_dtype)
 
 
@@ -61,11 +69,13 @@ def _rebuild_tensor(data: _Data, offset, size, stride, requires_grad=False, hook
         raise _Corrupt(f"a tensor needs {last + 1} elements but its storage holds {data.numel}")
 
     def read() -> np.ndarray:
-        storage = data.read()
         if not size:
-            return storage[offset:offset + 1].reshape(()).copy()
-        strides = tuple(s * storage.itemsize for s in stride)
-        return np.array(np.lib.stride_tricks.as_strided(storage[offset:], shape=tuple(size), strides=strides))
+            return data.read(offset, 1).reshape(()).copy()
+        if not all(size):
+            return np.zeros(tuple(size), data.dtype)
+        span = data.read(offset, last - offset + 1)  # the elements this view can reach
+        strides = tuple(s * span.itemsize for s in stride)
+        return np.array(np.lib.stride_tricks.as_strided(span, shape=tuple(size), strides=strides))
 
     # Only the shape is known now: the caller reads the tensors it wants, once it has checked
     # their shapes (a stride-0 tensor of 10**10 elements costs nothing until then).
@@ -113,6 +123,9 @@ def read_pth(path: Path) -> dict:
             if len(pickles) != 1:
                 raise UsageError(f"{path}: not a torch.save file (it has no single data.pkl)")
             prefix = pickles[0][: -len("/data.pkl")]
+            if archive.getinfo(pickles[0]).file_size > MAX_PICKLE:  # names and shapes, never the data
+                raise UsageError(f"{path}: its data.pkl is {archive.getinfo(pickles[0]).file_size:,} bytes; a "
+                                 f"state_dict's is far smaller (the limit is {MAX_PICKLE:,})")
             with archive.open(pickles[0]) as f:
                 obj = _StateDictUnpickler(f, archive, prefix, str(path)).load()
     except UsageError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from compiler.arrays import Stored, read_npy, read_npz
 
 from . import RuntimeFailure
 
+MAX_IMAGE_PIXELS = 40_000_000  # a 40-megapixel photo; beyond that (and 64x the input), an image is refused
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
@@ -68,7 +70,7 @@ def batch_shape(dims: tuple, shape, source: str) -> tuple:
 
     if fits(dims):
         dims = (1, *dims)
-    if len(dims) != len(shape) + 1 or not fits(dims[1:]) or dims[0] == 0:
+    if len(dims) != len(shape) + 1 or not fits(dims[1:]) or 0 in dims:
         raise RuntimeFailure(f"{source}: input shape {list(dims)} does not fit the model; "
                              f"it expects [batch, {', '.join('?' if d is None else str(d) for d in shape)}] "
                              "(or the same without the batch for one sample)",
@@ -89,12 +91,21 @@ def load_image(path: Path, shape, preprocess: dict) -> np.ndarray:
     size = [size, size] if isinstance(size, int) else size
     if list(size) != [height, width]:
         raise RuntimeFailure(f"preprocess.resize {size} differs from the model's input {height}x{width}")
+    for key in ("mean", "std"):
+        if len(preprocess.get(key, [0])) not in (1, channels):
+            raise RuntimeFailure(f"the model's preprocess.{key} has {len(preprocess[key])} values for {channels} "
+                                 "channels; re-export the model", exit_code=1)
     try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-            array = np.asarray(image, dtype=np.float32)
-    except (OSError, ValueError, Image.DecompressionBombError) as e:  # damaged, or absurdly large
-        raise RuntimeFailure(f"{path}: cannot read the image: {e}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # an error, not a printed warning
+            with Image.open(path) as image:  # reads the header only
+                if image.width * image.height > max(MAX_IMAGE_PIXELS, 64 * width * height):
+                    raise RuntimeFailure(f"{path}: the image is {image.width}x{image.height}, far larger than the "
+                                         f"model's input {height}x{width}; resize it first", exit_code=1)
+                image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+                array = np.asarray(image, dtype=np.float32)
+    except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise RuntimeFailure(f"{path}: cannot read the image: {e}") from None  # damaged, or absurdly large
     array = array.reshape(height, width, channels).transpose(2, 0, 1) * np.float32(preprocess.get("scale", 1 / 255))
     mean = np.asarray(preprocess.get("mean", [0.0] * channels), np.float32).reshape(-1, 1, 1)
     std = np.asarray(preprocess.get("std", [1.0] * channels), np.float32).reshape(-1, 1, 1)

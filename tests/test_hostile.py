@@ -336,6 +336,25 @@ def test_damaged_metadata(key, value, capsys, tmp_path):
                                  "or remove that entry\n")
 
 
+def test_an_image_far_larger_than_the_input_is_refused_from_its_header(capsys, tmp_path):
+    from PIL import Image
+
+    Image.new("L", (7000, 7000)).save(tmp_path / "big.png")
+    code, _, stderr = _cli(capsys, "run", "lenet5", "--input", str(tmp_path / "big.png"), "--device", "cpu")
+    assert (code, stderr) == (1, f"error: {tmp_path / 'big.png'}: the image is 7000x7000, far larger than the "
+                                 "model's input 32x32; resize it first\n")
+
+
+@pytest.mark.parametrize("dims", [(1, 0, 32, 32), (-1, -1, 32, 32)])
+def test_empty_or_negative_dims_in_an_input(dims, capsys, tmp_path):
+    from tests.hostile.make_corpus import _npy_header
+
+    (tmp_path / "x.npy").write_bytes(_npy_header(dims) + bytes(4 * max(0, np.prod(dims))))
+    code, _, stderr = _cli(capsys, "run", "lenet5", "--input", str(tmp_path / "x.npy"), "--device", "cpu")
+    assert code in (1, 2) and stderr.startswith(f"error: {tmp_path / 'x.npy'}: "), stderr
+    assert ("does not fit the model" in stderr) if 0 in dims else ("has a negative size" in stderr)
+
+
 def test_non_finite_input_values_are_warned_about(capsys, tmp_path):
     x = np.zeros((1, 1, 32, 32), np.float32)
     x[0, 0, 0, :4] = np.nan

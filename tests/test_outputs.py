@@ -170,3 +170,35 @@ def test_run_refuses_an_npy_for_several_outputs(tmp_path, capsys):
     code, err = _cli(capsys, "run", str(spec), "--device", "cpu", "-o", str(tmp_path / "y.npy"))
     assert (code, err.splitlines()[-1]) == (2, f"error: {tmp_path}/y.npy: the model has 2 outputs, which go to one "
                                                ".npz file; name it .npz")
+
+
+def test_force_does_not_replace_links_or_special_files(tmp_path, capsys):
+    real = tmp_path / "real.onnx"
+    real.write_bytes(b"old")
+    (tmp_path / "link.onnx").symlink_to(real)
+    os.mkfifo(tmp_path / "fifo.onnx")
+    for name in ("link.onnx", "fifo.onnx"):
+        code, err = _cli(capsys, "compile", "lenet5", "-o", str(tmp_path / name), "--force")
+        assert (code, err) == (2, f"error: {tmp_path / name}: is a symbolic link or a special file; give the path "
+                                  "of a regular file\n")
+    assert real.read_bytes() == b"old"
+
+
+def test_a_replaced_file_does_not_pass_on_setuid(tmp_path, capsys):
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"old")
+    out.chmod(0o4750)
+    assert _cli(capsys, "compile", "lenet5", "-o", str(out), "--force")[0] == 0
+    assert out.stat().st_mode & 0o7777 == 0o750
+
+
+def test_names_too_long_for_the_system(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    long = "a" * 300
+    code, err = _cli(capsys, "check", long + ".yaml")
+    assert code == 2 and err.startswith("error: ") and "File name too long" in err, err
+    (tmp_path / "s.yaml").write_text(f"extends: {long}\n")
+    code, err = _cli(capsys, "check", "s.yaml")
+    assert code == 1 and err.startswith(f"s.yaml:1:10: error: 'extends' names '{long}', which is not a bundled spec")
+    code, err = _cli(capsys, "compile", "lenet5", "-o", f"{long}/m.onnx")
+    assert code == 2 and "File name too long" in err, err

@@ -158,3 +158,30 @@ def test_an_encrypted_npz_member_is_a_clean_error(tmp_path):
     (tmp_path / "w.npz").write_bytes(bytes(data))
     with pytest.raises(UsageError, match="not a readable .npz file.*encrypted"):
         read_weights(str(tmp_path / "w.npz"))
+
+
+def test_only_the_bytes_a_tensor_covers_are_read(tmp_path):
+    """A 64 MB storage deflated to a few KB, used by a 4-element tensor: reading it costs the 4 elements."""
+    import tracemalloc
+
+    body = b"\x80\x02" + _global("collections", "OrderedDict") + b")R(" + _str("w")
+    body += _global("torch._utils", "_rebuild_tensor_v2") + b"(" + b"(" + _str("storage")
+    body += _global("torch", "FloatStorage") + _str("0") + _str("cpu") + _int(16_000_000) + b"tQ"
+    body += _int(8) + _tuple((4,)) + _tuple((1,)) + b"\x89" + _global("collections", "OrderedDict") + b")Rt" + b"Ru."
+    with zipfile.ZipFile(tmp_path / "w.pth", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("w/data.pkl", body)
+        z.writestr("w/data/0", bytes(64_000_000))
+    tracemalloc.start()
+    try:
+        array = np.asarray(read_weights(str(tmp_path / "w.pth"))["w"])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert array.shape == (4,) and peak < 8_000_000, peak
+
+
+def test_a_huge_pickle_is_refused_before_unpickling(tmp_path):
+    with zipfile.ZipFile(tmp_path / "w.pth", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("w/data.pkl", bytes(70_000_000))
+    with pytest.raises(UsageError, match="its data.pkl is 70,000,000 bytes"):
+        read_weights(str(tmp_path / "w.pth"))
