@@ -60,7 +60,7 @@ def replacing(paths, force: bool = False):
         for temp, target in zip(temps, targets):
             _sync(temp)
             os.chmod(temp, _mode(target))
-            os.replace(temp, target)
+            _place(temp, target, force)
     except OSError as e:
         by_temp = {str(t): str(target) for t, target in zip(temps, targets)}  # name the target, not our temporary
         shown = by_temp.get(str(e.filename), e.filename or targets[0])
@@ -68,6 +68,18 @@ def replacing(paths, force: bool = False):
     finally:
         for temp in temps:
             temp.unlink(missing_ok=True)
+
+
+def _place(temp: Path, target: Path, force: bool) -> None:
+    if force:
+        os.replace(temp, target)
+        return
+    try:
+        os.link(temp, target)  # unlike a rename, fails if the target appeared since the check
+    except FileExistsError:
+        raise UsageError(f"{target}: exists; pass --force to replace it") from None
+    except OSError:  # a file system without hard links: the check above has to do
+        os.replace(temp, target)
 
 
 def _mode(target: Path) -> int:
