@@ -96,7 +96,6 @@ def models(folder: Path) -> None:
     (folder / "strings.npy").write_bytes(_npy_header((1,), "<U1") + bytes(4))
     (folder / "size_bomb.npy").write_bytes(_npy_header((10**12,)) + bytes(16))
     (folder / "wrong_shape.npy").write_bytes(_npy_header((1, 3, 32, 32)) + bytes(4 * 3 * 32 * 32))
-    import onnx
     from onnx import TensorProto, helper
 
     # Weights "beside" the model that are really /etc/passwd, through a relative path.
