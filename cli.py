@@ -49,7 +49,8 @@ def _limit_args(p) -> None:
 def _limits(args):
     from compiler.limits import Limits
 
-    return Limits(args.max_spec_bytes, args.max_depth, args.max_layers, args.max_params, args.allow_outside_paths)
+    return Limits(spec_bytes=args.max_spec_bytes, depth=args.max_depth, layers=args.max_layers,
+                  params=args.max_params, outside_paths=args.allow_outside_paths)
 
 
 def _print_warnings(analysis) -> None:
