@@ -305,14 +305,19 @@ def _device_args(p) -> None:
     p.add_argument("--threads", type=_count(0, 1024), default=0, help="intra-op threads (default 0: one per core)")
 
 
-def _model_args(p) -> None:
-    p.add_argument("model", metavar="MODEL|SPEC", help="an .onnx file, a spec file, or a bundled spec name")
+def _spec_args(p, seed_help: str) -> None:
+    """What building a model from a spec takes: its weights, their seed, and the spec's limits."""
     p.add_argument("--weights", metavar="FILE",
-                   help="for a spec: weights (.npz, .safetensors, .pt or .pth) keyed by node names")
+                   help="for a spec: .npz, .safetensors, .pt or .pth keyed by node names (default: seeded)")
     p.add_argument("--strict-weights", action="store_true",
                    help="weights that do not fit the spec are an error (default: seeded instead, with a warning)")
-    p.add_argument("--seed", type=_count(0), default=0, help="seed of the weights (for a spec) and of random input")
+    p.add_argument("--seed", type=_count(0), default=0, help=seed_help)
     _limit_args(p)
+
+
+def _model_args(p) -> None:
+    p.add_argument("model", metavar="MODEL|SPEC", help="an .onnx file, a spec file, or a bundled spec name")
+    _spec_args(p, "seed of the weights (for a spec) and of random input")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -347,13 +352,8 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("spec", metavar="SPEC")
     co.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     co.add_argument("--force", action="store_true", help="replace OUT.onnx if it exists")
-    co.add_argument("--weights", metavar="FILE",
-                    help=".npz, .safetensors, .pt or .pth keyed by node names (default: seeded)")
-    co.add_argument("--strict-weights", action="store_true",
-                    help="weights that do not fit the spec are an error (default: seeded instead, with a warning)")
-    co.add_argument("--seed", type=_count(0), default=0, help="seed of the initialisation (default 0)")
     co.add_argument("--opset", type=_count(18, 24), default=21, help="ONNX opset, 18 to 24 (default 21)")
-    _limit_args(co)
+    _spec_args(co, "seed of the initialisation (default 0)")
     co.set_defaults(run=cmd_compile)
 
     r = sub.add_parser("run", help="run a model or spec on onnxruntime and print its top classes")
