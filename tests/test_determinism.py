@@ -18,7 +18,7 @@ from compiler.zoo import bundled
 ROOT = Path(__file__).resolve().parent.parent
 
 HASH_ALL = """
-import hashlib, sys
+import hashlib, os, sys
 sys.path.insert(0, sys.argv[1])
 from cli import main
 from compiler.zoo import bundled
@@ -27,6 +27,7 @@ for path in bundled():
         sys.exit(f"compile failed: {path.stem}")
     with open(path.stem + ".onnx", "rb") as f:
         print(path.stem, hashlib.sha256(f.read()).hexdigest(), file=sys.stderr)
+    os.remove(path.stem + ".onnx")  # the library is gigabytes; hold one model at a time
 """
 
 
