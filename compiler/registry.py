@@ -127,7 +127,8 @@ class Layer:
         values = {}
         for f in fields(cls):
             value = args[f.name] if f.name in args else f.default
-            _check_magnitude(f.name, value)
+            if f.metadata["kind"].schema.get("type") != "number":  # a float argument may be any size
+                _check_magnitude(f.name, value)
             convert = f.metadata["convert"]
             values[f.name] = convert(value) if convert and value is not None else value
         return cls(**values)

@@ -785,3 +785,11 @@ def test_cross_check_with_pytorch():
         f = layer_of(type_, args, in_shape)
         assert f.output_shape == want_shape, row_id
         assert (f.trainable, f.non_trainable) == (trainable, stats), row_id
+
+
+def test_integer_bound_covers_integer_arguments_only():
+    # ONNX Runtime computes sizes in 32 bits, so a kernel past 2**31 - 1 is refused; a float
+    # argument written as a large whole number is still a float and is not.
+    with pytest.raises(SpecError, match="at most 2,147,483,647"):
+        run_single("conv", {"filters": 3_000_000_000, "kernel": 1}, (3, 8, 8))
+    assert layer_of("leaky_relu", {"alpha": 3_000_000_000}, (4,)).node.layer.alpha == 3_000_000_000
