@@ -171,13 +171,14 @@ def _session(lowered, args):
 
 
 def cmd_compile(args) -> int:
-    from compiler.build import compile_spec, save
+    from compiler.build import compile_spec, model_files, save
     from compiler.output import check_writable
     from compiler.pipeline import analyse
     from compiler.report import human, human_bytes
 
     check_writable([args.output], args.force)  # before the work, not after it
     analysis = analyse(args.spec, limits=_limits(args))
+    check_writable(model_files(args.output, analysis.weight_bytes), args.force)  # and its side file
     _print_warnings(analysis)
     lowered = compile_spec(analysis, args.weights, args.seed, args.opset, show_progress=True,
                            strict_weights=args.strict_weights, warn=_warn)

@@ -139,18 +139,22 @@ def save(lowered: Lowered, path: str, force: bool = False, companions: dict | No
     `companions` maps more paths to their text (a Triton config): they are written in the same
     unit. The files appear complete or not at all (see `output.replacing`).
     """
-    out = Path(path)
     extra = {Path(k): v for k, v in (companions or {}).items()}
-    data = out.with_name(out.name + ".data") if lowered.weight_bytes > EXTERNAL_THRESHOLD else None
-    firsts = [data] if data else []
+    *firsts, out = model_files(path, lowered.weight_bytes)
     with replacing([*extra, *firsts, out], force) as temps:
         for temp, text in zip(temps, extra.values()):
             temp.write_text(text, encoding="utf-8")
-        if data:
-            _save_external(lowered, temps[-1], temps[-2], data.name)
+        if firsts:
+            _save_external(lowered, temps[-1], temps[-2], firsts[0].name)
         else:
             _save_inline(lowered, temps[-1])
-    return [str(out)] + ([str(data)] if data else []) + [str(p) for p in extra]
+    return [str(out)] + [str(p) for p in firsts] + [str(p) for p in extra]
+
+
+def model_files(path, weight_bytes: int) -> list[Path]:
+    """The files a model of `weight_bytes` is written to: [side file,] model, the model last."""
+    out = Path(path)
+    return [out.with_name(out.name + ".data"), out] if weight_bytes > EXTERNAL_THRESHOLD else [out]
 
 
 def _save_inline(lowered: Lowered, out: Path) -> None:

@@ -94,6 +94,7 @@ def test_external_data_and_model_appear_together(tmp_path, capsys, monkeypatch):
     onnx.checker.check_model(str(out))  # the side file is whole and where the model says
     # Refused as a unit: the side file exists, so nothing is written.
     out.unlink()
+    monkeypatch.setattr(build, "compile_spec", lambda *a, **k: pytest.fail("compiled before refusing"))
     code, err = _cli(capsys, "compile", "lenet5", "-o", str(out))
     assert (code, err) == (2, f"error: {out}.data: exists; pass --force to replace it\n")
     assert not out.exists()
