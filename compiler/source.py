@@ -100,7 +100,7 @@ def load(text: str, path: str, limits: Limits = DEFAULT) -> Map:
         raise SpecError("the spec holds a character that is not valid Unicode (a lone surrogate)",
                         Location(path, before.count("\n") + 1, e.start - before.rfind("\n"))) from None
     try:
-        _check_depth(text, path, limits.depth)
+        has_aliases = _check_depth(text, path, limits.depth)
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
         raise _yaml_error(e, text, path) from None
@@ -114,17 +114,26 @@ def load(text: str, path: str, limits: Limits = DEFAULT) -> Map:
         raise SpecError(f"invalid YAML: {e}", Location(path, 1, 1)) from None
     if node is None:
         raise SpecError("the spec is empty; it needs at least 'input' and 'layers'", Location(path, 1, 1))
-    budget = [MAX_NODES]
-    doc = _convert(node, path, 0, budget, limits.depth)
+    try:
+        doc = _convert(node, path, 0, [MAX_NODES], limits.depth)
+    except _TooManyNodes as e:
+        why = ("are aliases (*name) repeating a large part of it?" if has_aliases else
+               "write long stacks with 'repeat' or 'stages' rather than an item per layer")
+        raise SpecError(f"the spec {'expands to' if has_aliases else 'has'} more than {MAX_NODES:,} YAML nodes; "
+                        + why, e.where) from None
     if not isinstance(doc, Map):
         raise SpecError("the spec must be a mapping with 'input' and 'layers' at the top level", position(node, path))
     return doc
 
 
-def _check_depth(text: str, path: str, limit: int) -> None:
-    """Refuse deep nesting from the parser's event stream, before the (recursive) composer sees it."""
-    depth = -1  # the top-level mapping is level 0, as in _convert
+def _check_depth(text: str, path: str, limit: int) -> bool:
+    """Refuse deep nesting from the parser's event stream, before the (recursive) composer sees it.
+
+    Returns whether the text uses aliases, for the message when there are too many nodes.
+    """
+    depth, has_aliases = -1, False  # the top-level mapping is level 0, as in _convert
     for event in yaml.parse(text, Loader=_Loader):
+        has_aliases = has_aliases or isinstance(event, yaml.AliasEvent)
         if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             depth += 1
             if depth > limit:
@@ -132,6 +141,12 @@ def _check_depth(text: str, path: str, limit: int) -> None:
                 raise SpecError(_too_deep(limit), Location(path, mark.line + 1, mark.column + 1))
         elif isinstance(event, (yaml.SequenceEndEvent, yaml.MappingEndEvent)):
             depth -= 1
+    return has_aliases
+
+
+class _TooManyNodes(Exception):
+    def __init__(self, where: Location):
+        self.where = where
 
 
 def _yaml_error(e: yaml.MarkedYAMLError, text: str, path: str) -> SpecError:
@@ -162,8 +177,7 @@ def _too_deep(limit: int) -> str:
 def _convert(node, path: str, depth: int, budget: list, limit: int):
     budget[0] -= 1
     if budget[0] < 0:
-        raise SpecError(f"the spec expands to more than {MAX_NODES:,} YAML nodes; are aliases (*name) "
-                        "repeating a large part of it?", position(node, path))
+        raise _TooManyNodes(position(node, path))
     if depth > limit:
         raise SpecError(_too_deep(limit), position(node, path))
     if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:

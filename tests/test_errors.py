@@ -722,6 +722,14 @@ def test_billion_laughs_fails_fast(tmp_path):
     assert 4 <= int(match.group(1)) <= 12  # somewhere in the alias lines
 
 
+def test_too_many_nodes_without_aliases_does_not_blame_aliases(tmp_path):
+    text = "input: [3, 8, 8]\nlayers: [relu]\nnotes: [" + ",".join(["0"] * 200_001) + "]\n"
+    proc = check(tmp_path, text, timeout=20)
+    assert proc.returncode == 1, proc.stderr
+    assert error_lines(proc.stderr) == [f"{SPEC}:3:399987: error: the spec has more than 200,000 YAML nodes; "
+                                        "write long stacks with 'repeat' or 'stages' rather than an item per layer"]
+
+
 def test_aliases_within_budget_are_fine(tmp_path):
     proc = check(tmp_path, """\
 input: [3, 8, 8]
