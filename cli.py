@@ -183,6 +183,9 @@ def cmd_compile(args) -> int:
     lowered = compile_spec(analysis, args.weights, args.seed, args.opset, show_progress=True,
                            strict_weights=args.strict_weights, warn=_warn)
     written = save(lowered, args.output, args.force)
+    stale = args.output + ".data"
+    if stale not in written and os.path.lexists(stale):  # an earlier, larger model's weights
+        _warn(f"{stale} is left from an earlier model; {args.output} does not use it, so it can be deleted")
     print(f"wrote {', '.join(written)}: {analysis.graph.name}, {human(analysis.params)} params, "
           f"{human_bytes(lowered.weight_bytes)} of weights, opset {args.opset}")
     return 0

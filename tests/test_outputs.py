@@ -100,6 +100,18 @@ def test_external_data_and_model_appear_together(tmp_path, capsys, monkeypatch):
     assert not out.exists()
 
 
+def test_force_over_a_model_with_external_data_names_the_stale_side_file(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "m.onnx"
+    monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 1000)
+    assert _cli(capsys, "compile", "lenet5", "-o", str(out))[0] == 0
+    monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 10**12)  # the new model keeps its weights inline
+    code, err = _cli(capsys, "compile", "lenet5", "-o", str(out), "--force")
+    assert (code, err) == (0, f"warning: {out}.data is left from an earlier model; {out} does not use it, "
+                              "so it can be deleted\n")
+    onnx.checker.check_model(str(out))
+    assert not onnx.load(str(out)).graph.initializer[0].external_data
+
+
 def test_export_is_atomic_and_needs_force(tmp_path, capsys):
     repo = tmp_path / "repo"
     assert _cli(capsys, "export", "lenet5", "--triton", str(repo))[0] == 0
