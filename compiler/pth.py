@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import pickle
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ STORAGES = {
 
 
 MAX_PICKLE = 64_000_000  # a state_dict's pickle holds names and shapes: ResNet-152's is 60 KB
+MAX_INFLATED = 4_000_000_000  # bytes inflated from compressed storages, for the whole file
 
 
 class _Storage:
@@ -42,8 +44,8 @@ class _Corrupt(ValueError):
 class _Data:
     """One storage of the checkpoint (`<prefix>/data/<key>`), sized from the zip, read on demand."""
 
-    def __init__(self, path: Path, member: zipfile.ZipInfo, storage: _Storage):
-        self.path, self.member, self.raw_dtype = path, member.filename, storage.dtype
+    def __init__(self, path: Path, member: zipfile.ZipInfo, storage: _Storage, budget: "_Inflation"):
+        self.path, self.member, self.raw_dtype, self.budget = path, member, storage.dtype, budget
         self.itemsize = 2 if storage.dtype == "bfloat16" else np.dtype(storage.dtype).itemsize
         self.dtype = np.float32 if storage.dtype == "bfloat16" else storage.dtype
         self.numel = member.file_size // self.itemsize
@@ -51,12 +53,47 @@ class _Data:
     def read(self, first: int, count: int) -> np.ndarray:
         """Elements [first, first + count) only: a storage can be far larger than the tensors that
         use it (and inflate from a small compressed member), so nothing else is read."""
-        with zipfile.ZipFile(self.path) as archive, archive.open(self.member) as f:
-            f.seek(first * self.itemsize)
-            raw = f.read(count * self.itemsize)
-        if len(raw) != count * self.itemsize:
+        begin, size = first * self.itemsize, count * self.itemsize
+        if self.member.compress_type == zipfile.ZIP_STORED and not self.member.flag_bits & 1:  # not encrypted
+            # As torch.save writes it: read the bytes in place (zipfile would read up to them).
+            with open(self.path, "rb") as f:
+                f.seek(_data_start(f, self.member) + begin)
+                raw = f.read(size)
+            if len(raw) == self.member.file_size and zlib.crc32(raw) != self.member.CRC:  # a whole storage
+                raise _Corrupt("a storage fails its checksum")
+        else:  # a compressed member is inflated from its start on every read: bound the total
+            self.budget.spend(begin + size)
+            with zipfile.ZipFile(self.path) as archive, archive.open(self.member) as f:
+                f.seek(begin)
+                raw = f.read(size)
+        if len(raw) != size:
             raise _Corrupt("a storage ends early")
         return bfloat16(raw) if self.raw_dtype == "bfloat16" else np.frombuffer(raw, self.raw_dtype)
+
+
+def _data_start(f, member: zipfile.ZipInfo) -> int:
+    """Where an uncompressed member's bytes begin: after its local header, whose name and extra
+    field can differ in length from the central directory's."""
+    f.seek(member.header_offset)
+    header = f.read(30)
+    if len(header) != 30 or header[:4] != b"PK\x03\x04":
+        raise _Corrupt("a storage's zip entry is damaged")
+    return member.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
+
+
+class _Inflation:
+    """The bytes a checkpoint's compressed storages may inflate, in all: torch.save never
+    compresses, and many views deep into one compressed storage would otherwise inflate it over
+    and over (a file of a few megabytes costing hours)."""
+
+    def __init__(self, path: Path):
+        self.path, self.left = path, MAX_INFLATED
+
+    def spend(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise UsageError(f"{self.path}: its compressed storages inflate to more than {MAX_INFLATED:,} bytes "
+                             "in all; torch.save writes them uncompressed, so re-save the state_dict with it")
 
 
 def _rebuild_tensor(data: _Data, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
@@ -90,7 +127,7 @@ class _StateDictUnpickler(pickle.Unpickler):
     def __init__(self, file, archive: zipfile.ZipFile, prefix: str, source: str):
         super().__init__(file)
         self.archive, self.prefix, self.source = archive, prefix, source
-        self.storages: dict = {}
+        self.inflation = _Inflation(Path(source))
 
     def find_class(self, module, name):
         allowed = {
@@ -109,7 +146,7 @@ class _StateDictUnpickler(pickle.Unpickler):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _Storage)):
             raise UsageError(f"{self.source}: refused to load: unexpected persistent id {pid!r}")
         _, storage, key, _location, _numel = pid
-        return _Data(Path(self.source), self.archive.getinfo(f"{self.prefix}/data/{key}"), storage)
+        return _Data(Path(self.source), self.archive.getinfo(f"{self.prefix}/data/{key}"), storage, self.inflation)
 
 
 def read_pth(path: Path) -> dict:

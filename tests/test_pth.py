@@ -97,6 +97,13 @@ def test_real_torch_checkpoints(tmp_path):
         for k, v in state.items():
             np.testing.assert_array_equal(np.asarray(out[k], np.float64), v.detach().float().numpy().astype(np.float64))
 
+    # Views into one shared storage, at offsets: each reads its own bytes in place.
+    big = torch.arange(100_000, dtype=torch.float32)
+    torch.save({"a": big[10:20], "b": big[99_990:].view(2, 5), "c": big[5:50:9]}, tmp_path / "views.pth")
+    out = read_weights(str(tmp_path / "views.pth"))
+    for k, v in {"a": big[10:20], "b": big[99_990:].view(2, 5), "c": big[5:50:9]}.items():
+        np.testing.assert_array_equal(np.asarray(out[k]), v.numpy())
+
     class Evil:
         def __reduce__(self):
             return (print, ("pwned",))
@@ -185,3 +192,39 @@ def test_a_huge_pickle_is_refused_before_unpickling(tmp_path):
         z.writestr("w/data.pkl", bytes(70_000_000))
     with pytest.raises(UsageError, match="its data.pkl is 70,000,000 bytes"):
         read_weights(str(tmp_path / "w.pth"))
+
+
+def test_a_damaged_storage_fails_its_checksum(tmp_path):
+    write_checkpoint(tmp_path / "w.pth", {"w": np.arange(64, dtype=np.float32)})
+    data = bytearray((tmp_path / "w.pth").read_bytes())
+    data[data.index(np.arange(64, dtype=np.float32).tobytes()) + 100] ^= 0xFF  # one flipped byte in the storage
+    (tmp_path / "w.pth").write_bytes(bytes(data))
+    stored = read_weights(str(tmp_path / "w.pth"))["w"]
+    with pytest.raises(UsageError, match="cannot read an array: a storage fails its checksum"):
+        stored.load()
+
+
+def test_many_views_deep_into_a_compressed_storage_are_bounded(tmp_path, monkeypatch):
+    """Each read inflates a compressed storage from its start; the total is bounded, so a small
+    file cannot cost hours."""
+    import compiler.pth as pth
+
+    monkeypatch.setattr(pth, "MAX_INFLATED", 20_000_000)
+    storage = np.zeros(1_000_000, np.float32)  # 4 MB that deflate to a few KB
+    body = b"\x80\x02" + _global("collections", "OrderedDict") + b")R("
+    for i in range(8):  # eight 4-element views at the end of the storage
+        body += _str(f"w{i}") + _global("torch._utils", "_rebuild_tensor_v2") + b"(" + b"(" + _str("storage")
+        body += _global("torch", "FloatStorage") + _str("0") + _str("cpu") + _int(storage.size) + b"tQ"
+        body += _int(storage.size - 4) + _tuple((4,)) + _tuple((1,)) + b"\x89"
+        body += _global("collections", "OrderedDict") + b")Rt" + b"R"
+    body += b"u."
+    with zipfile.ZipFile(tmp_path / "w.pth", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("w/data.pkl", body)
+        z.writestr("w/data/0", storage.tobytes())
+    out = read_weights(str(tmp_path / "w.pth"))
+    for i in range(4):  # 4 x 4 MB: within the budget
+        np.testing.assert_array_equal(out[f"w{i}"], np.zeros(4, np.float32))
+    with pytest.raises(UsageError, match="compressed storages inflate to more than 20,000,000 bytes in all; "
+                                         "torch.save writes them uncompressed"):
+        for i in range(4, 8):
+            out[f"w{i}"].load()
