@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 import os
 import zlib
 from pathlib import Path
@@ -83,8 +82,9 @@ def _shape(value) -> tuple:
 def read_safetensors(path: Path) -> dict:
     """Read a .safetensors file with numpy alone: 8-byte header length, JSON header, raw data.
 
-    The data are memory-mapped, and each tensor is converted only when loaded: a large
-    checkpoint costs only what the spec uses.
+    Each tensor is read from the file only when loaded, so a large checkpoint costs only what the
+    spec uses. Not memory-mapped: a file truncated while mapped would kill the process (SIGBUS)
+    where a short read is a clean error.
     """
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -96,7 +96,6 @@ def read_safetensors(path: Path) -> dict:
             header = json.loads(f.read(n))
         except (ValueError, UnicodeDecodeError, RecursionError):
             raise UsageError(f"{path}: not a .safetensors file (its header is not JSON)") from None
-        data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size > 8 + n else b""
     if not isinstance(header, dict):
         raise UsageError(f"{path}: not a .safetensors file (its header is not a mapping)")
     base, out = 8 + n, {}
@@ -104,17 +103,17 @@ def read_safetensors(path: Path) -> dict:
         if key == "__metadata__":
             continue
         try:
-            out[key] = _safetensor(data, base, info, str(path))
+            out[key] = _safetensor(Path(path), base, size - base, info)
         except (KeyError, TypeError, ValueError) as e:
             raise UsageError(f"{path}: tensor '{key}' is damaged or not understood ({e})") from None
     return out
 
 
-def _safetensor(data, base: int, info, source: str) -> Stored:
+def _safetensor(path: Path, base: int, data_size: int, info) -> Stored:
     if not isinstance(info, dict):
         raise ValueError("its entry in the header is not a mapping")
     begin, end = info["data_offsets"]
-    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= len(data) - base):
+    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= data_size):
         raise ValueError(f"offsets {begin}..{end} lie outside the file")
     shape, dtype = _shape(info["shape"]), info["dtype"]
     if dtype != "BF16" and dtype not in _SAFETENSORS_DTYPES:
@@ -123,11 +122,16 @@ def _safetensor(data, base: int, info, source: str) -> Stored:
     if math.prod(shape) * itemsize != end - begin:
         raise ValueError(f"shape {list(shape)} of {dtype} needs {math.prod(shape) * itemsize} bytes, "
                          f"the file holds {end - begin}")
-    raw = memoryview(data)[base + begin: base + end]
-    if dtype == "BF16":
-        return Stored(shape, np.float32, lambda: bfloat16(raw).reshape(shape), source)
-    return Stored(shape, _SAFETENSORS_DTYPES[dtype], lambda: np.frombuffer(raw, _SAFETENSORS_DTYPES[dtype]).reshape(shape),
-                  source)
+
+    def read() -> np.ndarray:
+        with open(path, "rb") as f:
+            f.seek(base + begin)
+            raw = f.read(end - begin)  # buffered: reads on past the 2 GB a single read() can return
+        if len(raw) != end - begin:
+            raise EOFError("the file is shorter than its header says (was it truncated?)")
+        return (bfloat16(raw) if dtype == "BF16" else np.frombuffer(raw, _SAFETENSORS_DTYPES[dtype])).reshape(shape)
+
+    return Stored(shape, np.float32 if dtype == "BF16" else _SAFETENSORS_DTYPES[dtype], read, str(path))
 
 
 def read_weights(path: str) -> dict:

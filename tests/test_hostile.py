@@ -248,6 +248,24 @@ def test_hostile_weights(name, capsys, monkeypatch, tmp_path):
     assert not (HOSTILE / "weights" / "pwned").exists() and not Path("pwned").exists()
 
 
+def test_a_safetensors_file_truncated_after_its_header_was_read(tmp_path):
+    """The data are read when wanted, not memory-mapped: a file cut short meanwhile is a clean
+    error, where a mapping would die of SIGBUS."""
+    from compiler.errors import UsageError
+    from compiler.weights import read_weights
+    from weightfiles import write_safetensors
+
+    path = tmp_path / "w.safetensors"
+    write_safetensors(path, {"a": np.arange(6, dtype=np.float32), "b": np.ones((2, 3), np.float32)})
+    arrays = read_weights(str(path))
+    np.testing.assert_array_equal(arrays["a"], np.arange(6, dtype=np.float32))
+    with open(path, "r+b") as f:
+        f.truncate(path.stat().st_size - 8)  # cuts into "b", the last tensor
+    with pytest.raises(UsageError, match=r"w.safetensors: cannot read an array: the file is shorter than its header "
+                                         r"says \(was it truncated\?\)"):
+        arrays["b"].load()
+
+
 @pytest.mark.parametrize("name", NON_FINITE)
 def test_non_finite_weights_warn_and_load(name, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(HOSTILE / "weights")
