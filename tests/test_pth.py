@@ -228,4 +228,3 @@ def test_many_views_deep_into_a_compressed_storage_are_bounded(tmp_path, monkeyp
                                          "torch.save writes them uncompressed"):
         for i in range(4, 8):
             out[f"w{i}"].load()
-
