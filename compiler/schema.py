@@ -217,10 +217,28 @@ def validate(doc: Map, path: str) -> None:
 
 def validate_args(type_name: str, args: Map, layer: str, fallback) -> None:
     """Check one layer's (substituted) arguments against its type's schema fragment."""
+    key = (type_name, _frozen(args))
+    if key in _VALID:  # the copies of a repeat share their arguments: validate them once
+        return
     problems = _unique([_diagnostic(e, args, fallback.path if fallback else "", layer, type_name, fallback)
                         for e in _validator(type_name).iter_errors(args)])
     if problems:
         raise SpecError.many(problems)
+    if len(_VALID) >= 10_000:
+        _VALID.clear()
+    _VALID.add(key)
+
+
+_VALID: set = set()  # (type, frozen arguments) already found valid
+
+
+def _frozen(value):
+    """A hashable form that tells apart what the schema tells apart (True from 1, 1 from 1.0)."""
+    if isinstance(value, dict):
+        return tuple(sorted((repr(k), _frozen(v)) for k, v in value.items()))
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return type(value), value
 
 
 # What each document key must be, in the words an error uses ("'repeat' must be ...").

@@ -207,3 +207,14 @@ def test_expressions(text, scope, value):
 def test_expression_errors(text, message):
     with pytest.raises(ExprError, match=message):
         evaluate(text, {"a": 1})
+
+
+def test_arguments_found_valid_once_are_not_confused_with_lookalikes():
+    # Valid arguments are remembered so a repeat's copies are validated once; 1 must not pass
+    # for true, nor 1.0 for an integer, because they compare equal in Python.
+    analyse_text("input: [3, 8, 8]\nlayers:\n  - conv: {filters: 4, kernel: 3, bias: true}\n    repeat: 3\n")
+    with pytest.raises(SpecError, match="argument 'bias' of conv must be true or false; got 1"):
+        analyse_text("input: [3, 8, 8]\nlayers:\n  - conv: {filters: 4, kernel: 3, bias: 1}\n")
+    analyse_text("input: [3, 8, 8]\nlayers:\n  - conv: {filters: 4, kernel: 3}\n")
+    with pytest.raises(SpecError, match="argument 'filters' of conv must be a positive integer"):
+        analyse_text("input: [3, 8, 8]\nlayers:\n  - conv: {filters: 4.0, kernel: 3}\n")
