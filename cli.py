@@ -171,7 +171,7 @@ def _session(lowered, args):
 
 
 def cmd_compile(args) -> int:
-    from compiler.build import compile_spec, model_files, save
+    from compiler.build import compile_spec, model_files, save, side_file
     from compiler.output import check_writable
     from compiler.pipeline import analyse
     from compiler.report import human, human_bytes
@@ -183,8 +183,8 @@ def cmd_compile(args) -> int:
     lowered = compile_spec(analysis, args.weights, args.seed, args.opset, show_progress=True,
                            strict_weights=args.strict_weights, warn=_warn)
     written = save(lowered, args.output, args.force)
-    stale = args.output + ".data"
-    if stale not in written and os.path.lexists(stale):  # an earlier, larger model's weights
+    stale = side_file(args.output)
+    if len(written) == 1 and os.path.lexists(stale):  # an earlier, larger model's weights
         _warn(f"{stale} is left from an earlier model; {args.output} does not use it, so it can be deleted")
     print(f"wrote {', '.join(written)}: {analysis.graph.name}, {human(analysis.params)} params, "
           f"{human_bytes(lowered.weight_bytes)} of weights, opset {args.opset}")

@@ -153,8 +153,12 @@ def save(lowered: Lowered, path: str, force: bool = False, companions: dict | No
 
 def model_files(path, weight_bytes: int) -> list[Path]:
     """The files a model of `weight_bytes` is written to: [side file,] model, the model last."""
-    out = Path(path)
-    return [out.with_name(out.name + ".data"), out] if weight_bytes > EXTERNAL_THRESHOLD else [out]
+    return [side_file(path), Path(path)] if weight_bytes > EXTERNAL_THRESHOLD else [Path(path)]
+
+
+def side_file(path) -> Path:
+    """Where a model's external data go: beside it, named after it."""
+    return Path(path).with_name(Path(path).name + ".data")
 
 
 def _save_inline(lowered: Lowered, out: Path) -> None:

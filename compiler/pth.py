@@ -9,6 +9,7 @@ other global (a class, a function, os.system) is refused before anything is call
 from __future__ import annotations
 
 import collections
+import os
 import pickle
 import zipfile
 import zlib
@@ -49,18 +50,14 @@ class _Data:
         self.itemsize = 2 if storage.dtype == "bfloat16" else np.dtype(storage.dtype).itemsize
         self.dtype = np.float32 if storage.dtype == "bfloat16" else storage.dtype
         self.numel = member.file_size // self.itemsize
+        self.checked = False  # the checksum of the whole storage, checked once before any view is served
 
     def read(self, first: int, count: int) -> np.ndarray:
         """Elements [first, first + count) only: a storage can be far larger than the tensors that
         use it (and inflate from a small compressed member), so nothing else is read."""
         begin, size = first * self.itemsize, count * self.itemsize
         if self.member.compress_type == zipfile.ZIP_STORED and not self.member.flag_bits & 1:  # not encrypted
-            # As torch.save writes it: read the bytes in place (zipfile would read up to them).
-            with open(self.path, "rb") as f:
-                f.seek(_data_start(f, self.member) + begin)
-                raw = f.read(size)
-            if len(raw) == self.member.file_size and zlib.crc32(raw) != self.member.CRC:  # a whole storage
-                raise _Corrupt("a storage fails its checksum")
+            raw = self._read_in_place(begin, size)  # as torch.save writes it
         else:  # a compressed member is inflated from its start on every read: bound the total
             self.budget.spend(begin + size)
             with zipfile.ZipFile(self.path) as archive, archive.open(self.member) as f:
@@ -70,15 +67,46 @@ class _Data:
             raise _Corrupt("a storage ends early")
         return bfloat16(raw) if self.raw_dtype == "bfloat16" else np.frombuffer(raw, self.raw_dtype)
 
+    def _read_in_place(self, begin: int, size: int) -> bytes:
+        """Seek to the bytes and read them (zipfile would read everything before them), with the
+        checks zipfile makes: the local header agrees and the storage's checksum holds."""
+        m = self.member
+        with open(self.path, "rb") as f:
+            start = _data_start(f, m)
+            if m.compress_size != m.file_size or start + m.file_size > os.fstat(f.fileno()).st_size:
+                raise _Corrupt("a storage ends early")
+            whole = begin == 0 and size == m.file_size
+            if not self.checked and not whole:  # a view of part of it: check the rest once, in chunks
+                f.seek(start)
+                crc, left = 0, m.file_size
+                while left:
+                    chunk = f.read(min(left, 1 << 22))
+                    crc, left = zlib.crc32(chunk, crc), left - len(chunk)
+                self._check(crc)
+            f.seek(start + begin)
+            raw = f.read(size)
+        if whole and not self.checked:
+            self._check(zlib.crc32(raw))
+        return raw
+
+    def _check(self, crc: int) -> None:
+        if crc != self.member.CRC:
+            raise _Corrupt("a storage fails its checksum")
+        self.checked = True
+
 
 def _data_start(f, member: zipfile.ZipInfo) -> int:
-    """Where an uncompressed member's bytes begin: after its local header, whose name and extra
-    field can differ in length from the central directory's."""
+    """Where an uncompressed member's bytes begin: after its local header, whose extra field can
+    differ in length from the central directory's. The header must name the same, stored member."""
     f.seek(member.header_offset)
     header = f.read(30)
-    if len(header) != 30 or header[:4] != b"PK\x03\x04":
+    if len(header) != 30 or header[:4] != b"PK\x03\x04" or header[8:10] != b"\x00\x00":
         raise _Corrupt("a storage's zip entry is damaged")
-    return member.header_offset + 30 + int.from_bytes(header[26:28], "little") + int.from_bytes(header[28:30], "little")
+    name_length, extra_length = int.from_bytes(header[26:28], "little"), int.from_bytes(header[28:30], "little")
+    expected = member.orig_filename.encode("utf-8" if member.flag_bits & 0x800 else "cp437", "replace")
+    if f.read(name_length) != expected:
+        raise _Corrupt(f"the zip entry of storage '{member.filename}' names another file")
+    return member.header_offset + 30 + name_length + extra_length
 
 
 class _Inflation:
@@ -128,6 +156,7 @@ class _StateDictUnpickler(pickle.Unpickler):
         super().__init__(file)
         self.archive, self.prefix, self.source = archive, prefix, source
         self.inflation = _Inflation(Path(source))
+        self.storages: dict = {}  # key -> _Data: the views of one storage share it (and its checksum)
 
     def find_class(self, module, name):
         allowed = {
@@ -146,7 +175,10 @@ class _StateDictUnpickler(pickle.Unpickler):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage" and isinstance(pid[1], _Storage)):
             raise UsageError(f"{self.source}: refused to load: unexpected persistent id {pid!r}")
         _, storage, key, _location, _numel = pid
-        return _Data(Path(self.source), self.archive.getinfo(f"{self.prefix}/data/{key}"), storage, self.inflation)
+        if (key, storage.name) not in self.storages:
+            member = self.archive.getinfo(f"{self.prefix}/data/{key}")
+            self.storages[key, storage.name] = _Data(Path(self.source), member, storage, self.inflation)
+        return self.storages[key, storage.name]
 
 
 def read_pth(path: Path) -> dict:

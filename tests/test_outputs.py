@@ -103,7 +103,10 @@ def test_external_data_and_model_appear_together(tmp_path, capsys, monkeypatch):
 def test_force_over_a_model_with_external_data_names_the_stale_side_file(tmp_path, capsys, monkeypatch):
     out = tmp_path / "m.onnx"
     monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 1000)
-    assert _cli(capsys, "compile", "lenet5", "-o", str(out))[0] == 0
+    monkeypatch.chdir(tmp_path)
+    for path in ("./m.onnx", "sub/../m.onnx"):  # the model's own side file, however the path is written
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        assert _cli(capsys, "compile", "lenet5", "-o", path, "--force") == (0, "")
     monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 10**12)  # the new model keeps its weights inline
     code, err = _cli(capsys, "compile", "lenet5", "-o", str(out), "--force")
     assert (code, err) == (0, f"warning: {out}.data is left from an earlier model; {out} does not use it, "

@@ -228,3 +228,36 @@ def test_many_views_deep_into_a_compressed_storage_are_bounded(tmp_path, monkeyp
                                          "torch.save writes them uncompressed"):
         for i in range(4, 8):
             out[f"w{i}"].load()
+
+
+def _patch_central(path: Path, name: str, field: int, value: int) -> None:
+    """Overwrite a 4-byte field of `name`'s central directory entry (20 compressed size,
+    24 size, 42 local header offset), as a damaged or forged file would have it."""
+    data = bytearray(path.read_bytes())
+    entry = data.index(b"PK\x01\x02")  # the first central entry; find ours by name
+    while data[entry + 46: entry + 46 + len(name)] != name.encode():
+        entry = data.index(b"PK\x01\x02", entry + 4)
+    data[entry + field: entry + field + 4] = value.to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("field, value, message", [
+    (24, 512, "a storage ends early"),  # the directory claims more bytes than the file stores
+    (42, 0, "the zip entry of storage 'w/data/0' names another file"),  # it points at data.pkl's bytes
+])
+def test_a_storage_entry_that_does_not_hold_is_refused(tmp_path, field, value, message):
+    storage = np.arange(64, dtype=np.float32)
+    _one_tensor_checkpoint(tmp_path / "w.pth", "w", (4,), (1,), storage)
+    _patch_central(tmp_path / "w.pth", "w/data/0", field, value)
+    with pytest.raises(UsageError, match=f"cannot read an array: {message}"):
+        read_weights(str(tmp_path / "w.pth"))["w"].load()
+
+
+def test_a_view_of_part_of_a_damaged_storage_fails_its_checksum(tmp_path):
+    storage = np.arange(64, dtype=np.float32)
+    _one_tensor_checkpoint(tmp_path / "w.pth", "w", (4,), (1,), storage)  # reads elements 0..3 only
+    data = bytearray((tmp_path / "w.pth").read_bytes())
+    data[data.index(storage.tobytes()) + 200] ^= 0xFF  # element 50, outside the view
+    (tmp_path / "w.pth").write_bytes(bytes(data))
+    with pytest.raises(UsageError, match="cannot read an array: a storage fails its checksum"):
+        read_weights(str(tmp_path / "w.pth"))["w"].load()
