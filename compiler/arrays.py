@@ -54,9 +54,21 @@ class Stored:
         return array if dtype is None else array.astype(dtype)
 
 
-def bfloat16(raw) -> np.ndarray:
-    """bfloat16 is the top half of a float32."""
-    return (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+BFLOAT16 = "bfloat16"  # no numpy type of its own: two bytes in the file, a float32 once loaded
+
+
+class Encoding:
+    """How a weight file stores an array's elements: a numpy dtype, or BFLOAT16."""
+
+    def __init__(self, stored):
+        self.stored = stored
+        self.dtype = np.dtype(np.float32 if stored == BFLOAT16 else stored)  # what loading gives
+        self.itemsize = 2 if stored == BFLOAT16 else self.dtype.itemsize  # bytes per element in the file
+
+    def decode(self, raw) -> np.ndarray:
+        if self.stored == BFLOAT16:  # the top half of a float32
+            return (np.frombuffer(raw, np.uint16).astype(np.uint32) << 16).view(np.float32)
+        return np.frombuffer(raw, self.dtype)
 
 
 def read_npy(path: Path) -> Stored:

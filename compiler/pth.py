@@ -17,12 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .arrays import Stored, bfloat16
+from .arrays import BFLOAT16, Encoding, Stored
 from .errors import UsageError
 
 STORAGES = {
     "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "BFloat16Storage": "bfloat16", "LongStorage": np.int64, "IntStorage": np.int32,
+    "BFloat16Storage": BFLOAT16, "LongStorage": np.int64, "IntStorage": np.int32,
     "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8, "BoolStorage": np.bool_,
 }
 
@@ -46,9 +46,8 @@ class _Data:
     """One storage of the checkpoint (`<prefix>/data/<key>`), sized from the zip, read on demand."""
 
     def __init__(self, path: Path, member: zipfile.ZipInfo, storage: _Storage, budget: "_Inflation"):
-        self.path, self.member, self.raw_dtype, self.budget = path, member, storage.dtype, budget
-        self.itemsize = 2 if storage.dtype == "bfloat16" else np.dtype(storage.dtype).itemsize
-        self.dtype = np.float32 if storage.dtype == "bfloat16" else storage.dtype
+        self.path, self.member, self.encoding, self.budget = path, member, Encoding(storage.dtype), budget
+        self.itemsize, self.dtype = self.encoding.itemsize, self.encoding.dtype
         self.numel = member.file_size // self.itemsize
         self.checked = False  # the checksum of the whole storage, checked once before any view is served
 
@@ -65,7 +64,7 @@ class _Data:
                 raw = f.read(size)
         if len(raw) != size:
             raise _Corrupt("a storage ends early")
-        return bfloat16(raw) if self.raw_dtype == "bfloat16" else np.frombuffer(raw, self.raw_dtype)
+        return self.encoding.decode(raw)
 
     def _read_in_place(self, begin: int, size: int) -> bytes:
         """Seek to the bytes and read them (zipfile would read everything before them), with the

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .arrays import Stored, bfloat16, read_npz
+from .arrays import BFLOAT16, Encoding, Stored, read_npz
 from .errors import SpecError, UsageError, shorten
 from .pth import read_pth
 from .infer import Analysis, LayerFigures
@@ -68,8 +68,8 @@ def seeded(analysis: Analysis, seed: int = 0):
 # -- import ------------------------------------------------------------------------------------
 # Weight files come from strangers: every reader checks sizes against the file before it
 # allocates or reshapes, and a damaged file is a one-line error naming the file.
-_SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "I64": np.int64, "I32": np.int32,
-                       "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
+_SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": BFLOAT16, "I64": np.int64,
+                       "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
 
 
 def _shape(value) -> tuple:
@@ -116,11 +116,11 @@ def _safetensor(path: Path, base: int, data_size: int, info) -> Stored:
     if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= data_size):
         raise ValueError(f"offsets {begin}..{end} lie outside the file")
     shape, dtype = _shape(info["shape"]), info["dtype"]
-    if dtype != "BF16" and dtype not in _SAFETENSORS_DTYPES:
+    if dtype not in _SAFETENSORS_DTYPES:
         raise ValueError(f"dtype {shorten(dtype)} cannot be read")
-    itemsize = 2 if dtype == "BF16" else np.dtype(_SAFETENSORS_DTYPES[dtype]).itemsize
-    if math.prod(shape) * itemsize != end - begin:
-        raise ValueError(f"shape {list(shape)} of {dtype} needs {math.prod(shape) * itemsize} bytes, "
+    encoding = Encoding(_SAFETENSORS_DTYPES[dtype])
+    if math.prod(shape) * encoding.itemsize != end - begin:
+        raise ValueError(f"shape {list(shape)} of {dtype} needs {math.prod(shape) * encoding.itemsize} bytes, "
                          f"the file holds {end - begin}")
 
     def read() -> np.ndarray:
@@ -129,9 +129,9 @@ def _safetensor(path: Path, base: int, data_size: int, info) -> Stored:
             raw = f.read(end - begin)  # buffered: reads on past the 2 GB a single read() can return
         if len(raw) != end - begin:
             raise EOFError("the file is shorter than its header says (was it truncated?)")
-        return (bfloat16(raw) if dtype == "BF16" else np.frombuffer(raw, _SAFETENSORS_DTYPES[dtype])).reshape(shape)
+        return encoding.decode(raw).reshape(shape)
 
-    return Stored(shape, np.float32 if dtype == "BF16" else _SAFETENSORS_DTYPES[dtype], read, str(path))
+    return Stored(shape, encoding.dtype, read, str(path))
 
 
 def read_weights(path: str) -> dict:
