@@ -392,3 +392,17 @@ def test_foreign_models(tmp_path):
     proc = cli("export", "lenet5", "--triton", str(tmp_path / "repo"), "--name", "../escape")
     assert proc.returncode == 2 and "cannot name a Triton model" in proc.stderr
     assert not (tmp_path / "escape").exists()
+
+
+def test_bfloat16_safetensors_load_as_float32(tmp_path):
+    import json
+
+    from compiler.weights import read_weights
+
+    values = np.array([1.0, -2.5, 0.15625, 2.0 ** 100], np.float32)  # exact in bfloat16: the low 16 bits are zero
+    raw = (values.view(np.uint32) >> 16).astype("<u2").tobytes()
+    header = json.dumps({"w": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, len(raw)]}}).encode()
+    (tmp_path / "w.safetensors").write_bytes(len(header).to_bytes(8, "little") + header + raw)
+    stored = read_weights(str(tmp_path / "w.safetensors"))["w"]
+    assert (stored.shape, stored.dtype) == ((2, 2), np.float32)
+    np.testing.assert_array_equal(stored.load(), values.reshape(2, 2))
