@@ -4,12 +4,18 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench docs clean
+.PHONY: demo test check bench docs clean lock
 
-$(STAMP): pyproject.toml
+# Every install goes through constraints.txt, the exact versions the suite passed with: a release
+# made tomorrow cannot change what a fresh clone gets. convspec itself is installed without build
+# isolation, so the setuptools that builds it is the pinned one too.
+PIP    := $(BIN)/python -m pip
+PINNED := -c constraints.txt
+
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(PIP) install -q $(PINNED) pip setuptools
+	$(PIP) install -q $(PINNED) --no-build-isolation -e '.[test]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -25,8 +31,19 @@ demo: $(STAMP)
 REFERENCE := $(VENV)/.reference
 
 $(REFERENCE): $(STAMP)
-	-$(BIN)/python -m pip install -q torch==2.13.0 && $(BIN)/python -m pip install -q --no-deps torchvision==0.28.0
+	-$(PIP) install -q $(PINNED) torch && $(PIP) install -q $(PINNED) --no-deps torchvision
 	touch $(REFERENCE)
+
+# Refresh the pins: resolve pyproject.toml's ranges afresh in a scratch venv and write what they
+# give to constraints.txt. Then run `make clean test` and commit constraints.txt if it passes.
+LOCK := .venv-lock
+lock:
+	rm -rf $(LOCK) && $(PYTHON) -m venv $(LOCK)
+	$(LOCK)/bin/python -m pip install -q --upgrade pip setuptools
+	$(LOCK)/bin/python -m pip install -q -e '.[test]' torch==2.13.0
+	$(LOCK)/bin/python -m pip install -q --no-deps torchvision==0.28.0
+	{ sed -n '/^#/p' constraints.txt; $(LOCK)/bin/python -m pip freeze --all --exclude-editable | grep -v '^#'; } > constraints.new
+	mv constraints.new constraints.txt && rm -rf $(LOCK)
 
 # pytest exits 5 when it collects nothing; that must fail, and it does (any non-zero fails make).
 test: $(STAMP) $(REFERENCE)

@@ -19,12 +19,15 @@ from .limits import DEFAULT, Limits
 
 MAX_NODES = 200_000  # YAML nodes after aliases are expanded ("billion laughs")
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+def loader_class(base: type) -> type:
     """Safe YAML, plus YAML 1.2's exponent floats: `alpha: 1e-4` is a number, not the string '1e-4'."""
+    loader = type("Loader", (base,), {})
+    loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                 re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+    return loader
 
 
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
-                              re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"), list("-+0123456789"))
+_Loader = loader_class(getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml where PyYAML has it
 _scalars = yaml.constructor.SafeConstructor()
 
 
@@ -103,7 +106,7 @@ def load(text: str, path: str, limits: Limits = DEFAULT) -> Map:
         has_aliases = _check_depth(text, path, limits.depth)
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as e:
-        raise _yaml_error(e, text, path) from None
+        raise _yaml_error(e, text, path, limits.depth) from None
     except yaml.reader.ReaderError as e:  # a character YAML does not allow (NUL, other controls)
         before = text[:e.position]
         where = Location(path, before.count("\n") + 1, e.position - before.rfind("\n"))
@@ -149,13 +152,17 @@ class _TooManyNodes(Exception):
         self.where = where
 
 
-def _yaml_error(e: yaml.MarkedYAMLError, text: str, path: str) -> SpecError:
+def _yaml_error(e: yaml.MarkedYAMLError, text: str, path: str, depth_limit: int) -> SpecError:
     """A parser error as one positioned sentence, with the construct it was inside."""
     lines = text.splitlines()
     mark = e.problem_mark or e.context_mark
     if e.context_mark and (mark is None or mark.line >= len(lines)):
         mark = e.context_mark  # "end of file" is no place to point at: point at what was left open
     where = Location(path, mark.line + 1, mark.column + 1) if mark else Location(path, 1, 1)
+    if "nesting depth" in (e.problem or ""):
+        # libyaml (PyYAML 6.0.4 on) stops deep flow nesting itself, before our own check sees an
+        # event: the spec is refused either way, so say it in our words, at the parser's position.
+        return SpecError(f"{_too_deep(depth_limit)}; the YAML parser stopped at: {e.problem}", where)
     message = e.problem or "invalid YAML"
     if e.context:  # "while parsing a flow mapping at line 3: did not find expected ',' or '}'"
         at = f" at line {e.context_mark.line + 1}" if e.context_mark else ""

@@ -1,17 +1,83 @@
-"""Running the CLI as a user does: a subprocess, with no traceback or internal error allowed."""
+"""Running the CLI as a user does, and checking that no traceback or internal error escapes.
+
+`run_cli` calls `cli.main(argv)` in this process, in the given working folder, with stdout and
+stderr captured: the same code path as the `convspec` command, without the cost of a new
+interpreter per call. `run_process` starts a real `python cli.py` for the few tests where the
+process itself is under test (signals, exit status, a fresh interpreter's imports).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
+import signal
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+import cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run_cli(cwd: Path, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert "internal error" not in proc.stderr, proc.stderr
-    return proc
+@dataclass
+class Result:
+    """What a finished command left: the fields of subprocess.CompletedProcess that tests read."""
+
+    args: list
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+class CommandTimedOut(BaseException):
+    """A BaseException, so that main()'s handler for unexpected errors cannot swallow it."""
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Interrupt a command that runs past `seconds` (Python code only: a C loop finishes first)."""
+
+    def expire(signum, frame):
+        raise CommandTimedOut(f"the command ran past its {seconds} s limit")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _clean(result: Result) -> Result:
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "internal error" not in result.stderr, result.stderr
+    return result
+
+
+def run_cli(cwd: Path, *args: str, timeout: float = 60) -> Result:
+    """`convspec ARGS` run in-process in `cwd`."""
+    out, err = io.StringIO(), io.StringIO()
+    previous_folder = os.getcwd()
+    previous_term = signal.getsignal(signal.SIGTERM)  # main() installs its own; put pytest's back
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), _deadline(timeout):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as e:  # argparse's usage errors and --version
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(previous_folder)
+        signal.signal(signal.SIGTERM, previous_term)
+    return _clean(Result(list(args), code, out.getvalue(), err.getvalue()))
+
+
+def run_process(cwd: Path, *args: str, timeout: float = 60, env: dict | None = None) -> Result:
+    """`python cli.py ARGS` as a separate process in `cwd`."""
+    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    return _clean(Result(list(args), proc.returncode, proc.stdout, proc.stderr))

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from clirun import run_cli
+from compiler.errors import SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = "spec.yaml"
@@ -761,10 +762,27 @@ def test_nesting_at_the_limit_is_not_refused_for_depth(tmp_path):
     assert_error(proc, 4, 14, None, "'description'")
 
 
-def test_pathological_nesting_fails_cleanly(tmp_path):
-    proc = check(tmp_path, nested(400_000), timeout=60)
+@pytest.mark.parametrize("depth", [1_500, 400_000])
+def test_pathological_nesting_fails_cleanly(tmp_path, depth):
+    """Whichever layer refuses it first (libyaml stops flow nesting at 1000 levels since PyYAML
+    6.0.4; the pure-Python parser leaves it to convspec's own check), the user gets exit 1 and one
+    located error about the nesting, on line 4 where the brackets are."""
+    proc = check(tmp_path, nested(depth), timeout=60)
     assert proc.returncode == 1, f"exit {proc.returncode}"
-    assert "nests deeper than 64 levels" in proc.stderr
+    (line,) = error_lines(proc.stderr)
+    assert re.match(r"spec\.yaml:4:\d+: error: the spec nests deeper than 64 levels", line), line
+
+
+def test_pathological_nesting_fails_cleanly_with_the_pure_python_parser(monkeypatch):
+    """The same refusal without libyaml, for an install whose PyYAML has no C extension."""
+    import yaml
+
+    from compiler import source
+
+    monkeypatch.setattr(source, "_Loader", source.loader_class(yaml.SafeLoader))
+    with pytest.raises(SpecError) as caught:
+        source.load(nested(5_000), "spec.yaml")
+    assert re.match(r"spec\.yaml:4:\d+: error: the spec nests deeper than 64 levels", caught.value.render())
 
 
 def test_oversized_file_is_refused(tmp_path):
