@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ from compiler.lower import build_model
 from compiler.pipeline import analyse, analyse_text
 from compiler.weights import seeded
 from compiler.zoo import bundled
+from clirun import run_cli
 from weightfiles import write_safetensors
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -213,9 +212,7 @@ def test_streamed_file_is_the_same_model(tmp_path):
 
 # -- the CLI ------------------------------------------------------------------------------------
 def cli(*args, cwd=None):
-    proc = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], capture_output=True, text=True, cwd=cwd)
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc
+    return run_cli(cwd or Path.cwd(), *args)
 
 
 def test_cli_compile_run_and_save_outputs(tmp_path):

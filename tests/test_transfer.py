@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from clirun import run_cli
 from compiler.build import compile_model
 from compiler.errors import SpecError
 from compiler.pipeline import analyse
@@ -94,11 +93,10 @@ def test_weights_that_still_fit_are_loaded(tmp_path):
     with pytest.raises(SpecError, match="shape mismatches"):
         compile_model(child, weights=str(tmp_path / "r50.npz"), strict_weights=True)
 
-    cli = [sys.executable, str(ROOT / "cli.py"), "compile", "resnet50_10class", "-o", str(tmp_path / "m.onnx"), "--force",
-           "--weights", str(tmp_path / "r50.npz")]
-    lenient = subprocess.run(cli, capture_output=True, text=True)
+    cli = ["compile", "resnet50_10class", "-o", str(tmp_path / "m.onnx"), "--force", "--weights", str(tmp_path / "r50.npz")]
+    lenient = run_cli(tmp_path, *cli)
     assert lenient.returncode == 0 and "warning: loaded 265 of 267" in lenient.stderr
-    strict = subprocess.run(cli + ["--strict-weights"], capture_output=True, text=True)
+    strict = run_cli(tmp_path, *cli, "--strict-weights")
     assert strict.returncode == 1 and "do not fit the spec 'resnet50_10class'" in strict.stderr
 
 
