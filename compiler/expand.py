@@ -3,8 +3,8 @@
 Every item of a `layers:` list has one *op* (a layer type, a block, `sequential` or `stages`)
 and optional meta keys (name, inputs, expect, when, repeat, rest, frozen). Items are wired in order
 unless they name their `inputs`. Names are scoped and dotted: item `conv1` inside block
-instance `layer1.0` becomes node `layer1.0.conv1`. References are resolved after the whole
-spec is expanded, so an item may name a later one; cycles are then reported, not looped on.
+instance `layer1.0` becomes node `layer1.0.conv1`. Which node a name means, and the order of
+the nodes, is wiring.py's job; labels, preprocess and `frozen:` are attachments.py's.
 """
 
 from __future__ import annotations
@@ -19,18 +19,8 @@ from .limits import DEFAULT, Limits
 from .registry import REGISTRY
 from .schema import GROUP_KEYS, MAX_REPEAT, META_KEYS, validate_args
 from .source import Map, Seq
+from .wiring import Names, Ref, topological
 
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A reference to a name, qualified by the scope it was written in."""
-
-    target: str
-    text: str
-    where: Location | None
-    nearby: tuple = ()  # names visible where it was written, for "did you mean"
-    owner: str | None = None  # the layer that wrote it
 
 
 @dataclass
@@ -63,14 +53,12 @@ class Expander:
                 raise SpecError(f"a block cannot be called '{name}': that name is taken by the spec language; "
                                 "choose another", self.blocks.key_at[name])
         self.defaults = doc.get("defaults") or Map()
-        self.nodes: list[tuple[Node, tuple[Ref, ...]]] = []
-        self.aliases: dict[str, Ref] = {}
-        self.defined: dict[str, Location | None] = {}
+        self.names = Names()
+        self.nodes: list[tuple[Node, tuple[Ref, ...]]] = []  # inputs still references: a name may come later
         self.expectations: list[tuple[Expectation, Ref]] = []
         self.nesting = 0  # scopes open now, against limits.depth
         self.items = 0  # expanded so far, against limits.expanded_items
         self.frozen: set[str] = set()  # nodes made by items marked `frozen: true`
-        self.resolved: dict[str, str] = {}  # alias -> node, filled as references resolve
 
     # -- scopes --------------------------------------------------------------------------
     def scope(self, items: Seq, prefix: str, source: Ref, params: dict | None, indexed: bool,
@@ -161,7 +149,7 @@ class Expander:
             if not isinstance(keep, bool):
                 raise SpecError(f"'when' must be true or false, got {keep!r}", item.meta_at("when"))
             if not keep:  # a skipped item passes its input through, under its own name
-                self._alias(here, self._inputs(item, prefix, previous, source, nearby)[0], item.where)
+                self.names.alias(here, self._inputs(item, prefix, previous, source, nearby)[0], item.where)
                 return out
         inputs = self._inputs(item, prefix, previous, source, nearby)
         start = len(self.nodes)
@@ -211,7 +199,7 @@ class Expander:
             last = Ref(here, local, item.where)
             current = (last,)
         if not pattern:
-            self._alias(qualify(prefix, item.name), last, item.where)
+            self.names.alias(qualify(prefix, item.name), last, item.where)
             return Ref(qualify(prefix, item.name), item.name, item.where)
         return last
 
@@ -221,12 +209,12 @@ class Expander:
         if op == "sequential":
             out = self.scope(_seq(value, where, "sequential"), here, self._single(op, inputs, where),
                              params, indexed=True, chain=chain)
-            self._alias(here, out, where)
+            self.names.alias(here, out, where)
         elif op == "stages":
             # The stages land in the enclosing scope: layer1..layer4, not stages1.layer1.
             out = self.scope(_stage_items(value, where), prefix, self._single(op, inputs, where), params,
                              indexed=False, chain=chain)
-            self._alias(here, out, where)
+            self.names.alias(here, out, where)
         elif op in self.blocks:
             self._block(op, value, here, inputs, where, params, chain)
         elif op in REGISTRY:
@@ -258,7 +246,7 @@ class Expander:
         except LayerArgError as e:
             raise SpecError(str(e), args.value_at.get(e.arg, where), here) from None
         node = Node(here, layer, (), where, dict(args.value_at))
-        self._define(here, where)
+        self.names.define(here, where)
         self.nodes.append((node, inputs))
 
     def _args(self, cls, value, where, here, params, value_where) -> Map:
@@ -310,7 +298,7 @@ class Expander:
         elif "output" in block:
             named = tuple(it["name"] for it in block["layers"] if isinstance(it, Map) and "name" in it)
             out = Ref(qualify(here, block["output"]), block["output"], block.value_at["output"], named, here)
-        self._alias(here, out, where)
+        self.names.alias(here, out, where)
 
     # -- helpers -------------------------------------------------------------------------
     def _substitute(self, value, params, where, here):
@@ -327,39 +315,6 @@ class Expander:
             except ExprError as e:
                 raise SpecError(f"'{key}': {e}", where) from None
         return value
-
-    def _define(self, name, where) -> None:
-        if name in self.defined:
-            first = self.defined[name]
-            at = f" (first defined at line {first.line})" if first else ""
-            raise SpecError(f"duplicate layer name '{name}'{at}", where, name)
-        self.defined[name] = where
-
-    def _alias(self, name: str, ref: Ref, where) -> None:
-        self._define(name, where)
-        self.aliases[name] = ref
-
-    def resolve(self, ref: Ref) -> str:
-        """The node a reference names, following aliases (and remembering them: chains can be long)."""
-        target, path, seen = ref.target, [], set()
-        while target in self.aliases and target not in self.resolved:
-            if target in seen:
-                raise SpecError(f"the names form a cycle through skipped layers: {' -> '.join(path + [target])}; "
-                                "a layer cannot take its own output as input", ref.where, ref.owner)
-            seen.add(target)
-            path.append(target)
-            ref = self.aliases[target]
-            target = ref.target
-        target = self.resolved.get(target, target)
-        if target == INPUT or target in self.defined:
-            for name in path:
-                self.resolved[name] = target
-            return target
-        hint = did_you_mean(ref.text, ref.nearby)
-        if not hint:
-            shown = [INPUT] + [n for n in ref.nearby if n != ref.text][:12]
-            hint = f"; the names here are: {', '.join(shown)}"
-        raise SpecError(f"undefined name '{ref.text}'{hint}", ref.where, ref.owner)
 
 
 def _seq(value, where, op) -> Seq:
@@ -406,24 +361,25 @@ def expand(doc: Map, path: str, sources: tuple[str, ...], limits: Limits = DEFAU
     `sources` are the files the document was read from: the spec's own, then its bases'.
     """
     ex = Expander(doc, path, limits)
+    names = ex.names
     source = Ref(INPUT, INPUT, doc.where)
     last = ex.scope(doc["layers"], "", source, None, indexed=False)
     name = doc.get("name") or path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
     resolved = []
     for node, refs in ex.nodes:
-        resolved.append(Node(node.name, node.layer, tuple(ex.resolve(r) for r in refs), node.where, node.arg_at))
+        resolved.append(Node(node.name, node.layer, tuple(names.resolve(r) for r in refs), node.where, node.arg_at))
     outputs_raw = doc.get("outputs")
     if outputs_raw is None:
-        outputs = (ex.resolve(last),)
+        outputs = (names.resolve(last),)
     else:
-        names = [outputs_raw] if isinstance(outputs_raw, str) else list(outputs_raw)
-        outputs = tuple(ex.resolve(Ref(n, n, doc.value_at["outputs"], tuple(ex.defined))) for n in names)
+        written = [outputs_raw] if isinstance(outputs_raw, str) else list(outputs_raw)
+        outputs = tuple(names.resolve(Ref(n, n, doc.value_at["outputs"], tuple(names.defined))) for n in written)
     if INPUT in outputs:
         raise SpecError("the spec's output is its own input: no layer is used; check `outputs:` and the "
                         "items skipped with `when:`", doc.value_at.get("outputs", doc.where))
 
-    expectations = [Expectation(e.subject, ex.resolve(ref), e.nodes, e.values, e.where, e.value_at)
+    expectations = [Expectation(e.subject, names.resolve(ref), e.nodes, e.values, e.where, e.value_at)
                     for e, ref in ex.expectations]
     if "expect" in doc:
         expectations.append(Expectation(name, outputs[0], tuple(n.name for n in resolved), dict(doc["expect"]),
@@ -431,34 +387,4 @@ def expand(doc: Map, path: str, sources: tuple[str, ...], limits: Limits = DEFAU
     meta = {k: doc[k] for k in ("title", "paper", "description") if k in doc}
     input_shape = tuple(doc["input"])
     attachments = attach(doc, input_shape, [n.name for n in resolved], ex.frozen, sources, limits)
-    return Graph(name, path, meta, input_shape, _topological(resolved), outputs, tuple(expectations), attachments)
-
-
-def _topological(nodes: list[Node]) -> tuple[Node, ...]:
-    """Order nodes so inputs come first, keeping the written order where it is free; report cycles."""
-    by_name = {n.name: n for n in nodes}
-    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-    order: list[Node] = []
-    for root in nodes:
-        if state.get(root.name):
-            continue
-        stack = [(root, iter(root.inputs))]
-        state[root.name] = 1
-        while stack:
-            node, pending = stack[-1]
-            for name in pending:
-                if name not in by_name or state.get(name) == 2:
-                    continue
-                if state.get(name) == 1:
-                    path = [n.name for n, _ in stack]
-                    cycle = path[path.index(name):] + [name]
-                    raise SpecError(f"the layers form a cycle: {' -> '.join(cycle)}; "
-                                    "a layer cannot depend on its own output", by_name[name].where, name)
-                state[name] = 1
-                stack.append((by_name[name], iter(by_name[name].inputs)))
-                break
-            else:
-                stack.pop()
-                state[node.name] = 2
-                order.append(node)
-    return tuple(order)
+    return Graph(name, path, meta, input_shape, topological(resolved), outputs, tuple(expectations), attachments)
