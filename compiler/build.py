@@ -72,15 +72,15 @@ def compile_spec(analysis: Analysis, weights: str | None = None, seed: int = 0,
     meta = lowered.model.metadata_props
     # the file's name only: the same weights give the same bytes however the path was spelled
     meta.add(key="convspec.weights", value=Path(weights).name if weights else f"seeded:{seed}")
-    if analysis.graph.frozen:  # for training tools: which weights to keep fixed
-        frozen = [f"{f.node.name}.{w.name}" for f in analysis.layers if f.node.name in analysis.graph.frozen
+    attached = analysis.graph.attachments
+    if attached.frozen:  # for training tools: which weights to keep fixed
+        frozen = [f"{f.node.name}.{w.name}" for f in analysis.layers if f.node.name in attached.frozen
                   for w in f.node.layer.weights(*f.input_shapes)]
         meta.add(key="convspec.frozen", value=json.dumps(frozen))
-    extras = analysis.graph.extras
-    if "preprocess" in extras:
-        meta.add(key="convspec.preprocess", value=json.dumps(extras["preprocess"]))
-    if "labels" in extras:  # the labels travel inside the model
-        meta.add(key="convspec.labels", value=json.dumps(extras["labels"]))
+    if attached.preprocess is not None:
+        meta.add(key="convspec.preprocess", value=json.dumps(attached.preprocess))
+    if attached.labels is not None:  # the labels travel inside the model
+        meta.add(key="convspec.labels", value=json.dumps(attached.labels))
     return lowered
 
 

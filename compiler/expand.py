@@ -1,16 +1,18 @@
-"""Expansion: blocks, repeats, stage tables, groups and defaults -> a flat, wired graph.
+"""Expansion: the spec language's meaning, from a validated document to a flat list of nodes.
 
 Every item of a `layers:` list has one *op* (a layer type, a block, `sequential` or `stages`)
 and optional meta keys (name, inputs, expect, when, repeat, rest, frozen). Items are wired in order
 unless they name their `inputs`. Names are scoped and dotted: item `conv1` inside block
-instance `layer1.0` becomes node `layer1.0.conv1`. References are resolved after the whole
-spec is expanded, so an item may name a later one; cycles are then reported, not looped on.
+instance `layer1.0` becomes node `layer1.0.conv1`. Block arguments and `defaults:` are filled in
+here; which node a name means, and the order of the nodes, is wiring.py's job, and labels,
+preprocess and `frozen:` are attachments.py's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from .attachments import attach
 from .errors import LayerArgError, Location, SpecError, did_you_mean, shorten as _short
 from .expr import ExprError, is_reference, substitute
 from .ir import INPUT, Expectation, Graph, Node
@@ -18,22 +20,50 @@ from .limits import DEFAULT, Limits
 from .registry import REGISTRY
 from .schema import GROUP_KEYS, MAX_REPEAT, META_KEYS, validate_args
 from .source import Map, Seq
-from .zoo import referenced_file
+from .wiring import Names, Ref, topological
 
+
+def qualify(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
 
 
 @dataclass(frozen=True)
-class Ref:
-    """A reference to a name, qualified by the scope it was written in."""
+class Scope:
+    """What a list of items is expanded in: the block instance it belongs to and what it can see."""
 
-    target: str
-    text: str
-    where: Location | None
-    nearby: tuple = ()  # names visible where it was written, for "did you mean"
-    owner: str | None = None  # the layer that wrote it
+    source: Ref  # what `input` names here: the spec's input, or the block's
+    prefix: str = ""  # the dotted name its items' names are qualified with; "" at the top
+    params: dict | None = None  # the block's bound arguments; None outside blocks
+    chain: tuple[str, ...] = ()  # the blocks being expanded, outermost first: a block may not use itself
+    depth: int = 1  # lists open, this one included, against limits.depth
+    nearby: tuple[str, ...] = ()  # the names of this list's items, for "did you mean"
+
+    def qualify(self, name: str) -> str:
+        return qualify(self.prefix, name)
+
+    def enter(self, prefix: str, source: Ref, **changes) -> Scope:
+        """A list nested in this one: a sequential, a stage table, a block's layers."""
+        return replace(self, prefix=prefix, source=source, depth=self.depth + 1, nearby=(), **changes)
+
+    def substitute(self, value, where, here):
+        """`value` with the block's arguments put in for its `$name` and `${...}`."""
+        try:
+            return substitute(value, self.params or {})
+        except ExprError as e:
+            outside = " (block arguments exist only inside a block)" if not self.params and "argument" in str(e) else ""
+            raise SpecError(f"{e}{outside}", e.where or where, here) from None
+
+    def evaluate(self, value, where, key):
+        """A meta key's value (`repeat`, `when`), which may be an expression over the block's arguments."""
+        if is_reference(value):
+            try:
+                return substitute(value, self.params or {})
+            except ExprError as e:
+                raise SpecError(f"'{key}': {e}", where) from None
+        return value
 
 
-@dataclass
+@dataclass(frozen=True)
 class Item:
     op: str
     value: object
@@ -50,12 +80,10 @@ class Item:
         return self.meta.value_at.get(key, self.where) if isinstance(self.meta, Map) else self.where
 
 
-def qualify(prefix: str, name: str) -> str:
-    return f"{prefix}.{name}" if prefix else name
-
-
 class Expander:
-    def __init__(self, doc: Map, path: str, limits: Limits = DEFAULT):
+    """Expands one spec's items into nodes, keeping what is made so far."""
+
+    def __init__(self, doc: Map, limits: Limits = DEFAULT):
         self.limits = limits
         self.blocks = doc.get("blocks") or Map()
         for name in self.blocks:
@@ -63,33 +91,28 @@ class Expander:
                 raise SpecError(f"a block cannot be called '{name}': that name is taken by the spec language; "
                                 "choose another", self.blocks.key_at[name])
         self.defaults = doc.get("defaults") or Map()
-        self.nodes: list[tuple[Node, tuple[Ref, ...]]] = []
-        self.aliases: dict[str, Ref] = {}
-        self.defined: dict[str, Location | None] = {}
+        self.names = Names()
+        self.nodes: list[tuple[Node, tuple[Ref, ...]]] = []  # inputs still references: a name may come later
         self.expectations: list[tuple[Expectation, Ref]] = []
-        self.nesting = 0  # scopes open now, against limits.depth
-        self.items = 0  # expanded so far, against limits.expanded_items
-        self.frozen: set[str] = set()
-        self.resolved: dict[str, str] = {}  # alias -> node, filled as references resolve
+        self.frozen: set[str] = set()  # nodes made by items marked `frozen: true`
+        self.expanded = 0  # items so far, against limits.expanded_items
 
-    # -- scopes --------------------------------------------------------------------------
-    def scope(self, items: Seq, prefix: str, source: Ref, params: dict | None, indexed: bool,
-              chain: tuple = ()) -> Ref:
+    # -- lists ---------------------------------------------------------------------------
+    def sequence(self, items: Seq, scope: Scope, indexed: bool) -> Ref:
         """Expand a list of items; return a reference to its output (its last item's)."""
-        self.nesting += 1  # blocks within blocks nest without nesting the YAML: bound both
-        if self.nesting > self.limits.depth:
+        if scope.depth > self.limits.depth:  # blocks within blocks nest without nesting the YAML: bound both
+            chain = scope.chain
             route = " -> ".join(chain[:3] + ("...",) + chain[-2:] if len(chain) > 6 else chain)
             raise SpecError(f"blocks and groups nest more than {self.limits.depth} deep"
                             + (f" (blocks {route})" if chain else "") + "; --max-depth raises the limit", items.where)
-        parsed = self._parse_items(items, prefix, indexed, params)
-        nearby = tuple(n for it in parsed for n in self._instance_names(it, params))
-        previous = source
+        parsed = self._parse_items(items, scope, indexed)
+        scope = replace(scope, nearby=tuple(n for it in parsed for n in self._instance_names(it, scope)))
+        previous = scope.source
         for item in parsed:
-            previous = self.item(item, prefix, previous, source, params, chain, nearby)
-        self.nesting -= 1
+            previous = self.item(item, scope, previous)
         return previous
 
-    def _parse_items(self, items: Seq, prefix: str, indexed: bool, params) -> list[Item]:
+    def _parse_items(self, items: Seq, scope: Scope, indexed: bool) -> list[Item]:
         parsed, taken, counters = [], {}, {}
         explicit = {raw.get("name") for raw in items if isinstance(raw, Map)}
         for index, raw in enumerate(items):
@@ -115,7 +138,7 @@ class Expander:
             if name in taken:
                 raise SpecError(f"duplicate name '{name}' (first used at line {taken[name].line}); "
                                 "names must be unique within their block", meta.value_at.get("name", where),
-                                qualify(prefix, name))
+                                scope.qualify(name))
             taken[name] = meta.value_at.get("name", where) if isinstance(meta, Map) else where
             parsed.append(Item(op, value, meta, where, name))
         return parsed
@@ -129,26 +152,26 @@ class Expander:
             if name not in taken and name not in explicit:
                 return name
 
-    def _instance_names(self, item: Item, params) -> list[str]:
+    def _instance_names(self, item: Item, scope: Scope) -> list[str]:
         if "repeat" not in item.meta or not any(m in item.name for m in ("{i}", "{n}")):
             return [item.name]
-        times = self._value(item.meta["repeat"], params, item.meta_at("repeat"), "repeat")
+        times = scope.evaluate(item.meta["repeat"], item.meta_at("repeat"), "repeat")
         if not isinstance(times, int) or not 1 <= times <= MAX_REPEAT:
             return []  # _repeat reports it
-        self.items += times  # naming the copies costs as much as making them: count it
-        if self.items > self.limits.expanded_items:
-            raise SpecError(f"the spec expands to more than {self.limits.expanded_items:,} items; reduce the "
-                            "repeats (--max-layers raises the limit)", item.where, qualify("", item.name))
+        self._count(times, item.where, item.name)  # naming the copies costs as much as making them
         return [item.name.format(i=i, n=i + 1) for i in range(times)]
 
-    # -- items ---------------------------------------------------------------------------
-    def item(self, item: Item, prefix, previous: Ref, source: Ref, params, chain, nearby) -> Ref:
-        here = qualify(prefix, item.name)
-        out = Ref(here, item.name, item.where)
-        self.items += 1
-        if self.items > self.limits.expanded_items:
+    def _count(self, items: int, where, here: str) -> None:
+        self.expanded += items
+        if self.expanded > self.limits.expanded_items:
             raise SpecError(f"the spec expands to more than {self.limits.expanded_items:,} items; reduce the "
-                            "repeats (--max-layers raises the limit)", item.where, here)
+                            "repeats (--max-layers raises the limit)", where, here)
+
+    # -- items ---------------------------------------------------------------------------
+    def item(self, item: Item, scope: Scope, previous: Ref) -> Ref:
+        here = scope.qualify(item.name)
+        out = Ref(here, item.name, item.where)
+        self._count(1, item.where, here)
         if "repeat" not in item.meta:
             if "rest" in item.meta:
                 raise SpecError("'rest' overrides the copies after the first of a repeat; this item has no "
@@ -157,18 +180,18 @@ class Expander:
                 raise SpecError("{i} and {n} in a name number the copies of a repeat; this item has no 'repeat'",
                                 item.meta_at("name"), here)
         if "when" in item.meta:
-            keep = self._value(item.meta["when"], params, item.meta_at("when"), "when")
+            keep = scope.evaluate(item.meta["when"], item.meta_at("when"), "when")
             if not isinstance(keep, bool):
                 raise SpecError(f"'when' must be true or false, got {keep!r}", item.meta_at("when"))
             if not keep:  # a skipped item passes its input through, under its own name
-                self._alias(here, self._inputs(item, prefix, previous, source, nearby)[0], item.where)
+                self.names.alias(here, self._inputs(item, scope, previous)[0], item.where)
                 return out
-        inputs = self._inputs(item, prefix, previous, source, nearby)
+        inputs = self._inputs(item, scope, previous)
         start = len(self.nodes)
         if "repeat" in item.meta:
-            out = self._repeat(item, prefix, inputs, params, chain)
+            out = self._repeat(item, scope, inputs)
         else:
-            self.op(item.op, item.value, prefix, here, inputs, item.where, params, chain, item.value_where)
+            self.op(item, item.value, here, inputs, scope)
         if item.meta.get("frozen"):
             self.frozen.update(n.name for n, _ in self.nodes[start:])
         if "expect" in item.meta:
@@ -179,19 +202,19 @@ class Expander:
                 out))
         return out
 
-    def _inputs(self, item: Item, prefix, previous, source, nearby) -> tuple[Ref, ...]:
+    def _inputs(self, item: Item, scope: Scope, previous: Ref) -> tuple[Ref, ...]:
         if "inputs" not in item.meta:
             return (previous,)
         names = item.meta["inputs"]
         names = [names] if isinstance(names, str) else list(names)
         where = item.meta_at("inputs")
         positions = getattr(item.meta["inputs"], "item_at", None) or [where] * len(names)
-        owner = qualify(prefix, item.name)
-        return tuple(Ref(source.target if text == INPUT else qualify(prefix, text), text, at, nearby, owner)
+        owner = scope.qualify(item.name)
+        return tuple(Ref(scope.source.target if text == INPUT else scope.qualify(text), text, at, scope.nearby, owner)
                      for text, at in zip(names, positions))
 
-    def _repeat(self, item: Item, prefix, inputs, params, chain) -> Ref:
-        times = self._value(item.meta["repeat"], params, item.meta_at("repeat"), "repeat")
+    def _repeat(self, item: Item, scope: Scope, inputs: tuple[Ref, ...]) -> Ref:
+        times = scope.evaluate(item.meta["repeat"], item.meta_at("repeat"), "repeat")
         if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_REPEAT:
             raise SpecError(f"'repeat' must be an integer from 1 to {MAX_REPEAT}, got {_short(times)}",
                             item.meta_at("repeat"))
@@ -200,37 +223,38 @@ class Expander:
         if rest is not None and not isinstance(item.value, (Map, type(None))):
             raise SpecError(f"'rest' overrides arguments, so write {item.op}'s arguments as a mapping "
                             f"(like `{item.op}: {{...}}`), not {_short(item.value)}", item.meta_at("rest"),
-                            qualify(prefix, item.name))
+                            scope.qualify(item.name))
         current = inputs
         last = None
         for i in range(times):
             local = item.name.format(i=i, n=i + 1) if pattern else f"{item.name}.{i}"
-            here = qualify(prefix, local)
+            here = scope.qualify(local)
             value = item.value if i == 0 or rest is None else _merge(item.value or Map(), rest, item.meta_at("rest"))
-            self.op(item.op, value, prefix, here, current, item.where, params, chain, item.value_where)
+            self.op(item, value, here, current, scope)
             last = Ref(here, local, item.where)
             current = (last,)
         if not pattern:
-            self._alias(qualify(prefix, item.name), last, item.where)
-            return Ref(qualify(prefix, item.name), item.name, item.where)
+            self.names.alias(scope.qualify(item.name), last, item.where)
+            return Ref(scope.qualify(item.name), item.name, item.where)
         return last
 
     # -- ops -----------------------------------------------------------------------------
-    def op(self, op: str, value, prefix: str, here: str, inputs: tuple[Ref, ...], where, params, chain,
-           value_where=None) -> None:
+    def op(self, item: Item, value, here: str, inputs: tuple[Ref, ...], scope: Scope) -> None:
+        """Make node(s) `here` from the item's op with `value` (a repeat's later copies differ by `rest`)."""
+        op, where = item.op, item.where
         if op == "sequential":
-            out = self.scope(_seq(value, where, "sequential"), here, self._single(op, inputs, where),
-                             params, indexed=True, chain=chain)
-            self._alias(here, out, where)
+            items = _seq(value, where, "sequential")
+            out = self.sequence(items, scope.enter(here, self._single(op, inputs, where)), indexed=True)
+            self.names.alias(here, out, where)
         elif op == "stages":
             # The stages land in the enclosing scope: layer1..layer4, not stages1.layer1.
-            out = self.scope(_stage_items(value, where), prefix, self._single(op, inputs, where), params,
-                             indexed=False, chain=chain)
-            self._alias(here, out, where)
+            items = _stage_items(value, where)
+            out = self.sequence(items, scope.enter(scope.prefix, self._single(op, inputs, where)), indexed=False)
+            self.names.alias(here, out, where)
         elif op in self.blocks:
-            self._block(op, value, here, inputs, where, params, chain)
+            self._block(item, value, here, inputs, scope)
         elif op in REGISTRY:
-            self._layer(op, value, here, inputs, where, params, value_where or where)
+            self._layer(item, value, here, inputs, scope)
         else:
             known = list(REGISTRY) + list(self.blocks) + list(GROUP_KEYS)
             hint = did_you_mean(op, known) or "; run `convspec layers` for the list"
@@ -241,9 +265,10 @@ class Expander:
             raise SpecError(f"'{op}' takes one input, got {len(inputs)}", where)
         return inputs[0]
 
-    def _layer(self, op, value, here, inputs, where, params, value_where) -> None:
+    def _layer(self, item: Item, value, here: str, inputs: tuple[Ref, ...], scope: Scope) -> None:
+        op, where = item.op, item.where
         cls = REGISTRY[op]
-        args = self._args(cls, value, where, here, params, value_where)
+        args = self._args(cls, item, value, here, scope)
         if cls.variadic and len(inputs) < 2:
             raise SpecError(f"{op} merges two or more inputs, got {len(inputs)}; "
                             "list them with `inputs: [a, b]`", where, here)
@@ -258,10 +283,12 @@ class Expander:
         except LayerArgError as e:
             raise SpecError(str(e), args.value_at.get(e.arg, where), here) from None
         node = Node(here, layer, (), where, dict(args.value_at))
-        self._define(here, where)
+        self.names.define(here, where)
         self.nodes.append((node, inputs))
 
-    def _args(self, cls, value, where, here, params, value_where) -> Map:
+    def _args(self, cls, item: Item, value, here: str, scope: Scope) -> Map:
+        """The layer's arguments: shorthand spelled out, `defaults:` under them, block arguments put in."""
+        where, value_where = item.where, item.value_where or item.where
         if value is None:
             args = Map()
         elif isinstance(value, Map):
@@ -278,19 +305,20 @@ class Expander:
         base = self.defaults.get(cls.type_name)
         if base:
             args = _merge(base, args, where)
-        args = self._substitute(args, params, where, here)
+        args = scope.substitute(args, where, here)
         validate_args(cls.type_name, args, here, args.where or where)
         return args
 
-    def _block(self, op, value, here, inputs, where, params, chain) -> None:
-        if op in chain:
-            raise SpecError(f"block '{op}' uses itself (through {' -> '.join(chain + (op,))})", where, here)
+    def _block(self, item: Item, value, here: str, inputs: tuple[Ref, ...], scope: Scope) -> None:
+        op, where = item.op, item.where
+        if op in scope.chain:
+            raise SpecError(f"block '{op}' uses itself (through {' -> '.join(scope.chain + (op,))})", where, here)
         block = self.blocks[op]
         declared = block.get("args") or Map()
         given = value if isinstance(value, Map) else Map()
         if value is not None and not isinstance(value, Map):
             raise SpecError(f"block '{op}' takes a mapping of arguments, got {value!r}", where, here)
-        given = self._substitute(given, params, where, here)
+        given = scope.substitute(given, where, here)
         for key in given:
             if key not in declared:
                 hint = did_you_mean(key, declared) or f"; its arguments are: {', '.join(declared) or 'none'}"
@@ -303,63 +331,14 @@ class Expander:
                 raise SpecError(f"block '{op}' needs the argument '{key}'", where, here)
             else:
                 bound[key] = default
-        out = self.scope(block["layers"], here, self._single(op, inputs, where), bound, indexed=False,
-                         chain=chain + (op,))
+        inner = scope.enter(here, self._single(op, inputs, where), params=bound, chain=scope.chain + (op,))
+        out = self.sequence(block["layers"], inner, indexed=False)
         if block.get("output") == INPUT:  # a block that passes its input through
             out = self._single(op, inputs, where)
         elif "output" in block:
             named = tuple(it["name"] for it in block["layers"] if isinstance(it, Map) and "name" in it)
             out = Ref(qualify(here, block["output"]), block["output"], block.value_at["output"], named, here)
-        self._alias(here, out, where)
-
-    # -- helpers -------------------------------------------------------------------------
-    def _substitute(self, value, params, where, here):
-        try:
-            return substitute(value, params or {})
-        except ExprError as e:
-            scope = " (block arguments exist only inside a block)" if not params and "argument" in str(e) else ""
-            raise SpecError(f"{e}{scope}", e.where or where, here) from None
-
-    def _value(self, value, params, where, key):
-        if is_reference(value):
-            try:
-                return substitute(value, params or {})
-            except ExprError as e:
-                raise SpecError(f"'{key}': {e}", where) from None
-        return value
-
-    def _define(self, name, where) -> None:
-        if name in self.defined:
-            first = self.defined[name]
-            at = f" (first defined at line {first.line})" if first else ""
-            raise SpecError(f"duplicate layer name '{name}'{at}", where, name)
-        self.defined[name] = where
-
-    def _alias(self, name: str, ref: Ref, where) -> None:
-        self._define(name, where)
-        self.aliases[name] = ref
-
-    def resolve(self, ref: Ref) -> str:
-        """The node a reference names, following aliases (and remembering them: chains can be long)."""
-        target, path, seen = ref.target, [], set()
-        while target in self.aliases and target not in self.resolved:
-            if target in seen:
-                raise SpecError(f"the names form a cycle through skipped layers: {' -> '.join(path + [target])}; "
-                                "a layer cannot take its own output as input", ref.where, ref.owner)
-            seen.add(target)
-            path.append(target)
-            ref = self.aliases[target]
-            target = ref.target
-        target = self.resolved.get(target, target)
-        if target == INPUT or target in self.defined:
-            for name in path:
-                self.resolved[name] = target
-            return target
-        hint = did_you_mean(ref.text, ref.nearby)
-        if not hint:
-            shown = [INPUT] + [n for n in ref.nearby if n != ref.text][:12]
-            hint = f"; the names here are: {', '.join(shown)}"
-        raise SpecError(f"undefined name '{ref.text}'{hint}", ref.where, ref.owner)
+        self.names.alias(here, out, where)
 
 
 def _seq(value, where, op) -> Seq:
@@ -400,134 +379,32 @@ def _stage_items(table: Map, where) -> Seq:
     return items
 
 
-def expand(doc: Map, path: str, limits: Limits = DEFAULT) -> Graph:
-    """Flatten a validated document into a Graph whose nodes are in topological order."""
-    ex = Expander(doc, path, limits)
-    source = Ref(INPUT, INPUT, doc.where)
-    last = ex.scope(doc["layers"], "", source, None, indexed=False)
+def expand(doc: Map, path: str, sources: tuple[str, ...], limits: Limits = DEFAULT) -> Graph:
+    """Flatten a validated document into a Graph whose nodes are in topological order.
+
+    `sources` are the files the document was read from: the spec's own, then its bases'.
+    """
+    ex = Expander(doc, limits)
+    last = ex.sequence(doc["layers"], Scope(Ref(INPUT, INPUT, doc.where)), indexed=False)
+    names = ex.names
     name = doc.get("name") or path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
-    resolved = []
-    for node, refs in ex.nodes:
-        resolved.append(Node(node.name, node.layer, tuple(ex.resolve(r) for r in refs), node.where, node.arg_at))
+    nodes = [replace(node, inputs=tuple(names.resolve(r) for r in refs)) for node, refs in ex.nodes]
     outputs_raw = doc.get("outputs")
     if outputs_raw is None:
-        outputs = (ex.resolve(last),)
+        outputs = (names.resolve(last),)
     else:
-        names = [outputs_raw] if isinstance(outputs_raw, str) else list(outputs_raw)
-        outputs = tuple(ex.resolve(Ref(n, n, doc.value_at["outputs"], tuple(ex.defined))) for n in names)
+        written = [outputs_raw] if isinstance(outputs_raw, str) else list(outputs_raw)
+        outputs = tuple(names.resolve(Ref(n, n, doc.value_at["outputs"], tuple(names.defined))) for n in written)
     if INPUT in outputs:
         raise SpecError("the spec's output is its own input: no layer is used; check `outputs:` and the "
                         "items skipped with `when:`", doc.value_at.get("outputs", doc.where))
 
-    expectations = [Expectation(e.subject, ex.resolve(ref), e.nodes, e.values, e.where, e.value_at)
-                    for e, ref in ex.expectations]
+    expectations = [replace(e, output=names.resolve(ref)) for e, ref in ex.expectations]
     if "expect" in doc:
-        expectations.append(Expectation(name, outputs[0], tuple(n.name for n in resolved), dict(doc["expect"]),
+        expectations.append(Expectation(name, outputs[0], tuple(n.name for n in nodes), dict(doc["expect"]),
                                         doc.value_at["expect"], doc["expect"].value_at))
     meta = {k: doc[k] for k in ("title", "paper", "description") if k in doc}
     input_shape = tuple(doc["input"])
-    extras = {}
-    if "preprocess" in doc:
-        _check_preprocess(doc["preprocess"], input_shape)
-        extras["preprocess"] = _plain(doc["preprocess"])
-    if "labels" in doc:  # relative to the spec that names it, like an include
-        where = doc.value_at["labels"]
-        extras["labels"] = _read_labels(referenced_file(doc["labels"], where.path, "labels", where, limits), where,
-                                        limits)
-    extras["sources"] = getattr(doc, "sources", [path])  # the spec's files, base specs included
-    frozen = ex.frozen | _frozen(doc, [n.name for n in resolved])
-    return Graph(name, path, meta, input_shape, _topological(resolved), outputs, tuple(expectations), extras,
-                 frozenset(frozen))
-
-
-def _read_labels(path, where: Location, limits: Limits) -> list[str]:
-    """The class labels, one per line (read now, so `check` finds a bad labels file, not `compile`)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(limits.spec_bytes + 1)
-    except OSError as e:
-        raise SpecError(f"cannot read the labels file '{path}': {e.strerror}", where) from None
-    if len(data) > limits.spec_bytes:
-        raise SpecError(f"the labels file '{path}' is larger than {limits.spec_bytes:,} bytes "
-                        "(--max-spec-bytes raises the limit)", where)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise SpecError(f"the labels file '{path}' is not UTF-8 text (byte {e.start}); save it as UTF-8", where) from None
-    return [line.strip() for line in text.splitlines() if line.strip()]
-
-
-def _check_preprocess(pre: Map, input_shape: tuple) -> None:
-    """What `convspec run` does to an image must fit the input: [C, H, W], C mean and std values."""
-    if len(input_shape) != 3 or input_shape[0] not in (1, 3):
-        raise SpecError(f"'preprocess' describes an image, but the input is {list(input_shape)}; an image input is "
-                        "[1 or 3, H, W]", pre.where)
-    channels, height, width = input_shape
-    for key in ("mean", "std"):
-        if key in pre and len(pre[key]) not in (1, channels):
-            raise SpecError(f"'preprocess.{key}' has {len(pre[key])} values; the input has {channels} channel"
-                            f"{'s' if channels > 1 else ''}, so give {channels} (or 1 for all)", pre.value_at[key])
-    if "resize" in pre:
-        size = [pre["resize"]] * 2 if isinstance(pre["resize"], int) else list(pre["resize"])
-        if size != [height, width]:
-            raise SpecError(f"'preprocess.resize' is {size}, but the input is {height}x{width}; resize to the input's "
-                            "size (or leave resize out)", pre.value_at["resize"])
-
-
-def _frozen(doc: Map, names: list[str]) -> set[str]:
-    """Top-level `frozen:` entries are layer names or dotted prefixes (`layer1` freezes layer1.*)."""
-    entries = doc.get("frozen") or []
-    wanted = set(entries)
-    out, used = set(), set()
-    for name in names:  # each name against its own prefixes: linear, however long the list
-        parts = name.split(".")
-        hits = wanted.intersection(".".join(parts[:k]) for k in range(1, len(parts) + 1))
-        if hits:
-            out.add(name)
-            used |= hits
-    for k, entry in enumerate(entries):
-        if entry not in used:
-            prefixes = {n.split(".")[0] for n in names} | set(names)
-            hint = did_you_mean(entry, prefixes) or "; it must be a layer name or a dotted prefix of some"
-            raise SpecError(f"'frozen' names '{entry}', which matches no layer{hint}", entries.item_at[k])
-    return out
-
-
-def _plain(value):
-    """Map/Seq -> dict/list (for metadata that leaves the compiler)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _topological(nodes: list[Node]) -> tuple[Node, ...]:
-    """Order nodes so inputs come first, keeping the written order where it is free; report cycles."""
-    by_name = {n.name: n for n in nodes}
-    state: dict[str, int] = {}  # 1 = on the stack, 2 = done
-    order: list[Node] = []
-    for root in nodes:
-        if state.get(root.name):
-            continue
-        stack = [(root, iter(root.inputs))]
-        state[root.name] = 1
-        while stack:
-            node, pending = stack[-1]
-            for name in pending:
-                if name not in by_name or state.get(name) == 2:
-                    continue
-                if state.get(name) == 1:
-                    path = [n.name for n, _ in stack]
-                    cycle = path[path.index(name):] + [name]
-                    raise SpecError(f"the layers form a cycle: {' -> '.join(cycle)}; "
-                                    "a layer cannot depend on its own output", by_name[name].where, name)
-                state[name] = 1
-                stack.append((by_name[name], iter(by_name[name].inputs)))
-                break
-            else:
-                stack.pop()
-                state[node.name] = 2
-                order.append(node)
-    return tuple(order)
+    attachments = attach(doc, input_shape, [n.name for n in nodes], ex.frozen, sources, limits)
+    return Graph(name, path, meta, input_shape, topological(nodes), outputs, tuple(expectations), attachments)

@@ -154,7 +154,7 @@ def infer(graph: Graph, strict: bool = False, limits: Limits = DEFAULT) -> Analy
                              node.where, node.name) from None
         fields[node.name] = rf
         # Keras' convention: a frozen layer's weights count as non-trainable.
-        trainable = 0 if node.name in graph.frozen else sum(w.size for w in weights if w.trainable)
+        trainable = 0 if node.name in graph.attachments.frozen else sum(w.size for w in weights if w.trainable)
         figures.append(LayerFigures(node, ins, out, trainable, sum(w.size for w in weights) - trainable,
                                     macs, flops, rf))
 

@@ -21,13 +21,14 @@ MAX_CHAIN = 8  # specs in one extends chain
 CHILD_ONLY = ("extends", "replace", "append")
 
 
-def extend(doc: Map, path: str, validate, limits: Limits = DEFAULT, chain: tuple = ()) -> Map:
-    """The document with its base merged in (recursively); `validate(doc, path)` checks each file.
+def extend(doc: Map, path: str, validate, limits: Limits = DEFAULT, chain: tuple = ()) -> tuple[Map, tuple[str, ...]]:
+    """The document with its base merged in (recursively), and every file it is made of: `path`,
+    then its bases'. `validate(doc, path)` checks each file.
 
     `chain` holds the files extended so far, so a loop is named rather than followed.
     """
     if "extends" not in doc:
-        return doc
+        return doc, (path,)
     where = doc.value_at["extends"]
     chain = chain + (path,)
     base_path = _base_path(doc["extends"], path, where, limits)
@@ -42,10 +43,8 @@ def extend(doc: Map, path: str, validate, limits: Limits = DEFAULT, chain: tuple
         raise SpecError(f"'extends' chains more than {MAX_CHAIN} specs: {' -> '.join(chain)} -> ...", where)
     base = load(read_text(base_path, limits), shown, limits)
     validate(base, shown)
-    base = extend(base, shown, validate, limits, chain)
-    merged = _merge(_without_expectations(base), doc)
-    merged.sources = [path] + getattr(base, "sources", [shown])  # every file the spec is made of
-    return merged
+    base, sources = extend(base, shown, validate, limits, chain)
+    return _merge(_without_expectations(base), doc), (path,) + sources
 
 
 def _base_path(ref: str, child: str, where, limits: Limits) -> Path:

@@ -36,6 +36,17 @@ class Expectation:
 
 
 @dataclass(frozen=True)
+class Attachments:
+    """What travels with the model beyond its graph: how to feed it, what its outputs mean, which
+    weights stay fixed, and the files it was written in. Compiling writes them into its metadata."""
+
+    labels: tuple[str, ...] | None = None  # None when the spec names no labels file
+    preprocess: dict | None = None  # what `convspec run` does to an image first
+    frozen: frozenset = frozenset()  # node names whose weights stay fixed when training
+    sources: tuple[str, ...] = ()  # the spec's file, then its bases' (extends), for the digest
+
+
+@dataclass(frozen=True)
 class Graph:
     name: str
     path: str
@@ -44,5 +55,4 @@ class Graph:
     nodes: tuple[Node, ...]  # in topological order
     outputs: tuple[str, ...]
     expectations: tuple[Expectation, ...] = ()
-    extras: dict = field(default_factory=dict)  # preprocess, labels: what running it needs
-    frozen: frozenset = frozenset()  # node names whose weights stay fixed when training
+    attachments: Attachments = Attachments()

@@ -77,7 +77,7 @@ def opset_ir_version(opset: int) -> int:
     return min(helper.find_min_ir_version_for([helper.make_opsetid("", opset)]), MAX_IR_VERSION)
 
 
-def spec_digest(paths: list[str]) -> str:
+def spec_digest(paths: tuple[str, ...]) -> str:
     """sha256 of the spec's text (and its bases', in order, for a spec that extends another)."""
     digest = hashlib.sha256()
     try:
@@ -134,7 +134,7 @@ def lower(analysis: Analysis, weights_for, opset: int = DEFAULT_OPSET, progress=
                               ir_version=ir_version, producer_name="convspec", producer_version=__version__)
     metadata = {
         "convspec.spec": graph.name,
-        "convspec.spec_sha256": spec_digest(graph.extras.get("sources", [graph.path])),
+        "convspec.spec_sha256": spec_digest(graph.attachments.sources),
         "convspec.version": __version__,
         "convspec.params": str(analysis.params),
         "convspec.params_trainable": str(analysis.trainable),

@@ -25,10 +25,11 @@ def display_path(path: Path) -> str:
 def graph_of(text: str, path: str, limits: Limits = DEFAULT) -> Graph:
     doc = load(text, path, limits)
     validate(doc, path)
+    sources = (path,)
     if "extends" in doc:
-        doc = extend(doc, path, validate, limits)
+        doc, sources = extend(doc, path, validate, limits)
         validate(doc, path)  # the merged spec, as one
-    return expand(doc, path, limits)
+    return expand(doc, path, sources, limits)
 
 
 def load_graph(ref: str, limits: Limits = DEFAULT) -> Graph:

@@ -249,7 +249,7 @@ def check_analysis(a, what) -> None:
         if rf is not None:
             assert all(isinstance(s, int) and s >= 1 for s in rf.size + rf.jump), (f.node.name, rf)
             assert all(math.isfinite(s) for s in rf.start), (f.node.name, rf)
-    preprocess = a.graph.extras.get("preprocess") or {}
+    preprocess = a.graph.attachments.preprocess or {}
     assert all(_finite(v) for v in preprocess.values()), f"preprocess {preprocess} accepted on:\n{shown(what)}"
     if len(a.graph.input_shape) == 3:  # `convspec run` normalises [C, H, W] by channel: one value or C
         for key in ("mean", "std"):

@@ -58,7 +58,7 @@ def test_extends_errors(tmp_path, text, message):
 
 def test_frozen_layers_are_recorded_and_count_as_non_trainable():
     a = analyse("resnet50_10class")
-    frozen = {f.node.name for f in a.layers if f.node.name in a.graph.frozen}
+    frozen = {f.node.name for f in a.layers if f.node.name in a.graph.attachments.frozen}
     assert "layer3.5.conv3" in frozen and "layer4.0.conv1" not in frozen and "fc" not in frozen
     assert a.trainable == sum(f.params for f in a.layers if f.node.name.startswith(("layer4.", "fc"))
                               and f.node.type != "batchnorm") + sum(
