@@ -17,7 +17,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from compiler.build import compile_model
+from compiler.build import compile_spec, save
 from compiler.pipeline import analyse
 from compiler.zoo import bundled
 from weightfiles import write_safetensors
@@ -55,6 +55,7 @@ def torchvision_model(name: str):
     return model.eval()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SPECS)
 def test_onnx_matches_pytorch_eager(tmp_path, name):
     model = torchvision_model(name)
@@ -63,15 +64,17 @@ def test_onnx_matches_pytorch_eager(tmp_path, name):
     write_safetensors(tmp_path / "w.safetensors",
                       {k: v.numpy() for k, v in state.items() if not k.endswith("num_batches_tracked")})
     a = analyse(name)
-    from_pth = compile_model(a, weights=str(tmp_path / "w.pth"))
-    from_safetensors = compile_model(a, weights=str(tmp_path / "w.safetensors"))
-    assert sorted(from_pth.graph.initializer, key=lambda t: t.name) == \
-        sorted(from_safetensors.graph.initializer, key=lambda t: t.name)
+    from_pth = compile_spec(a, weights=str(tmp_path / "w.pth"))
+    from_safetensors = compile_spec(a, weights=str(tmp_path / "w.safetensors"))
+    assert [key for key, _ in from_pth.weights] == [key for key, _ in from_safetensors.weights]
+    for (key, x), (_, y) in zip(from_pth.weights, from_safetensors.weights):
+        assert np.array_equal(x, y), f"{name}: {key} differs between the .pth and the .safetensors file"
+    (path,) = save(from_pth, str(tmp_path / "m.onnx"))
 
     x = torch.randn(2, *a.graph.input_shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = model(x).numpy()
-    session = ort.InferenceSession(from_pth.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     got = session.run(None, {"input": x.numpy()})[0]
     relative = np.abs(got - expected).max() / np.abs(expected).max()
     assert relative < 1e-4, f"{name}: max |onnx - torch| / max |torch| = {relative:.2e}"

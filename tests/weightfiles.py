@@ -10,11 +10,13 @@ import numpy as np
 
 def write_safetensors(path: Path, arrays: dict) -> None:
     """u64 little-endian header length, a JSON header, then the raw little-endian data."""
-    header, blobs, offset = {}, [], 0
+    header, offset = {}, 0
     for key, array in arrays.items():
-        raw = np.ascontiguousarray(array, dtype="<f4").tobytes()
-        header[key] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + len(raw)]}
-        blobs.append(raw)
-        offset += len(raw)
+        nbytes = array.size * 4
+        header[key] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
     text = json.dumps(header).encode()
-    Path(path).write_bytes(len(text).to_bytes(8, "little") + text + b"".join(blobs))
+    with open(path, "wb") as f:
+        f.write(len(text).to_bytes(8, "little") + text)
+        for array in arrays.values():  # one tensor at a time: no copy of the whole file in memory
+            f.write(memoryview(np.ascontiguousarray(array, dtype="<f4")).cast("B"))
