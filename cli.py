@@ -279,9 +279,9 @@ def cmd_bench(args) -> int:
 
 def _batch(info, batch: int) -> int:
     if info.fixed_batch and info.fixed_batch != batch:
-        from runtime import RuntimeFailure
+        from compiler.errors import RunError
 
-        raise RuntimeFailure(f"the model's batch size is fixed at {info.fixed_batch}; use --batch {info.fixed_batch}",
+        raise RunError(f"the model's batch size is fixed at {info.fixed_batch}; use --batch {info.fixed_batch}",
                              exit_code=1)
     return batch
 
@@ -431,12 +431,7 @@ def main(argv=None) -> int:
         print(f"error: out of memory running `convspec {args.command}`; is a size in the spec or a file "
               "larger than intended?", file=sys.stderr)
         return 2
-    except Exception as e:
-        runtime = sys.modules.get("runtime")  # imported only by the commands that run models
-        if runtime and isinstance(e, runtime.RuntimeFailure):
-            print(e.render(), file=sys.stderr)
-            return e.exit_code
-        # Otherwise a bug: say so plainly, without a traceback.
+    except Exception as e:  # a bug: say so plainly, without a traceback
         if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in ("onnx", "onnxruntime"):
             print(f"error: `convspec {args.command}` needs the {e.name} package, which is missing; "
                   "reinstall convspec with its dependencies (pip install -e .)", file=sys.stderr)

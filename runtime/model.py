@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import RuntimeFailure
+from compiler.errors import RunError
 
 FLOAT = 1  # onnx.TensorProto.FLOAT
 
@@ -33,14 +33,14 @@ def read_info(model) -> ModelInfo:
     initializers = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
     if not inputs:
-        raise RuntimeFailure("the model has no input to feed", exit_code=1)
+        raise RunError("the model has no input to feed", exit_code=1)
     first = inputs[0]
     if first.type.tensor_type.elem_type != FLOAT:
-        raise RuntimeFailure(f"the model's input '{first.name}' is not float32; convspec runs float32 models only",
+        raise RunError(f"the model's input '{first.name}' is not float32; convspec runs float32 models only",
                              exit_code=1)
     dims = _dims(first)
     if not dims:
-        raise RuntimeFailure(f"the model's input '{first.name}' has no batch axis", exit_code=1)
+        raise RunError(f"the model's input '{first.name}' has no batch axis", exit_code=1)
     meta = {p.key: p.value for p in model.metadata_props}
     return ModelInfo(
         name=meta.get("convspec.spec", graph.name) or "model",
@@ -64,7 +64,7 @@ def _metadata(meta: dict, key: str, default, valid):
     except ValueError:
         value = None
     if not valid(value):
-        raise RuntimeFailure(f"the model's metadata '{key}' is damaged ({meta[key][:60]!r}); re-export the model "
+        raise RunError(f"the model's metadata '{key}' is damaged ({meta[key][:60]!r}); re-export the model "
                              "or remove that entry", exit_code=1)
     return value
 
@@ -86,13 +86,13 @@ def load_onnx(path: str):
 
     p = Path(path)
     if not p.exists():
-        raise RuntimeFailure(f"{path}: no such file")
+        raise RunError(f"{path}: no such file")
     try:
         model = onnx.load(str(p))
     except Exception as e:  # protobuf's DecodeError, onnx's refusal of external data outside the folder, ...
-        raise RuntimeFailure(f"{path}: not a readable ONNX model ({e})") from None
+        raise RunError(f"{path}: not a readable ONNX model ({e})") from None
     if not model.graph.node or not model.opset_import:  # an empty file parses as an empty model
-        raise RuntimeFailure(f"{path}: not an ONNX model (it has no graph or no opset)")
+        raise RunError(f"{path}: not an ONNX model (it has no graph or no opset)")
     return model
 
 
@@ -102,4 +102,4 @@ def run(session, feeds: dict) -> list:
         return session.run(None, feeds)
     except Exception as e:  # onnxruntime's own exception types: a refused input, or a model it cannot compute
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RuntimeFailure(f"onnxruntime could not run the model: {first}", exit_code=1) from None
+        raise RunError(f"onnxruntime could not run the model: {first}", exit_code=1) from None

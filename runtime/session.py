@@ -14,7 +14,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from . import RuntimeFailure
+from compiler.errors import RunError
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 
@@ -84,15 +84,15 @@ def open_session(model, device: str = "auto", threads: int = 0) -> Session:
     else:
         providers = [CUDA, CPU]
     if device == "cuda" and reason:
-        raise RuntimeFailure(f"--device cuda: {reason}")
+        raise RunError(f"--device cuda: {reason}")
     with _captured_stderr() as log:
         try:
             session = ort.InferenceSession(model, sess_options=options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
-            raise RuntimeFailure(f"onnxruntime cannot load the model: {e}", exit_code=1) from None
+            raise RunError(f"onnxruntime cannot load the model: {e}", exit_code=1) from None
     active = session.get_providers()[0]
     if active != CUDA and providers[0] == CUDA:
         reason = cuda_reason(log[0])
         if device == "cuda":
-            raise RuntimeFailure(f"--device cuda: {reason}")
+            raise RunError(f"--device cuda: {reason}")
     return Session(session, active, threads, reason if device == "auto" else "")

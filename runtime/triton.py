@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from . import RuntimeFailure
+from compiler.errors import RunError
 
 KINDS = {"auto": "KIND_AUTO", "gpu": "KIND_GPU", "cpu": "KIND_CPU"}
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -43,7 +43,7 @@ def config_text(model, name: str, max_batch: int = 64, instances: int = 1, kind:
 def repository_paths(directory: str, name: str) -> tuple[str, str]:
     """Where a model called `name` goes in a repository: (DIR/name/1/model.onnx, DIR/name/config.pbtxt)."""
     if not NAME.match(name):
-        raise RuntimeFailure(f"'{name}' cannot name a Triton model: use letters, digits, '_', '.' and '-' "
+        raise RunError(f"'{name}' cannot name a Triton model: use letters, digits, '_', '.' and '-' "
                              "(--name sets it)")
     root = Path(directory) / name
     return str(root / "1" / "model.onnx"), str(root / "config.pbtxt")
