@@ -15,7 +15,12 @@ MAX_IMAGE_PIXELS = 40_000_000  # a 40-megapixel photo; beyond that (and 64x the 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
-def random_input(shape, batch: int, seed: int) -> np.ndarray:
+def random_input(info, batch: int, seed: int) -> np.ndarray:
+    """`batch` samples of seeded random data for the model of `info` (a runtime.model.ModelInfo)."""
+    if info.fixed_batch and info.fixed_batch != batch:
+        raise RunError(f"the model's batch size is fixed at {info.fixed_batch}; use --batch {info.fixed_batch}",
+                       exit_code=1)
+    shape = info.input_shape
     if any(d is None for d in shape):
         raise RunError(f"the model's input has dynamic sizes {['?' if d is None else d for d in shape]}; "
                              "pass --input with an array", exit_code=1)
