@@ -23,7 +23,7 @@ class Model:
     and the files `write` leaves in a temporary folder (see runtime.session).
     """
 
-    graph: object  # an onnx.ModelProto: inputs, outputs, metadata; its weights may be left out
+    proto: object  # an onnx.ModelProto: inputs, outputs, metadata; its weights may be left out
     write: Callable[..., list]  # write(path, force=False, companions=None) -> the files written, as one unit
     weight_bytes: int = 0
     serialize: Callable[[], bytes] | None = None  # the whole model as one protobuf message
@@ -31,7 +31,7 @@ class Model:
 
     @property
     def info(self) -> ModelInfo:
-        return read_info(self.graph)
+        return read_info(self.proto)
 
 
 @dataclass
@@ -113,9 +113,10 @@ def read_model(path: str) -> Model:
         raise RunError(f"{path}: no such file")
     try:
         model = onnx.load(str(p), load_external_data=False)
+        # every tensor, in node attributes and subgraphs too (onnx's own walk, pinned with onnx)
         locations = {os.path.normpath(ExternalDataInfo(t).location) for t in _get_all_tensors(model)
                      if t.data_location == onnx.TensorProto.EXTERNAL}
-        load_external_data_for_model(model, os.path.dirname(os.path.abspath(p)))  # refuses one outside it
+        load_external_data_for_model(model, os.path.dirname(os.path.abspath(p)))  # as onnx.load: refuses one outside
     except Exception as e:  # protobuf's DecodeError, onnx's refusal of external data outside the folder, ...
         raise RunError(f"{path}: not a readable ONNX model ({e})") from None
     if not model.graph.node or not model.opset_import:  # an empty file parses as an empty model

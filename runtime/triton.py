@@ -56,4 +56,4 @@ def export(model: Model, directory: str, name: str | None = None, max_batch: int
     """Write `model` and its config.pbtxt into the repository at `directory`, as one unit; return the files."""
     name = name or model.info.name
     model_path, config_path = repository_paths(directory, name)
-    return model.write(model_path, force, {config_path: config_text(model.graph, name, max_batch, instances, kind)})
+    return model.write(model_path, force, {config_path: config_text(model.proto, name, max_batch, instances, kind)})
