@@ -357,7 +357,7 @@ def main(argv=None) -> int:
         print(f"error: out of memory running `convspec {args.command}`; is a size in the spec or a file "
               "larger than intended?", file=sys.stderr)
         return 2
-    except Exception as e:  # a bug: say so plainly, without a traceback
+    except Exception as e:  # a missing dependency, or else a bug: said plainly, without a traceback
         if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in ("onnx", "onnxruntime"):
             print(f"error: `convspec {args.command}` needs the {e.name} package, which is missing; "
                   "reinstall convspec with its dependencies (pip install -e .)", file=sys.stderr)
