@@ -128,44 +128,37 @@ def cmd_layers(args) -> int:
 
 
 # -- compile, run, bench, export: these import onnx and onnxruntime, check and summary never do --
-def _lowered(ref: str, args):
-    """The model of an .onnx file, or of a spec compiled with seeded or --weights weights."""
-    from compiler.build import as_lowered, compile_spec
-
+def _model(ref: str, args):
+    """For runtime/: an .onnx file as it is, or a spec compiled with seeded or --weights weights."""
     if ref.endswith(".onnx"):
         if args.weights:
-            print("warning: --weights applies to a spec; the .onnx file keeps its own weights", file=sys.stderr)
-        from runtime.model import load_onnx
+            _warn("--weights applies to a spec; the .onnx file keeps its own weights")
+        from runtime.model import read_model
 
-        return as_lowered(load_onnx(ref))
+        return read_model(ref)
+    from functools import partial
+
+    from compiler.build import compile_spec, save
     from compiler.pipeline import analyse
+    from runtime.model import Model
 
     analysis = analyse(ref, limits=_limits(args))
     _print_warnings(analysis)
-    return compile_spec(analysis, args.weights, args.seed, show_progress=True,
-                        strict_weights=args.strict_weights, warn=_warn)
+    lowered = compile_spec(analysis, args.weights, args.seed, show_progress=True,
+                           strict_weights=args.strict_weights, warn=_warn)
+    return Model(lowered.model, partial(save, lowered), lowered.weight_bytes,
+                 lambda: lowered.to_model().SerializeToString())
 
 
 def _warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def _session(lowered, args):
+def _session(model, args):
     """A session on the chosen device; one line on stderr says which provider runs it."""
-    from compiler.build import EXTERNAL_THRESHOLD, save
     from runtime.session import open_session
 
-    if lowered.weight_bytes > EXTERNAL_THRESHOLD:  # too large for one protobuf message: go through a file
-        import atexit
-        import shutil
-        import tempfile
-
-        folder = tempfile.mkdtemp(prefix="convspec-")
-        atexit.register(shutil.rmtree, folder, ignore_errors=True)
-        source = save(lowered, os.path.join(folder, "model.onnx"))[0]
-    else:
-        source = lowered.to_model().SerializeToString()
-    session = open_session(source, args.device, args.threads)
+    session = open_session(model, args.device, args.threads)
     print(session.describe(), file=sys.stderr)
     return session
 
@@ -192,113 +185,46 @@ def cmd_compile(args) -> int:
 
 
 def cmd_run(args) -> int:
-    import numpy as np
-
-    from compiler.errors import UsageError, printable
-    from compiler.output import check_writable
+    from runtime import outputs
     from runtime.inputs import load_input, random_input
-    from runtime.model import read_info, run
 
-    if args.output and args.output.endswith((".npy", ".npz")):  # refuse to overwrite before any work
-        check_writable([args.output], args.force)
-    lowered = _lowered(args.model, args)
-    info = read_info(lowered.model)
     if args.output:
-        if args.output.endswith(".npy") and len(info.output_names) > 1:
-            raise UsageError(f"{args.output}: the model has {len(info.output_names)} outputs, which go to one .npz "
-                             "file; name it .npz")
-        check_writable([_outputs_path(args.output, len(info.output_names))], args.force)
+        outputs.refuse_early(args.output, args.force)
+    model = _model(args.model, args)
+    info = model.info
+    target = args.output and outputs.target(args.output, len(info.output_names), args.force)
     if args.input:  # read the input first: a bad file fails before the session is built
         x = load_input(args.input, info.input_shape, info.preprocess)
     else:
-        x = random_input(info.input_shape, _batch(info, args.batch), args.seed)
-    session = _session(lowered, args)
-    outputs = run(session.session, {info.input_name: x})
-    if args.output:
-        _save_outputs(args.output, dict(zip(info.output_names, outputs)), args.force)
-    for name, y in zip(info.output_names, outputs):
-        if y.size == 0:
-            print(printable(f"{name}: shape {list(y.shape)}, empty"))
-        elif y.ndim == 2 and y.shape[1] > 1:
-            for i, row in enumerate(y):
-                top = np.argsort(-row, kind="stable")[: args.top]
-                ranked = ", ".join(
-                    f"{k} {info.labels[k]!r} {row[k]:.4g}" if k < len(info.labels) else f"{k} {row[k]:.4g}"
-                    for k in top)
-                print(printable(f"{name}[{i}] top-{len(top)}: {ranked}"))
-        else:
-            print(printable(f"{name}: shape {list(y.shape)}, min {y.min():.4g}, mean {y.mean():.4g}, "
-                            f"max {y.max():.4g}"))
+        x = random_input(info, args.batch, args.seed)
+    results = dict(zip(info.output_names, _session(model, args).run({info.input_name: x})))
+    if target:
+        outputs.save(target, results, args.force)
+    for line in outputs.describe(results, info.labels, args.top):
+        print(line)
     return 0
-
-
-def _outputs_path(path: str, count: int) -> str:
-    """One output is saved as .npy, several as .npz; like numpy, add the suffix when it is missing."""
-    suffix = ".npy" if count == 1 else ".npz"
-    return path if path.endswith(suffix) else path + suffix
-
-
-def _save_outputs(path: str, outputs: dict, force: bool) -> None:
-    import numpy as np
-
-    from compiler.output import replacing
-
-    with replacing([_outputs_path(path, len(outputs))], force) as (temp,):
-        with open(temp, "wb") as f:
-            if len(outputs) == 1:
-                np.save(f, next(iter(outputs.values())))
-            else:
-                np.savez(f, **outputs)
 
 
 def cmd_bench(args) -> int:
-    from runtime.bench import measure, summarise
+    from runtime.bench import benchmark, describe
     from runtime.inputs import random_input
-    from runtime.model import read_info, run
 
-    lowered = _lowered(args.model, args)
-    info = read_info(lowered.model)
-    feeds = {info.input_name: random_input(info.input_shape, _batch(info, args.batch), args.seed)}
-    session = _session(lowered, args)
-    run(session.session, feeds)  # a refused input fails here, cleanly
-    result = summarise(measure(session.session, feeds, args.warmup, args.runs), args.batch, info.macs)
-    # intra-op threads: as asked, or onnxruntime's default (one per core)
-    result.update(model=info.name, provider=session.provider, threads=args.threads or os.cpu_count(),
-                  device=session.device)
-    if args.format == "json":
-        print(json.dumps(result, indent=2))
-        return 0
-    lat = result["latency_ms"]
-    gflops = f", {result['gflops_per_s']:.1f} GFLOP/s" if result["gflops_per_s"] else ""
-    print(f"{info.name}: batch {args.batch}, {result['runs']} runs on {session.provider} "
-          f"({result['threads']} threads)")
-    print(f"latency ms: p50 {lat['p50']:.3f}  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}")
-    print(f"throughput: {result['throughput_per_s']:.1f} samples/s{gflops}")
+    model = _model(args.model, args)
+    info = model.info
+    feeds = {info.input_name: random_input(info, args.batch, args.seed)}
+    result = benchmark(_session(model, args), feeds, info, args.batch, args.warmup, args.runs)
+    print(json.dumps(result, indent=2) if args.format == "json" else "\n".join(describe(result)))
     return 0
 
 
-def _batch(info, batch: int) -> int:
-    if info.fixed_batch and info.fixed_batch != batch:
-        from runtime import RuntimeFailure
-
-        raise RuntimeFailure(f"the model's batch size is fixed at {info.fixed_batch}; use --batch {info.fixed_batch}",
-                             exit_code=1)
-    return batch
-
-
 def cmd_export(args) -> int:
-    from compiler.build import save
     from compiler.output import check_writable
-    from runtime.model import read_info
-    from runtime.triton import config_text, repository_paths
+    from runtime.triton import export, repository_paths
 
     if args.name:  # the paths are known: refuse to overwrite before the work, not after it
         check_writable(repository_paths(args.triton, args.name), args.force)
-    lowered = _lowered(args.model, args)
-    name = args.name or read_info(lowered.model).name
-    model_path, config_path = repository_paths(args.triton, name)
-    config = config_text(lowered.model, name, args.max_batch, args.instances, args.kind)
-    written = save(lowered, model_path, args.force, {config_path: config})
+    written = export(_model(args.model, args), args.triton, args.name, args.max_batch, args.instances, args.kind,
+                     args.force)
     print(f"wrote {', '.join(written)}")
     return 0
 
@@ -431,12 +357,7 @@ def main(argv=None) -> int:
         print(f"error: out of memory running `convspec {args.command}`; is a size in the spec or a file "
               "larger than intended?", file=sys.stderr)
         return 2
-    except Exception as e:
-        runtime = sys.modules.get("runtime")  # imported only by the commands that run models
-        if runtime and isinstance(e, runtime.RuntimeFailure):
-            print(e.render(), file=sys.stderr)
-            return e.exit_code
-        # Otherwise a bug: say so plainly, without a traceback.
+    except Exception as e:  # a missing dependency, or else a bug: said plainly, without a traceback
         if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in ("onnx", "onnxruntime"):
             print(f"error: `convspec {args.command}` needs the {e.name} package, which is missing; "
                   "reinstall convspec with its dependencies (pip install -e .)", file=sys.stderr)

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto, numpy_helper
+from onnx import TensorProto
 
 from .infer import Analysis
 from .lower import DEFAULT_OPSET, Lowered, lower
-from .errors import UsageError
 from .output import replacing
 from .weights import imported, read_weights, seeded
 
@@ -113,24 +112,6 @@ def _tensor_head(name: str, array: np.ndarray) -> bytes:
     head = b"".join(_key(1, 0) + _varint(d) for d in array.shape)
     head += _key(2, 0) + _varint(TensorProto.FLOAT) + _key(8, 2) + _varint(len(encoded)) + encoded
     return head + _key(9, 2) + _varint(array.nbytes)
-
-
-def as_lowered(model: onnx.ModelProto) -> Lowered:
-    """An existing model (say, read from an .onnx file) with its float initializers set aside."""
-    weights, kept = [], []
-    for t in model.graph.initializer:
-        if t.data_type == TensorProto.FLOAT and t.dims:
-            try:
-                weights.append((t.name, numpy_helper.to_array(t)))
-            except ValueError as e:  # dims that do not match the data: a damaged or edited file
-                raise UsageError(f"the model's initializer '{t.name}' is damaged ({e})") from None
-        else:
-            kept.append(t)
-    shell = onnx.ModelProto()
-    shell.CopyFrom(model)
-    del shell.graph.initializer[:]
-    shell.graph.initializer.extend(kept)
-    return Lowered(shell, weights)
 
 
 def save(lowered: Lowered, path: str, force: bool = False, companions: dict | None = None) -> list[str]:

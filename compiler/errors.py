@@ -5,7 +5,7 @@ ConvspecError
     ShapeError      a layer cannot take the shape it receives
   LoweringError     valid, but not expressible in ONNX as asked (exit 1)
   UsageError        command line, files, I/O (exit 2)
-runtime.RuntimeFailure covers running models (exit 2, or 1 for a wrong input), and
+  RunError          running a model on onnxruntime (exit 2, or 1 for a wrong model or input)
 LayerArgError is the internal signal a layer rule raises; inference turns it into a ShapeError
 with the layer's name and position.
 
@@ -82,6 +82,15 @@ class UsageError(ConvspecError):
     """Bad command line, missing file, unknown bundled spec name, I/O failure."""
 
     exit_code = 2
+
+
+class RunError(ConvspecError):
+    """Loading, feeding or running a model failed (runtime/): exit 2, or 1 when the model or its
+    input is wrong. Names from an ONNX file are shown escaped, as every message is."""
+
+    def __init__(self, message: str, exit_code: int = 2):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class LayerArgError(Exception):

@@ -2,9 +2,33 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
+
+
+def benchmark(session, feeds: dict, info, batch: int, warmup: int = 5, runs: int = 50) -> dict:
+    """The figures of `summarise`, and the model, provider, threads and device they were measured with.
+
+    `session` is a runtime.session.Session and `info` its model's runtime.model.ModelInfo.
+    """
+    session.run(feeds)  # a refused input fails here, as one clean line
+    result = summarise(measure(session.session, feeds, warmup, runs), batch, info.macs)
+    # intra-op threads: as asked, or onnxruntime's default (one per core)
+    result.update(model=info.name, provider=session.provider, threads=session.threads or os.cpu_count(),
+                  device=session.device)
+    return result
+
+
+def describe(result: dict) -> list[str]:
+    """The result of `benchmark` as three lines of text."""
+    lat = result["latency_ms"]
+    gflops = f", {result['gflops_per_s']:.1f} GFLOP/s" if result["gflops_per_s"] else ""
+    return [f"{result['model']}: batch {result['batch']}, {result['runs']} runs on {result['provider']} "
+            f"({result['threads']} threads)",
+            f"latency ms: p50 {lat['p50']:.3f}  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}",
+            f"throughput: {result['throughput_per_s']:.1f} samples/s{gflops}"]
 
 
 def measure(session, feeds: dict, warmup: int = 5, runs: int = 50, min_seconds: float = 1.0) -> list[float]:

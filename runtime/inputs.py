@@ -9,16 +9,20 @@ from pathlib import Path
 import numpy as np
 
 from compiler.arrays import Stored, read_npy, read_npz
-
-from . import RuntimeFailure
+from compiler.errors import RunError
 
 MAX_IMAGE_PIXELS = 40_000_000  # a 40-megapixel photo; beyond that (and 64x the input), an image is refused
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
 
-def random_input(shape, batch: int, seed: int) -> np.ndarray:
+def random_input(info, batch: int, seed: int) -> np.ndarray:
+    """`batch` samples of seeded random data for the model of `info` (a runtime.model.ModelInfo)."""
+    if info.fixed_batch and info.fixed_batch != batch:
+        raise RunError(f"the model's batch size is fixed at {info.fixed_batch}; use --batch {info.fixed_batch}",
+                       exit_code=1)
+    shape = info.input_shape
     if any(d is None for d in shape):
-        raise RuntimeFailure(f"the model's input has dynamic sizes {['?' if d is None else d for d in shape]}; "
+        raise RunError(f"the model's input has dynamic sizes {['?' if d is None else d for d in shape]}; "
                              "pass --input with an array", exit_code=1)
     return np.random.default_rng(seed).standard_normal((batch, *shape), dtype=np.float32)
 
@@ -30,16 +34,16 @@ def load_input(path: str, shape, preprocess: dict) -> np.ndarray:
     """
     p = Path(path)
     if not p.exists():
-        raise RuntimeFailure(f"{path}: no such file")
+        raise RunError(f"{path}: no such file")
     suffix = p.suffix.lower()
     if suffix in (".npy", ".npz"):
         array = read_npy(p) if suffix == ".npy" else _npz_input(p)
     elif suffix in IMAGE_SUFFIXES:
         array = Stored.of(load_image(p, shape, preprocess))
     else:
-        raise RuntimeFailure(f"{path}: unknown input format '{p.suffix}'; use .npy, .npz, .png or .jpg")
+        raise RunError(f"{path}: unknown input format '{p.suffix}'; use .npy, .npz, .png or .jpg")
     if array.dtype.kind not in "biuf":
-        raise RuntimeFailure(f"{path}: its values are {array.dtype}; the model takes real numbers (floats, or "
+        raise RunError(f"{path}: its values are {array.dtype}; the model takes real numbers (floats, or "
                              "integers and booleans, which become float32)", exit_code=1)
     batched = batch_shape(array.shape, shape, path)
     with np.errstate(over="ignore"):  # float64 past float32's range becomes inf, warned about below
@@ -56,7 +60,7 @@ def _npz_input(p: Path) -> Stored:
     if "input" in arrays:
         return arrays["input"]
     if len(arrays) != 1:
-        raise RuntimeFailure(f"{p}: the .npz holds {len(arrays)} arrays ({', '.join(list(arrays)[:8])}); "
+        raise RunError(f"{p}: the .npz holds {len(arrays)} arrays ({', '.join(list(arrays)[:8])}); "
                              "name the one to feed 'input'")
     return next(iter(arrays.values()))
 
@@ -71,7 +75,7 @@ def batch_shape(dims: tuple, shape, source: str) -> tuple:
     if fits(dims):
         dims = (1, *dims)
     if len(dims) != len(shape) + 1 or not fits(dims[1:]) or 0 in dims:
-        raise RuntimeFailure(f"{source}: input shape {list(dims)} does not fit the model; "
+        raise RunError(f"{source}: input shape {list(dims)} does not fit the model; "
                              f"it expects [batch, {', '.join('?' if d is None else str(d) for d in shape)}] "
                              "(or the same without the batch for one sample)",
                              exit_code=1)
@@ -83,29 +87,29 @@ def load_image(path: Path, shape, preprocess: dict) -> np.ndarray:
     try:
         from PIL import Image
     except ImportError:
-        raise RuntimeFailure("reading images needs Pillow: pip install pillow") from None
+        raise RunError("reading images needs Pillow: pip install pillow") from None
     if len(shape) != 3 or shape[0] not in (1, 3):
-        raise RuntimeFailure(f"the model's input {list(shape)} is not an image ([1 or 3, H, W])")
+        raise RunError(f"the model's input {list(shape)} is not an image ([1 or 3, H, W])")
     channels, height, width = shape
     size = preprocess.get("resize", [height, width])
     size = [size, size] if isinstance(size, int) else size
     if list(size) != [height, width]:
-        raise RuntimeFailure(f"preprocess.resize {size} differs from the model's input {height}x{width}")
+        raise RunError(f"preprocess.resize {size} differs from the model's input {height}x{width}")
     for key in ("mean", "std"):
         if len(preprocess.get(key, [0])) not in (1, channels):
-            raise RuntimeFailure(f"the model's preprocess.{key} has {len(preprocess[key])} values for {channels} "
+            raise RunError(f"the model's preprocess.{key} has {len(preprocess[key])} values for {channels} "
                                  "channels; re-export the model", exit_code=1)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # an error, not a printed warning
             with Image.open(path) as image:  # reads the header only
                 if image.width * image.height > max(MAX_IMAGE_PIXELS, 64 * width * height):
-                    raise RuntimeFailure(f"{path}: the image is {image.width}x{image.height}, far larger than the "
+                    raise RunError(f"{path}: the image is {image.width}x{image.height}, far larger than the "
                                          f"model's input {height}x{width}; resize it first", exit_code=1)
                 image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
                 array = np.asarray(image, dtype=np.float32)
     except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise RuntimeFailure(f"{path}: cannot read the image: {e}") from None  # damaged, or absurdly large
+        raise RunError(f"{path}: cannot read the image: {e}") from None  # damaged, or absurdly large
     array = array.reshape(height, width, channels).transpose(2, 0, 1) * np.float32(preprocess.get("scale", 1 / 255))
     mean = np.asarray(preprocess.get("mean", [0.0] * channels), np.float32).reshape(-1, 1, 1)
     std = np.asarray(preprocess.get("std", [1.0] * channels), np.float32).reshape(-1, 1, 1)

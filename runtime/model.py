@@ -1,14 +1,37 @@
-"""What running a model needs to know about it, read from the ONNX file alone."""
+"""A model as runtime takes it, whatever made it, and what running it needs to know about it."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
-from . import RuntimeFailure
+from compiler.errors import RunError
+from compiler.output import replacing
 
 FLOAT = 1  # onnx.TensorProto.FLOAT
+
+
+@dataclass(frozen=True)
+class Model:
+    """An ONNX model to run or export, from an .onnx file or from a compiler that hands it over.
+
+    onnxruntime opens `path` when there is one; otherwise runtime chooses between `serialize()`
+    and the files `write` leaves in a temporary folder (see runtime.session).
+    """
+
+    proto: object  # an onnx.ModelProto: inputs, outputs, metadata; its weights may be left out
+    write: Callable[..., list]  # write(path, force=False, companions=None) -> the files written, as one unit
+    weight_bytes: int = 0
+    serialize: Callable[[], bytes] | None = None  # the whole model as one protobuf message
+    path: str | None = None  # an .onnx file onnxruntime can read as it is
+
+    @property
+    def info(self) -> ModelInfo:
+        return read_info(self.proto)
 
 
 @dataclass
@@ -33,14 +56,14 @@ def read_info(model) -> ModelInfo:
     initializers = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
     if not inputs:
-        raise RuntimeFailure("the model has no input to feed", exit_code=1)
+        raise RunError("the model has no input to feed", exit_code=1)
     first = inputs[0]
     if first.type.tensor_type.elem_type != FLOAT:
-        raise RuntimeFailure(f"the model's input '{first.name}' is not float32; convspec runs float32 models only",
+        raise RunError(f"the model's input '{first.name}' is not float32; convspec runs float32 models only",
                              exit_code=1)
     dims = _dims(first)
     if not dims:
-        raise RuntimeFailure(f"the model's input '{first.name}' has no batch axis", exit_code=1)
+        raise RunError(f"the model's input '{first.name}' has no batch axis", exit_code=1)
     meta = {p.key: p.value for p in model.metadata_props}
     return ModelInfo(
         name=meta.get("convspec.spec", graph.name) or "model",
@@ -64,7 +87,7 @@ def _metadata(meta: dict, key: str, default, valid):
     except ValueError:
         value = None
     if not valid(value):
-        raise RuntimeFailure(f"the model's metadata '{key}' is damaged ({meta[key][:60]!r}); re-export the model "
+        raise RunError(f"the model's metadata '{key}' is damaged ({meta[key][:60]!r}); re-export the model "
                              "or remove that entry", exit_code=1)
     return value
 
@@ -80,26 +103,39 @@ def _valid_preprocess(value) -> bool:
             and numbers(value.get("std", [])) and (isinstance(resize, int) or numbers(resize) and len(resize) == 2))
 
 
-def load_onnx(path: str):
-    """Read an .onnx file (external data beside it is found by onnx)."""
+def read_model(path: str) -> Model:
+    """An .onnx file, checked by onnx's reader; external data beside it must stay inside its folder."""
     import onnx
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, load_external_data_for_model
 
     p = Path(path)
     if not p.exists():
-        raise RuntimeFailure(f"{path}: no such file")
+        raise RunError(f"{path}: no such file")
     try:
-        model = onnx.load(str(p))
+        model = onnx.load(str(p), load_external_data=False)
+        # every tensor, in node attributes and subgraphs too (onnx's own walk, pinned with onnx)
+        locations = {os.path.normpath(ExternalDataInfo(t).location) for t in _get_all_tensors(model)
+                     if t.data_location == onnx.TensorProto.EXTERNAL}
+        load_external_data_for_model(model, os.path.dirname(os.path.abspath(p)))  # as onnx.load: refuses one outside
     except Exception as e:  # protobuf's DecodeError, onnx's refusal of external data outside the folder, ...
-        raise RuntimeFailure(f"{path}: not a readable ONNX model ({e})") from None
+        raise RunError(f"{path}: not a readable ONNX model ({e})") from None
     if not model.graph.node or not model.opset_import:  # an empty file parses as an empty model
-        raise RuntimeFailure(f"{path}: not an ONNX model (it has no graph or no opset)")
-    return model
+        raise RunError(f"{path}: not an ONNX model (it has no graph or no opset)")
+    return Model(model, _copier(p, sorted(locations)), path=str(p))
 
 
-def run(session, feeds: dict) -> list:
-    """session.run, with onnxruntime's refusal (wrong rank, type, size) as one clean line."""
-    try:
-        return session.run(None, feeds)
-    except Exception as e:  # onnxruntime's own exception types: a refused input, or a model it cannot compute
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RuntimeFailure(f"onnxruntime could not run the model: {first}", exit_code=1) from None
+def _copier(source: Path, locations: list) -> Callable[..., list]:
+    """`Model.write` for a file: a byte copy of it and of its external data, which keep their relative places."""
+
+    def write(path, force: bool = False, companions: dict | None = None) -> list:
+        extra = dict(companions or {})
+        pairs = [(source.parent / loc, Path(path).parent / loc) for loc in locations] + [(source, Path(path))]
+        with replacing([*extra, *(target for _, target in pairs)], force) as temps:  # the model last
+            for temp, text in zip(temps, extra.values()):
+                temp.write_text(text, encoding="utf-8")
+            for temp, (origin, _) in zip(temps[len(extra):], pairs):
+                shutil.copyfile(origin, temp)
+        return [str(pairs[-1][1])] + [str(target) for _, target in pairs[:-1]] + [str(p) for p in extra]
+
+    return write
+

@@ -3,6 +3,9 @@
 onnxruntime-gpu on a machine without a usable CUDA prints a loud error, then falls back to the
 CPU. We capture what it writes to stderr while the session starts, look at which provider is
 really active, and turn the log into one short reason.
+
+A model reaches onnxruntime as its file, as one protobuf message, or, past protobuf's 2 GB
+limit, as files written to a temporary folder that lives as long as the session.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-from . import RuntimeFailure
+from compiler.errors import RunError
+
+from .model import Model
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
+INLINE_LIMIT = 1_900_000_000  # bytes of weights past which a model cannot be one protobuf message (2 GB)
 
 
 @dataclass
@@ -25,6 +31,7 @@ class Session:
     provider: str  # the provider really running it
     threads: int  # intra-op threads (0: onnxruntime's default, one per core)
     fallback_reason: str = ""  # why CUDA is not used, when it was not asked for explicitly
+    folder: object = None  # the TemporaryDirectory holding the model's files, removed with the session
 
     @property
     def device(self) -> str:
@@ -34,6 +41,14 @@ class Session:
         threads = f", {self.threads} threads" if self.threads else ""
         why = f" ({self.fallback_reason})" if self.fallback_reason else ""
         return f"provider: {self.provider}{threads}{why}"
+
+    def run(self, feeds: dict) -> list:
+        """The outputs, with onnxruntime's refusal of an input (wrong rank, type, size) as one clean line."""
+        try:
+            return self.session.run(None, feeds)
+        except Exception as e:  # onnxruntime's own exception types: a refused input, or a model it cannot compute
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise RunError(f"onnxruntime could not run the model: {first}", exit_code=1) from None
 
 
 @contextlib.contextmanager
@@ -66,8 +81,18 @@ def cuda_reason(log: str) -> str:
     return "the CUDA provider did not start"
 
 
-def open_session(model, device: str = "auto", threads: int = 0) -> Session:
-    """A session for `model` (a path or serialized bytes) on `device`: auto, cpu or cuda."""
+def _readable(model: Model):
+    """What onnxruntime reads: (a path or serialized bytes, the temporary folder that must outlive the session)."""
+    if model.path:
+        return model.path, None
+    if model.serialize and model.weight_bytes <= INLINE_LIMIT:
+        return model.serialize(), None
+    folder = tempfile.TemporaryDirectory(prefix="convspec-")  # removed when the session goes, or at exit
+    return model.write(os.path.join(folder.name, "model.onnx"))[0], folder
+
+
+def open_session(model: Model, device: str = "auto", threads: int = 0) -> Session:
+    """A session for `model` on `device`: auto, cpu or cuda."""
     import onnxruntime as ort
 
     ort.set_default_logger_severity(3)
@@ -84,15 +109,16 @@ def open_session(model, device: str = "auto", threads: int = 0) -> Session:
     else:
         providers = [CUDA, CPU]
     if device == "cuda" and reason:
-        raise RuntimeFailure(f"--device cuda: {reason}")
+        raise RunError(f"--device cuda: {reason}")
+    source, folder = _readable(model)
     with _captured_stderr() as log:
         try:
-            session = ort.InferenceSession(model, sess_options=options, providers=providers)
+            session = ort.InferenceSession(source, sess_options=options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types
-            raise RuntimeFailure(f"onnxruntime cannot load the model: {e}", exit_code=1) from None
+            raise RunError(f"onnxruntime cannot load the model: {e}", exit_code=1) from None
     active = session.get_providers()[0]
     if active != CUDA and providers[0] == CUDA:
         reason = cuda_reason(log[0])
         if device == "cuda":
-            raise RuntimeFailure(f"--device cuda: {reason}")
-    return Session(session, active, threads, reason if device == "auto" else "")
+            raise RunError(f"--device cuda: {reason}")
+    return Session(session, active, threads, reason if device == "auto" else "", folder)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from . import RuntimeFailure
+from compiler.errors import RunError
+
+from .model import Model
 
 KINDS = {"auto": "KIND_AUTO", "gpu": "KIND_GPU", "cpu": "KIND_CPU"}
 NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -43,7 +45,15 @@ def config_text(model, name: str, max_batch: int = 64, instances: int = 1, kind:
 def repository_paths(directory: str, name: str) -> tuple[str, str]:
     """Where a model called `name` goes in a repository: (DIR/name/1/model.onnx, DIR/name/config.pbtxt)."""
     if not NAME.match(name):
-        raise RuntimeFailure(f"'{name}' cannot name a Triton model: use letters, digits, '_', '.' and '-' "
+        raise RunError(f"'{name}' cannot name a Triton model: use letters, digits, '_', '.' and '-' "
                              "(--name sets it)")
     root = Path(directory) / name
     return str(root / "1" / "model.onnx"), str(root / "config.pbtxt")
+
+
+def export(model: Model, directory: str, name: str | None = None, max_batch: int = 64, instances: int = 1,
+           kind: str = "auto", force: bool = False) -> list[str]:
+    """Write `model` and its config.pbtxt into the repository at `directory`, as one unit; return the files."""
+    name = name or model.info.name
+    model_path, config_path = repository_paths(directory, name)
+    return model.write(model_path, force, {config_path: config_text(model.proto, name, max_batch, instances, kind)})
