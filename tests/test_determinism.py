@@ -13,7 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from compiler.zoo import bundled
+
+pytestmark = pytest.mark.slow  # two compiles of the whole library
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -376,6 +376,7 @@ def analyse_bytes(folder: Path, data: bytes):
     return holds(analyse, str(path), what=data)
 
 
+@pytest.mark.slow
 @fuzz_settings(400)
 @given(spec=mutated_spec_bytes())
 def test_byte_mutated_specs(folder, spec):
@@ -541,6 +542,7 @@ def dump(doc) -> str:
     return yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=1000)
 
 
+@pytest.mark.slow
 @fuzz_settings(400)
 @given(spec=mutated_spec_data())
 def test_structure_mutated_specs(spec):
@@ -702,6 +704,7 @@ def as_block(draw, items: list):
     return {"blk": block}, [use]
 
 
+@pytest.mark.slow
 @fuzz_settings(400)
 @given(spec=generated_spec())
 def test_generated_specs(spec):
@@ -749,6 +752,7 @@ def compile_and_run(a, text):
             assert np.isfinite(y).all(), f"output '{name}' is not finite on:\n{text}"
 
 
+@pytest.mark.slow
 @fuzz_settings(40, share=0.05, least=10)
 @given(spec=generated_spec(hostile_pct=0, max_layers=4))
 def test_generated_specs_compile(spec):
@@ -770,6 +774,7 @@ def test_generated_specs_compile(spec):
 CLI_LINE = re.compile(r"^\S.*:\d+:\d+: (error|warning): \S")
 
 
+@pytest.mark.slow
 @fuzz_settings(2, share=0.005, least=2, deadline=20000)
 @given(files=st.lists(mutated_spec_bytes().map(lambda s: s[1]), min_size=6, max_size=6))
 @example(files=[b"\xff\xfe", b"", b"input: [3]\n\x00layers: [relu]\n", b"\tinput: [3]\n",

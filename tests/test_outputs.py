@@ -136,6 +136,7 @@ def test_run_outputs_need_force(tmp_path, capsys):
     assert not np.array_equal(np.load(out), first)  # "y" became y.npy, as numpy names it
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_real_signal_during_compile_leaves_a_whole_file_or_none(tmp_path, signum):
     """Interrupt `convspec compile vgg19` (575 MB) as soon as its temporary file appears."""

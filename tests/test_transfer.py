@@ -34,8 +34,16 @@ def test_extends_replaces_the_head_keeping_its_name(tmp_path):
 
 
 def test_base_expectations_are_dropped(tmp_path):
-    """resnet18 expects [1000] outputs and 7x7 maps at 224; they no longer hold and are not checked."""
-    analyse(write(tmp_path, "extends: resnet18\ninput: [3, 96, 96]\nreplace:\n  fc: {dense: 3}\n"))
+    """resnet18 expects [1000] outputs and 7x7 maps at 224; they no longer hold and are not checked.
+
+    At 96x96 every map is 3/7 the side of the 224 one (48, 24, 12, 6, 3), so the convolutions'
+    MACs are torchvision's resnet18 figure less its fc layer, times 9/49: 1,813,561,344 * 9/49."""
+    a = analyse(write(tmp_path, "extends: resnet18\ninput: [3, 96, 96]\nreplace:\n  fc: {dense: 3}\n"))
+    assert a.graph.expectations == ()
+    assert a.output_shapes == ((3,),)
+    assert a.layers[[f.node.name for f in a.layers].index("layer4.1.bn2")].output_shape == (512, 3, 3)
+    assert a.trainable == 11_689_512 - (512 * 1000 + 1000) + (512 * 3 + 3) == 11_178_051
+    assert a.macs == (1_814_073_344 - 512 * 1000) * 9 // 49 + 512 * 3 == 333_104_640
 
 
 def test_extends_a_path_relative_to_the_spec(tmp_path):
