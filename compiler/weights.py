@@ -22,16 +22,9 @@ from .errors import SpecError, UsageError, shorten
 from .pth import read_pth
 from .infer import Analysis, LayerFigures
 
-RELU_LIKE = {"relu", "leaky_relu"}
-
-
 def initialisation(analysis: Analysis) -> str:
     """'he' when the network uses ReLU anywhere, else 'glorot' (tanh, sigmoid, or none)."""
-    for f in analysis.layers:
-        kinds = {f.node.type, getattr(f.node.layer, "activation", None)}
-        if kinds & RELU_LIKE:
-            return "he"
-    return "glorot"
+    return "he" if any(f.node.layer.relu_like for f in analysis.layers) else "glorot"
 
 
 def _fans(shape) -> tuple[int, int]:
