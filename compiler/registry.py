@@ -86,6 +86,7 @@ class Layer:
     family: ClassVar[str]  # the registry module it lives in, for docs
     shorthand: ClassVar[str | None] = None  # `dense: 4096` means `dense: {units: 4096}`
     variadic: ClassVar[bool] = False  # merges (add, concat) take two or more inputs
+    relu_like: ClassVar[bool] = False  # ends in relu or the like: seeded kernels are He-, not Glorot-initialised
 
     # -- rules (override what applies) -------------------------------------------------
     def output_shape(self, *ins: Shape) -> Shape:

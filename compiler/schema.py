@@ -14,7 +14,7 @@ import jsonschema
 
 from . import layers as _layers  # noqa: F401  (fills the registry the schema is generated from)
 from .errors import Diagnostic, SpecError, did_you_mean, shorten
-from .registry import REGISTRY
+from .registry import BOOL, NON_NEGATIVE_INT, NUMBER, POSITIVE_INT, POSITIVE_NUMBER, REGISTRY, SIZE2, Kind
 from .source import Map, locate
 
 # Dotted segments of letters, digits and _; `{i}` (0-based) and `{n}` (1-based) number repeats.
@@ -25,25 +25,71 @@ GROUP_KEYS = ("sequential", "stages")
 SCHEMA_URL = "https://convspec.dev/schema/spec.json"
 MAX_REPEAT = 10_000  # copies per repeat
 
+# The kinds of the document's own keys, built on the registry's argument kinds: each key's schema
+# and the words an error uses for it ("'repeat' must be ..."), declared together once.
+_SHAPE = {"type": "array", "items": POSITIVE_INT.schema, "minItems": 1}
+_COUNT = Kind(NON_NEGATIVE_INT.schema, f"a count ({NON_NEGATIVE_INT.expects})")
+_TEXT = Kind({"type": "string"}, "a string")
+_LAYERS = Kind({"type": "array", "items": {"$ref": "#/$defs/item"}, "minItems": 1}, "a non-empty list of layers")
+_NAMES = Kind({"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}]},
+              "a layer name or a list of layer names")
+_HW = Kind(SIZE2.schema, "a positive integer or [h, w]")
+KEYS = {
+    "input": Kind(dict(_SHAPE, maxItems=3, **{"not": {"minItems": 2, "maxItems": 2}}),
+                  "a list [C, H, W] or [features] of positive integers"),
+    "layers": _LAYERS,
+    "sequential": _LAYERS,  # its words; its schema leaves an empty group to expansion
+    "name": Kind({"type": "string", "pattern": NAME_PATTERN},
+                 "a name made of letters, digits and _, in dotted parts (layer1.0.conv1); "
+                 "{i} or {n} number the copies of a repeat"),
+    "inputs": _NAMES,
+    "outputs": _NAMES,
+    "when": Kind({"anyOf": [BOOL.schema, EXPRESSION]}, f"{BOOL.expects}, or a block expression ($name or ${{...}})"),
+    "repeat": Kind(dict(POSITIVE_INT.schema, maximum=MAX_REPEAT),
+                   f"an integer from 1 to {MAX_REPEAT} (or, in a layer item, a block expression)"),
+    "rest": Kind({"type": "object"}, "a mapping of argument overrides"),
+    "args": Kind({"type": "object"}, "a mapping of arguments"),
+    "block": Kind(_TEXT.schema, "the name of a block or layer type"),
+    "append": Kind({"type": "array", "items": {"$ref": "#/$defs/item"}}, "a list of layers"),
+    "output": Kind(_SHAPE, "a shape, [C, H, W] or [features]"),
+    "params": _COUNT,
+    "trainable": _COUNT,
+    "non_trainable": _COUNT,
+    "macs": _COUNT,
+    "flops": _COUNT,
+    "receptive_field": _HW,
+    "title": _TEXT,
+    "paper": _TEXT,
+    "description": _TEXT,
+    "labels": Kind(_TEXT.schema, "the path of a labels file (a string)"),
+    "extends": Kind(_TEXT.schema, "a bundled spec name or a path to a spec"),
+    "resize": _HW,
+    "scale": NUMBER,
+    "mean": Kind({"type": "array", "items": NUMBER.schema, "minItems": 1}, "a list of numbers, one per channel"),
+    "std": Kind({"type": "array", "items": POSITIVE_NUMBER.schema, "minItems": 1},
+                "a list of positive numbers, one per channel"),
+}
+SPEC_NAME = Kind({"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"}, "a name made of letters, digits, _, . and -")
+
+
+def _key(name: str, description: str) -> dict:
+    """The schema of the document key `name`, with its description."""
+    return dict(KEYS[name].schema, description=description)
+
 
 def _expect_schema() -> dict:
-    count = {"type": "integer", "minimum": 0}
     return {
         "type": "object",
         "description": "figures that `convspec check` verifies",
         "additionalProperties": False,
         "properties": {
-            "output": {"type": "array", "items": {"type": "integer", "minimum": 1}, "minItems": 1,
-                       "description": "output shape, [C, H, W] or [features]"},
-            "params": dict(count, description="total parameters (trainable and non-trainable)"),
-            "trainable": dict(count, description="trainable parameters"),
-            "non_trainable": dict(count, description="non-trainable parameters (BatchNorm running statistics)"),
-            "macs": dict(count, description="multiply-accumulates of conv and dense layers"),
-            "flops": dict(count, description="floating-point operations"),
-            "receptive_field": {"anyOf": [{"type": "integer", "minimum": 1},
-                                          {"type": "array", "items": {"type": "integer", "minimum": 1},
-                                           "minItems": 2, "maxItems": 2}],
-                                "description": "receptive field size, s or [h, w]"},
+            "output": _key("output", "output shape, [C, H, W] or [features]"),
+            "params": _key("params", "total parameters (trainable and non-trainable)"),
+            "trainable": _key("trainable", "trainable parameters"),
+            "non_trainable": _key("non_trainable", "non-trainable parameters (BatchNorm running statistics)"),
+            "macs": _key("macs", "multiply-accumulates of conv and dense layers"),
+            "flops": _key("flops", "floating-point operations"),
+            "receptive_field": _key("receptive_field", "receptive field size, s or [h, w]"),
         },
     }
 
@@ -71,19 +117,16 @@ def _layer_value(cls) -> dict:
 def spec_schema(detailed: bool = True) -> dict:
     """The spec's JSON Schema. `detailed` adds every layer type's arguments (for editors)."""
     item_props = {
-        "name": {"type": "string", "pattern": NAME_PATTERN,
-                 "description": "stable dotted name of the layer (the key of its weights)"},
-        "inputs": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
-                   "description": "names of the layers feeding this one (default: the previous layer)"},
+        "name": _key("name", "stable dotted name of the layer (the key of its weights)"),
+        "inputs": _key("inputs", "names of the layers feeding this one (default: the previous layer)"),
         "expect": {"$ref": "#/$defs/expect"},
-        "when": {"anyOf": [{"type": "boolean"}, EXPRESSION],
-                 "description": "include the layer only if true; a skipped layer passes its input through"},
-        "repeat": {"anyOf": [{"type": "integer", "minimum": 1, "maximum": MAX_REPEAT}, EXPRESSION],
+        "when": _key("when", "include the layer only if true; a skipped layer passes its input through"),
+        "repeat": {"anyOf": [KEYS["repeat"].schema, EXPRESSION],
                    "description": "stack this many copies, named <name>.0, <name>.1, ..."},
-        "rest": {"type": "object", "description": "argument overrides for every copy after the first"},
+        "rest": _key("rest", "argument overrides for every copy after the first"),
         "frozen": {"type": "boolean", "description": "keep this item's weights fixed when training (recorded in "
                                                      "the model's metadata; counted as non-trainable)"},
-        "sequential": {"type": "array", "items": {"$ref": "#/$defs/item"},
+        "sequential": {"type": "array", "items": {"$ref": "#/$defs/item"},  # expansion refuses an empty group
                        "description": "a group whose unnamed layers are named by position (0, 1, ...)"},
         "stages": {"$ref": "#/$defs/stages"},
     }
@@ -106,14 +149,13 @@ def spec_schema(detailed: bool = True) -> dict:
         "required": ["block", "table"],
         "additionalProperties": False,
         "properties": {
-            "block": {"type": "string", "description": "the block (or layer type) every stage repeats"},
-            "name": {"type": "string", "pattern": NAME_PATTERN,
-                     "description": "stage name pattern, {n} 1-based or {i} 0-based (default stage{n})"},
-            "args": {"type": "object", "description": "arguments common to every stage"},
-            "rest": {"type": "object", "description": "overrides for every block after the first of a stage"},
+            "block": _key("block", "the block (or layer type) every stage repeats"),
+            "name": _key("name", "stage name pattern, {n} 1-based or {i} 0-based (default stage{n})"),
+            "args": _key("args", "arguments common to every stage"),
+            "rest": _key("rest", "overrides for every block after the first of a stage"),
             "table": {"type": "array", "minItems": 1, "description": "one row per stage: repeat plus arguments",
                       "items": {"type": "object", "required": ["repeat"],
-                                "properties": {"repeat": {"type": "integer", "minimum": 1, "maximum": MAX_REPEAT}}}},
+                                "properties": {"repeat": KEYS["repeat"].schema}}},
         },
     }
     block = {
@@ -121,11 +163,10 @@ def spec_schema(detailed: bool = True) -> dict:
         "required": ["layers"],
         "additionalProperties": False,
         "properties": {
-            "args": {"type": "object", "description": "block arguments and their defaults (null: required)"},
-            "layers": {"type": "array", "items": {"$ref": "#/$defs/item"}, "minItems": 1,
-                       "description": "the block's layers; `input` names the block's input"},
+            "args": _key("args", "block arguments and their defaults (null: required)"),
+            "layers": _key("layers", "the block's layers; `input` names the block's input"),
             "output": {"type": "string", "description": "the layer whose output is the block's (default: the last)"},
-            "description": {"type": "string"},
+            "description": KEYS["description"].schema,
         },
         "description": "a reusable, parameterised group of layers",
     }
@@ -145,46 +186,35 @@ def spec_schema(detailed: bool = True) -> dict:
         "then": {"required": ["input", "layers"]},
         "additionalProperties": False,
         "properties": {
-            "name": {"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$", "description": "the spec's name"},
-            "title": {"type": "string", "description": "one-line title"},
-            "paper": {"type": "string", "description": "the publication it follows"},
-            "description": {"type": "string"},
-            "input": {"type": "array", "items": {"type": "integer", "minimum": 1},
-                      "minItems": 1, "maxItems": 3, "not": {"minItems": 2, "maxItems": 2},
-                      "description": "input shape without the batch: [C, H, W] or [features]"},
+            "name": dict(SPEC_NAME.schema, description="the spec's name"),
+            "title": _key("title", "one-line title"),
+            "paper": _key("paper", "the publication it follows"),
+            "description": KEYS["description"].schema,
+            "input": _key("input", "input shape without the batch: [C, H, W] or [features]"),
             "defaults": defaults,
             "blocks": {"type": "object", "additionalProperties": block,
                        "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
                        "description": "reusable blocks, used like layer types"},
-            "layers": {"type": "array", "items": {"$ref": "#/$defs/item"}, "minItems": 1,
-                       "description": "the layers, in order"},
-            "outputs": {"anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "minItems": 1}],
-                        "description": "the graph's outputs (default: the last layer)"},
+            "layers": _key("layers", "the layers, in order"),
+            "outputs": _key("outputs", "the graph's outputs (default: the last layer)"),
             "expect": {"$ref": "#/$defs/expect"},
-            "extends": {"type": "string", "description": "a bundled spec name or a path (relative to this spec) "
-                                                         "that this spec builds on"},
+            "extends": _key("extends", "a bundled spec name or a path (relative to this spec) "
+                                       "that this spec builds on"),
             "replace": {"type": "object", "additionalProperties": {"$ref": "#/$defs/item"},
                         "description": "with extends: top-level layers of the base to replace, by name"},
-            "append": {"type": "array", "items": {"$ref": "#/$defs/item"},
-                       "description": "with extends: layers added after the base's"},
+            "append": _key("append", "with extends: layers added after the base's"),
             "frozen": {"type": "array", "items": {"type": "string"},
                        "description": "layer names (or dotted prefixes) whose weights stay fixed when training"},
-            "labels": {"type": "string",
-                       "description": "a text file of class labels, one per line, relative to the spec"},
+            "labels": _key("labels", "a text file of class labels, one per line, relative to the spec"),
             "preprocess": {
                 "type": "object",
                 "description": "how `convspec run` turns an image into the input",
                 "additionalProperties": False,
                 "properties": {
-                    "resize": {"anyOf": [{"type": "integer", "minimum": 1},
-                                         {"type": "array", "items": {"type": "integer", "minimum": 1},
-                                          "minItems": 2, "maxItems": 2}],
-                               "description": "resize to [h, w] (default: the input's)"},
-                    "scale": {"type": "number", "description": "multiply pixel values by this (default 1/255)"},
-                    "mean": {"type": "array", "items": {"type": "number"}, "minItems": 1,
-                             "description": "subtract per channel, after scaling"},
-                    "std": {"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": 1,
-                            "description": "divide per channel, after subtracting the mean"},
+                    "resize": _key("resize", "resize to [h, w] (default: the input's)"),
+                    "scale": _key("scale", "multiply pixel values by this (default 1/255)"),
+                    "mean": _key("mean", "subtract per channel, after scaling"),
+                    "std": _key("std", "divide per channel, after subtracting the mean"),
                 },
             },
         },
@@ -241,47 +271,17 @@ def _frozen(value):
     return type(value), value
 
 
-# What each document key must be, in the words an error uses ("'repeat' must be ...").
-EXPECTS = {
-    "input": "a list [C, H, W] or [features] of positive integers",
-    "layers": "a non-empty list of layers",
-    "sequential": "a non-empty list of layers",
-    "name": "a name made of letters, digits and _, in dotted parts (layer1.0.conv1); "
-            "{i} or {n} number the copies of a repeat",
-    "inputs": "a layer name or a list of layer names",
-    "outputs": "a layer name or a list of layer names",
-    "when": "true or false, or a block expression ($name or ${...})",
-    "repeat": f"an integer from 1 to {MAX_REPEAT} (or, in a layer item, a block expression)",
-    "rest": "a mapping of argument overrides",
-    "args": "a mapping of arguments",
+# What each document key must be, in the words an error uses ("'repeat' must be ..."): the kinds
+# above, and the words for the keys whose value is a structure the schema spells out.
+EXPECTS = {name: kind.expects for name, kind in KEYS.items()} | {
     "defaults": "a mapping from layer type to default arguments",
     "blocks": "a mapping from block name to {args, layers}",
-    "block": "the name of a block or layer type",
     "table": "a non-empty list of rows, each {repeat: N, ...arguments}",
-    "expect": "a mapping of expected figures (output, params, trainable, non_trainable, macs, flops, "
-              "receptive_field)",
-    "output": "a shape, [C, H, W] or [features]",
-    "params": "a count (an integer >= 0)",
-    "trainable": "a count (an integer >= 0)",
-    "non_trainable": "a count (an integer >= 0)",
-    "macs": "a count (an integer >= 0)",
-    "flops": "a count (an integer >= 0)",
-    "receptive_field": "a positive integer or [h, w]",
-    "title": "a string",
-    "labels": "the path of a labels file (a string)",
-    "extends": "a bundled spec name or a path to a spec",
+    "expect": "a mapping of expected figures (" + ", ".join(_expect_schema()["properties"]) + ")",
     "replace": "a mapping from a top-level layer name to the layer that replaces it",
-    "append": "a list of layers",
     "frozen": "true or false on a layer; at the top level, a list of layer names or dotted prefixes",
     "preprocess": "a mapping with resize, scale, mean and std",
-    "resize": "a positive integer or [h, w]",
-    "scale": "a number",
-    "mean": "a list of numbers, one per channel",
-    "std": "a list of positive numbers, one per channel",
-    "paper": "a string",
-    "description": "a string",
 }
-SPEC_NAME = "a name made of letters, digits, _, . and -"
 BLOCK = ("a mapping from block name (letters, digits and _, not starting with a digit) to a block: "
          "{layers: [...], args: {...}, output: name}")
 
@@ -339,7 +339,7 @@ def _diagnostic(err, doc, path, layer=None, type_name=None, fallback=None, parts
         keys = [i for i, p in enumerate(parts) if isinstance(p, str)]
         key_index = keys[-1] if keys else None
         key = parts[key_index] if key_index is not None else None
-        expects = SPEC_NAME if parts == ["name"] else EXPECTS.get(key)
+        expects = SPEC_NAME.expects if parts == ["name"] else EXPECTS.get(key)
         if parts[:1] == ["blocks"] and len(parts) <= 2:
             expects = BLOCK
         if parts[:1] == ["replace"] and len(parts) == 2:

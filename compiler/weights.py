@@ -9,29 +9,20 @@ seed and the key, so a weight does not change when another layer is added or rem
 
 from __future__ import annotations
 
-import json
-import math
-import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 
-from .arrays import BFLOAT16, Encoding, Stored, read_npz
-from .errors import SpecError, UsageError, shorten
+from .arrays import Stored, read_npz, read_safetensors
+from .errors import SpecError, UsageError
 from .pth import read_pth
 from .infer import Analysis, LayerFigures
-
-RELU_LIKE = {"relu", "leaky_relu"}
 
 
 def initialisation(analysis: Analysis) -> str:
     """'he' when the network uses ReLU anywhere, else 'glorot' (tanh, sigmoid, or none)."""
-    for f in analysis.layers:
-        kinds = {f.node.type, getattr(f.node.layer, "activation", None)}
-        if kinds & RELU_LIKE:
-            return "he"
-    return "glorot"
+    return "he" if any(f.node.layer.relu_like for f in analysis.layers) else "glorot"
 
 
 def _fans(shape) -> tuple[int, int]:
@@ -66,74 +57,8 @@ def seeded(analysis: Analysis, seed: int = 0):
 
 
 # -- import ------------------------------------------------------------------------------------
-# Weight files come from strangers: every reader checks sizes against the file before it
-# allocates or reshapes, and a damaged file is a one-line error naming the file.
-_SAFETENSORS_DTYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": BFLOAT16, "I64": np.int64,
-                       "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_}
-
-
-def _shape(value) -> tuple:
-    if not (isinstance(value, (list, tuple)) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0
-                                                     for d in value)):
-        raise ValueError(f"its shape {shorten(value)} is not a list of sizes")
-    return tuple(value)
-
-
-def read_safetensors(path: Path) -> dict:
-    """Read a .safetensors file with numpy alone: 8-byte header length, JSON header, raw data.
-
-    Each tensor is read from the file only when loaded, so a large checkpoint costs only what the
-    spec uses. Not memory-mapped: a file truncated while mapped would kill the process (SIGBUS)
-    where a short read is a clean error.
-    """
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        head = f.read(8)
-        n = int.from_bytes(head, "little") if len(head) == 8 else -1
-        if not 2 <= n <= size - 8:
-            raise UsageError(f"{path}: not a .safetensors file (its header length is wrong)")
-        try:
-            header = json.loads(f.read(n))
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            raise UsageError(f"{path}: not a .safetensors file (its header is not JSON)") from None
-    if not isinstance(header, dict):
-        raise UsageError(f"{path}: not a .safetensors file (its header is not a mapping)")
-    base, out = 8 + n, {}
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        try:
-            out[key] = _safetensor(Path(path), base, size - base, info)
-        except (KeyError, TypeError, ValueError) as e:
-            raise UsageError(f"{path}: tensor '{key}' is damaged or not understood ({e})") from None
-    return out
-
-
-def _safetensor(path: Path, base: int, data_size: int, info) -> Stored:
-    if not isinstance(info, dict):
-        raise ValueError("its entry in the header is not a mapping")
-    begin, end = info["data_offsets"]
-    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= data_size):
-        raise ValueError(f"offsets {begin}..{end} lie outside the file")
-    shape, dtype = _shape(info["shape"]), info["dtype"]
-    if dtype not in _SAFETENSORS_DTYPES:
-        raise ValueError(f"dtype {shorten(dtype)} cannot be read")
-    encoding = Encoding(_SAFETENSORS_DTYPES[dtype])
-    if math.prod(shape) * encoding.itemsize != end - begin:
-        raise ValueError(f"shape {list(shape)} of {dtype} needs {math.prod(shape) * encoding.itemsize} bytes, "
-                         f"the file holds {end - begin}")
-
-    def read() -> np.ndarray:
-        with open(path, "rb") as f:
-            f.seek(base + begin)
-            raw = f.read(end - begin)  # buffered: reads on past the 2 GB a single read() can return
-        if len(raw) != end - begin:
-            raise EOFError("the file is shorter than its header says (was it truncated?)")
-        return encoding.decode(raw).reshape(shape)
-
-    return Stored(shape, encoding.dtype, read, str(path))
-
-
+# Weight files come from strangers: the readers (arrays.py, pth.py) check sizes against the file
+# before they allocate or reshape, and a damaged file is a one-line error naming the file.
 def read_weights(path: str) -> dict:
     """Arrays by key, as `Stored` (read when wanted), from .npz, .safetensors or a .pt/.pth state_dict."""
     p = Path(path)

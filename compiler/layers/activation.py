@@ -3,6 +3,9 @@
 FLOPs per element (a convention, stated once here): relu 1 (a max), leaky_relu 2 (a multiply
 and a max), sigmoid 4 (negate, exp, add, divide), tanh 5, softmax 5 (max, subtract, exp, sum,
 divide), linear 0. conv and dense reuse these for their `activation` shorthand.
+
+An activation is a registered subclass of `Activation` in this module: that alone makes it one
+of the names conv and dense accept for `activation:`.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from typing import ClassVar
 
 from ..errors import LayerArgError
-from ..registry import NON_NEGATIVE_INT, NUMBER, REGISTRY, Layer, arg, numel, register
+from ..registry import NON_NEGATIVE_INT, NUMBER, REGISTRY, Layer, arg, enum, numel, register
 
 
 class Activation(Layer):
@@ -33,6 +36,7 @@ class ReLU(Activation):
 
     flops_per_element = 1
     onnx_op = "Relu"
+    relu_like = True
 
 
 @register("leaky_relu")
@@ -42,6 +46,7 @@ class LeakyReLU(Activation):
     alpha: float = arg(NUMBER, "slope for x < 0", default=0.01)
     flops_per_element = 2
     shorthand = "alpha"
+    relu_like = True
 
     def lower(self, g, ins, shapes, out):
         return g.op("LeakyRelu", ins, alpha=float(self.alpha))
@@ -90,16 +95,28 @@ class Linear(Activation):
         return ins[0]
 
 
-ACTIVATIONS = ("relu", "leaky_relu", "sigmoid", "tanh", "softmax", "linear")
+# What conv and dense accept for `activation:`: every activation registered above, in order.
+ACTIVATION = enum(*(name for name, cls in REGISTRY.items() if issubclass(cls, Activation)))
 
 
-def activate(g, value: str, name: str | None) -> str:
-    """Lower an `activation:` shorthand after conv or dense (with the activation's defaults)."""
-    return value if name is None else REGISTRY[name]().lower(g, [value], None, None)
+class Activated(Layer):
+    """A layer with an optional `activation:` on its output (conv, dense), run with its defaults.
 
+    Each type declares the argument itself, `arg(ACTIVATION, ...)`, where its argument order puts it.
+    """
 
-def activation_flops(name: str | None, out) -> int:
-    """FLOPs of an `activation:` shorthand on conv or dense."""
-    if name is None:
-        return 0
-    return REGISTRY[name].flops_per_element * numel(out)
+    def _activation(self) -> Activation | None:
+        return None if self.activation is None else REGISTRY[self.activation]()
+
+    @property
+    def relu_like(self) -> bool:
+        act = self._activation()
+        return act is not None and act.relu_like
+
+    def _activate(self, g, value: str) -> str:
+        act = self._activation()
+        return value if act is None else act.lower(g, [value], None, None)
+
+    def _activation_flops(self, out) -> int:
+        act = self._activation()
+        return 0 if act is None else act.flops(out, out)

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 from ..arith import Window, pair, padding_arg
 from ..errors import LayerArgError
-from ..registry import (BOOL, PADDING, POSITIVE_INT, SIZE2, Layer, Weight, arg, arguments, enum, numel,
-                        register)
+from ..registry import BOOL, PADDING, POSITIVE_INT, SIZE2, Weight, arg, arguments, numel, register
 from ._window import slide, tiling
-from .activation import ACTIVATIONS, activate, activation_flops
-
-ACTIVATION = enum(*ACTIVATIONS)
+from .activation import ACTIVATION, Activated
 
 
 @arguments
-class _Convolution(Layer):
+class _Convolution(Activated):
     """What every convolution shares: its window arguments, bias, activation, and the rules built on them.
 
     A subclass gives `_out_channels(c)`, `weights` and `macs`.
@@ -42,7 +39,7 @@ class _Convolution(Layer):
         return (self._out_channels(x[0]), h, w)
 
     def flops(self, out, x):
-        return 2 * self.macs(out, x) + (numel(out) if self.bias else 0) + activation_flops(self.activation, out)
+        return 2 * self.macs(out, x) + (numel(out) if self.bias else 0) + self._activation_flops(out)
 
     def window(self, x):
         return self._slide(x)[0]
@@ -93,7 +90,7 @@ class _Grouped(_Dilated):
     def lower(self, g, ins, shapes, out):
         x = shapes[0]
         y = self._conv(g, [ins[0], g.weight("weight")] + self._bias(g), self._slide(x)[0], self._groups(x[0]))
-        return activate(g, y, self.activation)
+        return self._activate(g, y)
 
 
 @register("conv")
@@ -151,7 +148,7 @@ class SeparableConv(_Dilated):
         depthwise = self._conv(g, [ins[0], g.weight("depthwise.weight")], self._slide(x)[0], group=x[0])
         pointwise = Window((1, 1), (1, 1), (1, 1), (0, 0), (0, 0))
         y = self._conv(g, [depthwise, g.weight("pointwise.weight")] + self._bias(g, "pointwise.bias"), pointwise)
-        return activate(g, y, self.activation)
+        return self._activate(g, y)
 
 
 @register("spatial_separable_conv")
@@ -193,4 +190,4 @@ class SpatialSeparableConv(_Convolution):
         horizontal = Window((1, win.kernel[1]), (1, win.stride[1]), (1, 1), (0, win.begin[1]), (0, win.end[1]))
         v = self._conv(g, [ins[0], g.weight("vertical.weight")], vertical)
         y = self._conv(g, [v, g.weight("horizontal.weight")] + self._bias(g, "horizontal.bias"), horizontal)
-        return activate(g, y, self.activation)
+        return self._activate(g, y)

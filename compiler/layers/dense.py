@@ -7,17 +7,17 @@ Weight layout is PyTorch's: [units, in_features].
 from __future__ import annotations
 
 from ..errors import LayerArgError
-from ..registry import BOOL, POSITIVE_INT, Layer, Weight, arg, enum, register
-from .activation import ACTIVATIONS, activate, activation_flops
+from ..registry import BOOL, POSITIVE_INT, Weight, arg, register
+from .activation import ACTIVATION, Activated
 
 
 @register("dense")
-class Dense(Layer):
+class Dense(Activated):
     """Fully connected (linear) layer: every output unit sees every input feature."""
 
     units: int = arg(POSITIVE_INT, "number of output units (neurons)")
     bias: bool = arg(BOOL, "add a learned bias per unit", default=True)
-    activation: str | None = arg(enum(*ACTIVATIONS), "activation applied to the output", default=None)
+    activation: str | None = arg(ACTIVATION, "activation applied to the output", default=None)
     shorthand = "units"
 
     def output_shape(self, x):
@@ -36,8 +36,8 @@ class Dense(Layer):
         return x[0] * self.units
 
     def flops(self, out, x):
-        return 2 * self.macs(out, x) + (self.units if self.bias else 0) + activation_flops(self.activation, out)
+        return 2 * self.macs(out, x) + (self.units if self.bias else 0) + self._activation_flops(out)
 
     def lower(self, g, ins, shapes, out):
         bias = [g.weight("bias")] if self.bias else []
-        return activate(g, g.op("Gemm", [ins[0], g.weight("weight")] + bias, transB=1), self.activation)
+        return self._activate(g, g.op("Gemm", [ins[0], g.weight("weight")] + bias, transB=1))

@@ -1,9 +1,12 @@
 """Merges of two or more inputs: add (residual connections) and concat (Inception, DenseNet).
 
-FLOPs: add does (inputs - 1) additions per output element; concat only copies.
+FLOPs: an elementwise merge (add) does inputs - 1 operations per output element; concat only
+copies.
 """
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 from ..errors import LayerArgError
 from ..registry import NON_NEGATIVE_INT, Layer, arg, numel, register
@@ -13,18 +16,22 @@ def _describe(shape) -> str:
     return "x".join(map(str, shape[1:])) if len(shape) == 3 else str(list(shape))
 
 
-@register("add")
-class Add(Layer):
-    """Elementwise sum of its inputs (a residual connection); all shapes must be equal."""
+class Elementwise(Layer):
+    """An elementwise merge: inputs of one shape, one ONNX op over all of them.
+
+    A new one is a registered subclass that names its `onnx_op`, one that takes any number of
+    inputs (Sum, Max, Min, Mean), and says in its docstring what it computes.
+    """
 
     variadic = True
+    onnx_op: ClassVar[str]
 
     def output_shape(self, *ins):
         first = ins[0]
         for i, x in enumerate(ins[1:], start=2):
             if len(x) != len(first):
                 raise LayerArgError(f"input #{i} has shape {list(x)} but input #1 has {list(first)}; "
-                                    "add needs inputs of the same shape")
+                                    f"{self.type_name} needs inputs of the same shape")
             if x[0] != first[0]:
                 raise LayerArgError(
                     f"channel mismatch: input #1 has {first[0]} channels but input #{i} has {x[0]}; "
@@ -39,7 +46,14 @@ class Add(Layer):
         return (len(ins) - 1) * numel(out)
 
     def lower(self, g, ins, shapes, out):
-        return g.op("Sum", ins)
+        return g.op(self.onnx_op, ins)
+
+
+@register("add")
+class Add(Elementwise):
+    """Elementwise sum of its inputs (a residual connection); all shapes must be equal."""
+
+    onnx_op = "Sum"
 
 
 @register("concat")
