@@ -45,9 +45,16 @@ lock:
 	{ sed -n '/^#/p' constraints.txt; $(LOCK)/bin/python -m pip freeze --all --exclude-editable | grep -v '^#'; } > constraints.new
 	mv constraints.new constraints.txt && rm -rf $(LOCK)
 
-# pytest exits 5 when it collects nothing; that must fail, and it does (any non-zero fails make).
+# The whole suite, on two workers (pytest-xdist). pytest exits 5 when it collects nothing; that
+# must fail, and it does (any non-zero fails make).
+WORKERS ?= 2
 test: $(STAMP) $(REFERENCE)
-	$(BIN)/python -m pytest -rs
+	$(BIN)/python -m pytest -rs -n $(WORKERS)
+
+# The quick loop between two edits: everything but the tests marked slow (whole-library compiles,
+# torchvision parity, fuzzing, real signals).
+check: $(STAMP)
+	$(BIN)/python -m pytest -rs -n $(WORKERS) -m "not slow"
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_cli.py

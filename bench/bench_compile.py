@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NAIVE = """
 import sys; sys.path.insert(0, {root!r})
 import onnx
-from compiler.build import compile_model
+from compiler.build import compile_spec
 from compiler.pipeline import analyse
-onnx.save_model(compile_model(analyse({spec!r})), {out!r})
+onnx.save_model(compile_spec(analyse({spec!r})).to_model(), {out!r})
 """
 
 

@@ -83,12 +83,6 @@ def compile_spec(analysis: Analysis, weights: str | None = None, seed: int = 0,
     return lowered
 
 
-def compile_model(analysis: Analysis, weights: str | None = None, seed: int = 0,
-                  opset: int = DEFAULT_OPSET, strict_weights: bool = True, warn=None) -> onnx.ModelProto:
-    """The whole model in memory (for running it and for tests)."""
-    return compile_spec(analysis, weights, seed, opset, strict_weights=strict_weights, warn=warn).to_model()
-
-
 # -- writing ------------------------------------------------------------------------------------
 def _varint(n: int) -> bytes:
     out = bytearray()

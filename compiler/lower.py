@@ -108,11 +108,6 @@ class Lowered:
         return model
 
 
-def build_model(analysis: Analysis, weights_for, opset: int = DEFAULT_OPSET, progress=None) -> onnx.ModelProto:
-    """The ONNX model of an analysed spec, in memory. `weights_for(figures)` gives a node's arrays by key."""
-    return lower(analysis, weights_for, opset, progress).to_model()
-
-
 def lower(analysis: Analysis, weights_for, opset: int = DEFAULT_OPSET, progress=None) -> Lowered:
     """Lower an analysed spec; the weights stay arrays beside the graph."""
     ir_version = opset_ir_version(opset)

@@ -20,9 +20,9 @@ import pytest
 from onnx.reference import ReferenceEvaluator
 
 from compiler import build
-from compiler.build import compile_model, compile_spec, save
+from compiler.build import compile_spec, save
 from compiler.errors import LoweringError, SpecError, UsageError
-from compiler.lower import build_model
+from compiler.lower import lower
 from compiler.pipeline import analyse, analyse_text
 from compiler.weights import seeded
 from compiler.zoo import bundled
@@ -77,7 +77,7 @@ def test_bundled_spec_compiles_checks_and_runs(tmp_path, path):
 @pytest.mark.parametrize("name", ["lenet5", "inception_cost", "cs231n_conv_example"])
 def test_onnxruntime_agrees_with_the_onnx_reference_evaluator(name):
     a = analyse(name)
-    model = compile_model(a, seed=3)
+    model = compile_spec(a, seed=3).to_model()
     x = np.random.default_rng(0).standard_normal((2, *a.graph.input_shape), dtype=np.float32)
     expected = ReferenceEvaluator(model).run(None, {"input": x})
     got = session(model).run(None, {"input": x})
@@ -87,14 +87,14 @@ def test_onnxruntime_agrees_with_the_onnx_reference_evaluator(name):
 
 def test_same_spec_and_seed_give_the_same_bytes():
     a = analyse("resnet18")
-    first = compile_model(a, seed=7).SerializeToString()
-    assert compile_model(analyse("resnet18"), seed=7).SerializeToString() == first
-    assert compile_model(a, seed=8).SerializeToString() != first
+    first = compile_spec(a, seed=7).to_model().SerializeToString()
+    assert compile_spec(analyse("resnet18"), seed=7).to_model().SerializeToString() == first
+    assert compile_spec(a, seed=8).to_model().SerializeToString() != first
 
 
 def test_value_names_follow_node_names_and_batch_is_dynamic():
     a = analyse("resnet18")
-    model = compile_model(a)
+    model = compile_spec(a).to_model()
     produced = {out for node in model.graph.node for out in node.output}
     assert {f.node.name for f in a.layers} <= produced
     assert static_dims(model.graph.input[0]) == ["batch", 3, 224, 224]
@@ -104,7 +104,7 @@ def test_value_names_follow_node_names_and_batch_is_dynamic():
 
 def test_metadata():
     a = analyse("lenet5")
-    meta = {p.key: p.value for p in compile_model(a, seed=1).metadata_props}
+    meta = {p.key: p.value for p in compile_spec(a, seed=1).to_model().metadata_props}
     assert meta["convspec.spec"] == "lenet5"
     assert meta["convspec.spec_sha256"] == hashlib.sha256((ROOT / "specs" / "lenet5.yaml").read_bytes()).hexdigest()
     assert meta["convspec.params"] == "61706"
@@ -146,11 +146,11 @@ def test_initialisation_schemes():
 def test_opsets(tmp_path):
     a = analyse("googlenet")
     for opset in (18, 24):
-        model = build_model(a, seeded(a, 0), opset)
+        model = lower(a, seeded(a, 0), opset).to_model()
         assert model.opset_import[0].version == opset and model.ir_version <= 13
         session(model)
     with pytest.raises(LoweringError, match="opset 30 is not supported"):
-        build_model(a, seeded(a, 0), 30)
+        lower(a, seeded(a, 0), 30).to_model()
 
 
 # -- weights files ------------------------------------------------------------------------------
@@ -172,7 +172,7 @@ def test_weights_load_by_name(tmp_path, suffix):
         np.savez(path, **arrays)
     else:
         write_safetensors(path, arrays)
-    model = compile_model(a, weights=str(path))
+    model = compile_spec(a, weights=str(path)).to_model()
     loaded = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name in arrays}
     assert loaded.keys() == arrays.keys()
     for key in arrays:
@@ -189,7 +189,7 @@ def test_weight_name_mismatches_are_listed(tmp_path):
     arrays["bn.num_batches_tracked"] = np.zeros((), np.float32)  # PyTorch's counter: ignored
     np.savez(tmp_path / "w.npz", **arrays)
     with pytest.raises(SpecError) as e:
-        compile_model(a, weights=str(tmp_path / "w.npz"))
+        compile_spec(a, weights=str(tmp_path / "w.npz")).to_model()
     text = str(e.value)
     assert "missing keys (1): c1.bias" in text
     assert "unexpected keys (1): c9.weight" in text
@@ -200,16 +200,16 @@ def test_unreadable_weights_files(tmp_path):
     a = analyse("lenet5")
     (tmp_path / "w.pkl").write_bytes(b"x")
     with pytest.raises(UsageError, match="unknown weights format"):
-        compile_model(a, weights=str(tmp_path / "w.pkl"))
+        compile_spec(a, weights=str(tmp_path / "w.pkl")).to_model()
     (tmp_path / "w.safetensors").write_bytes(b"\x05\x00\x00\x00\x00\x00\x00\x00nope!")
     with pytest.raises(UsageError, match="not a .safetensors file"):
-        compile_model(a, weights=str(tmp_path / "w.safetensors"))
+        compile_spec(a, weights=str(tmp_path / "w.safetensors")).to_model()
 
 
 def test_large_models_write_external_data(tmp_path, monkeypatch):
     """Past the threshold (2 GB in real life; lowered here) the weights go to a side file."""
     a = analyse("lenet5")
-    model = compile_model(a, seed=2)
+    model = compile_spec(a, seed=2).to_model()
     x = np.ones((1, 1, 32, 32), np.float32)
     expected = session(model).run(None, {"input": x})[0]
     monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 1000)
@@ -354,7 +354,7 @@ def test_ceil_mode_pooling_agrees_with_onnx_shape_inference(op):
                 for p in range(k // 2 + 1):
                     a = analyse_text(f"input: [1, {n}, {n}]\nlayers:\n"
                                      f"  - {op}: {{kernel: {k}, stride: {s}, padding: {p}, ceil_mode: true}}\n")
-                    model = compile_model(a)
+                    model = compile_spec(a).to_model()
                     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
                     assert static_dims(inferred.graph.output[0])[2:] == list(a.layers[0].output_shape[1:])
 

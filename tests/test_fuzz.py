@@ -722,9 +722,9 @@ def onnx_tools():
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     np = pytest.importorskip("numpy")
-    from compiler.build import compile_model
+    from compiler.build import compile_spec
 
-    return onnx, ort, np, compile_model
+    return onnx, ort, np, lambda a: compile_spec(a).to_model()
 
 
 def compile_and_run(a, text):

@@ -342,10 +342,10 @@ def test_hostile_inputs(name, capsys, monkeypatch):
 def test_damaged_metadata(key, value, capsys, tmp_path):
     import onnx
 
-    from compiler.build import compile_model
+    from compiler.build import compile_spec
     from compiler.pipeline import analyse
 
-    model = compile_model(analyse("lenet5"))
+    model = compile_spec(analyse("lenet5")).to_model()
     entry = next((p for p in model.metadata_props if p.key == key), None) or model.metadata_props.add(key=key)
     entry.value = value
     onnx.save(model, tmp_path / "m.onnx")

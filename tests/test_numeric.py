@@ -35,7 +35,7 @@ from onnx.reference import ReferenceEvaluator
 
 import compiler.layers  # noqa: F401  (fills the registry)
 from compiler.errors import ShapeError
-from compiler.lower import build_model
+from compiler.lower import lower
 from compiler.pipeline import analyse_text
 from compiler.registry import REGISTRY
 from compiler.weights import imported, seeded
@@ -63,7 +63,7 @@ def spec(in_shape, *layers) -> str:
 
 def compile_spec(text: str, arrays: dict):
     a = analyse_text(text, "t.yaml")
-    return a, build_model(a, imported(a, arrays, "test"))
+    return a, lower(a, imported(a, arrays, "test")).to_model()
 
 
 def run_ort(model, x: np.ndarray, name: str = "t") -> np.ndarray:
@@ -864,7 +864,7 @@ def test_other_opsets(opset):
                 ("concat", None, "cat", ["g1", "g2"]),
                 ("softmax", None, "t", "cat"))
     a = analyse_text(text, "t.yaml")
-    model = build_model(a, imported(a, {}, "test"), opset=opset)
+    model = lower(a, imported(a, {}, "test"), opset=opset).to_model()
     assert model.opset_import[0].version == opset
     x = randx(rng_for("opsets"), shape)
     y1 = adaptive_ref("max", lcn_ref(x, 3, "full", True, 1e-4), (3, 4))
@@ -884,7 +884,7 @@ DETERMINISM_SPEC = spec((3, 8, 8), ("conv", {"filters": 4, "kernel": 3, "padding
 
 def _seeded_bytes(seed: int) -> bytes:
     a = analyse_text(DETERMINISM_SPEC, "t.yaml")
-    return build_model(a, seeded(a, seed)).SerializeToString()
+    return lower(a, seeded(a, seed)).to_model().SerializeToString()
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes():
@@ -899,7 +899,7 @@ def test_seeded_model_runs_and_matches_reference():
     a = analyse_text(DETERMINISM_SPEC, "t.yaml")
     weights_for = seeded(a, 3)
     arrays = {k: v for f in a.layers for k, v in weights_for(f).items()}
-    model = build_model(a, seeded(a, 3))
+    model = lower(a, seeded(a, 3)).to_model()
     x = randx(rng_for("seeded"), (3, 8, 8))
     y = conv_ref(x, arrays["l0.weight"], arrays["l0.bias"], pads=(1, 1, 1, 1))
     y = bn_ref(y, *(arrays[f"l1.{n}"] for n in ("weight", "bias", "running_mean", "running_var")), 1e-5)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from clirun import run_cli
-from compiler.build import compile_model
+from compiler.build import compile_spec
 from compiler.errors import SpecError
 from compiler.pipeline import analyse
 from compiler.weights import seeded
@@ -71,7 +71,7 @@ def test_frozen_layers_are_recorded_and_count_as_non_trainable():
     assert a.trainable == sum(f.params for f in a.layers if f.node.name.startswith(("layer4.", "fc"))
                               and f.node.type != "batchnorm") + sum(
         f.trainable for f in a.layers if f.node.name.startswith("layer4.") and f.node.type == "batchnorm")
-    meta = {p.key: p.value for p in compile_model(a).metadata_props}
+    meta = {p.key: p.value for p in compile_spec(a).to_model().metadata_props}
     keys = json.loads(meta["convspec.frozen"])
     assert "conv1.weight" in keys and "layer3.5.bn3.running_var" in keys and "fc.weight" not in keys
 
@@ -89,7 +89,7 @@ def test_weights_that_still_fit_are_loaded(tmp_path):
     np.savez(tmp_path / "r50.npz", **arrays)
     child = analyse("resnet50_10class")
     notes = []
-    model = compile_model(child, weights=str(tmp_path / "r50.npz"), strict_weights=False, warn=notes.append)
+    model = compile_spec(child, weights=str(tmp_path / "r50.npz"), strict_weights=False, warn=notes.append).to_model()
     assert notes == ["loaded 265 of 267 weight tensors from " + str(tmp_path / "r50.npz") + ", the rest seeded; "
                      "shape mismatches (2): fc.weight: file [1000, 2048], spec [10, 2048], "
                      "fc.bias: file [1000], spec [10]"]
@@ -99,7 +99,7 @@ def test_weights_that_still_fit_are_loaded(tmp_path):
     np.testing.assert_array_equal(numpy_helper.to_array(loaded["layer2.0.conv2.weight"]), arrays["layer2.0.conv2.weight"])
     assert numpy_helper.to_array(loaded["fc.weight"]).shape == (10, 2048)
     with pytest.raises(SpecError, match="shape mismatches"):
-        compile_model(child, weights=str(tmp_path / "r50.npz"), strict_weights=True)
+        compile_spec(child, weights=str(tmp_path / "r50.npz"), strict_weights=True).to_model()
 
     cli = ["compile", "resnet50_10class", "-o", str(tmp_path / "m.onnx"), "--force", "--weights", str(tmp_path / "r50.npz")]
     lenient = run_cli(tmp_path, *cli)
@@ -112,7 +112,7 @@ def test_metadata_of_a_spec_that_extends_another():
     import hashlib
 
     a = analyse("resnet50_10class")
-    meta = {p.key: p.value for p in compile_model(a).metadata_props}
+    meta = {p.key: p.value for p in compile_spec(a).to_model().metadata_props}
     specs = ROOT / "specs"
     expected = hashlib.sha256((specs / "resnet50_10class.yaml").read_bytes() + (specs / "resnet50.yaml").read_bytes())
     assert meta["convspec.spec_sha256"] == expected.hexdigest()  # a change to the base changes it too
