@@ -23,7 +23,7 @@ def random_input(info, batch: int, seed: int) -> np.ndarray:
     shape = info.input_shape
     if any(d is None for d in shape):
         raise RunError(f"the model's input has dynamic sizes {['?' if d is None else d for d in shape]}; "
-                             "pass --input with an array", exit_code=1)
+                       "pass --input with an array", exit_code=1)
     return np.random.default_rng(seed).standard_normal((batch, *shape), dtype=np.float32)
 
 
@@ -44,7 +44,7 @@ def load_input(path: str, shape, preprocess: dict) -> np.ndarray:
         raise RunError(f"{path}: unknown input format '{p.suffix}'; use .npy, .npz, .png or .jpg")
     if array.dtype.kind not in "biuf":
         raise RunError(f"{path}: its values are {array.dtype}; the model takes real numbers (floats, or "
-                             "integers and booleans, which become float32)", exit_code=1)
+                       "integers and booleans, which become float32)", exit_code=1)
     batched = batch_shape(array.shape, shape, path)
     with np.errstate(over="ignore"):  # float64 past float32's range becomes inf, warned about below
         array = np.ascontiguousarray(array.load().reshape(batched), dtype=np.float32)
@@ -61,7 +61,7 @@ def _npz_input(p: Path) -> Stored:
         return arrays["input"]
     if len(arrays) != 1:
         raise RunError(f"{p}: the .npz holds {len(arrays)} arrays ({', '.join(list(arrays)[:8])}); "
-                             "name the one to feed 'input'")
+                       "name the one to feed 'input'")
     return next(iter(arrays.values()))
 
 
@@ -76,9 +76,9 @@ def batch_shape(dims: tuple, shape, source: str) -> tuple:
         dims = (1, *dims)
     if len(dims) != len(shape) + 1 or not fits(dims[1:]) or 0 in dims:
         raise RunError(f"{source}: input shape {list(dims)} does not fit the model; "
-                             f"it expects [batch, {', '.join('?' if d is None else str(d) for d in shape)}] "
-                             "(or the same without the batch for one sample)",
-                             exit_code=1)
+                       f"it expects [batch, {', '.join('?' if d is None else str(d) for d in shape)}] "
+                       "(or the same without the batch for one sample)",
+                       exit_code=1)
     return dims
 
 
@@ -98,14 +98,14 @@ def load_image(path: Path, shape, preprocess: dict) -> np.ndarray:
     for key in ("mean", "std"):
         if len(preprocess.get(key, [0])) not in (1, channels):
             raise RunError(f"the model's preprocess.{key} has {len(preprocess[key])} values for {channels} "
-                                 "channels; re-export the model", exit_code=1)
+                           "channels; re-export the model", exit_code=1)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # an error, not a printed warning
             with Image.open(path) as image:  # reads the header only
                 if image.width * image.height > max(MAX_IMAGE_PIXELS, 64 * width * height):
                     raise RunError(f"{path}: the image is {image.width}x{image.height}, far larger than the "
-                                         f"model's input {height}x{width}; resize it first", exit_code=1)
+                                   f"model's input {height}x{width}; resize it first", exit_code=1)
                 image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
                 array = np.asarray(image, dtype=np.float32)
     except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:

@@ -60,7 +60,7 @@ def read_info(model) -> ModelInfo:
     first = inputs[0]
     if first.type.tensor_type.elem_type != FLOAT:
         raise RunError(f"the model's input '{first.name}' is not float32; convspec runs float32 models only",
-                             exit_code=1)
+                       exit_code=1)
     dims = _dims(first)
     if not dims:
         raise RunError(f"the model's input '{first.name}' has no batch axis", exit_code=1)
@@ -88,7 +88,7 @@ def _metadata(meta: dict, key: str, default, valid):
         value = None
     if not valid(value):
         raise RunError(f"the model's metadata '{key}' is damaged ({meta[key][:60]!r}); re-export the model "
-                             "or remove that entry", exit_code=1)
+                       "or remove that entry", exit_code=1)
     return value
 
 

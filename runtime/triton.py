@@ -46,7 +46,7 @@ def repository_paths(directory: str, name: str) -> tuple[str, str]:
     """Where a model called `name` goes in a repository: (DIR/name/1/model.onnx, DIR/name/config.pbtxt)."""
     if not NAME.match(name):
         raise RunError(f"'{name}' cannot name a Triton model: use letters, digits, '_', '.' and '-' "
-                             "(--name sets it)")
+                       "(--name sets it)")
     root = Path(directory) / name
     return str(root / "1" / "model.onnx"), str(root / "config.pbtxt")
 
