@@ -17,7 +17,7 @@ import jsonschema
 import pytest
 import yaml
 
-from clirun import run_cli
+from clirun import run_cli, run_process
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
@@ -144,6 +144,20 @@ def test_version(tmp_path):
     proc = run_cli(tmp_path, "--version")
     assert proc.returncode == 0
     assert proc.stdout.startswith("convspec ")
+
+
+@pytest.mark.parametrize("text, code, stream, line", [
+    (VALID, 0, "stdout", "spec.yaml: ok: 2 layers"),
+    (INVALID, 1, "stderr", "spec.yaml:4:5: error: layer 'add1': spatial mismatch"),
+    (None, 2, "stderr", "error: spec.yaml: no such file"),
+], ids=["valid", "invalid", "missing"])
+def test_a_real_process_exits_with_the_documented_code(tmp_path, text, code, stream, line):
+    """The exit status as a shell sees it, from a fresh interpreter (the other tests call main())."""
+    if text is not None:
+        (tmp_path / "spec.yaml").write_text(text)
+    proc = run_process(tmp_path, "check", "spec.yaml")
+    assert proc.returncode == code, proc.stderr
+    assert getattr(proc, stream).startswith(line), getattr(proc, stream)
 
 
 def test_installed_entry_point(tmp_path):

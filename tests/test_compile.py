@@ -220,6 +220,49 @@ def test_large_models_write_external_data(tmp_path, monkeypatch):
     np.testing.assert_array_equal(s.run(None, {"input": x})[0], expected)
 
 
+def test_a_model_too_large_for_one_message_runs_from_a_temporary_folder(tmp_path, monkeypatch):
+    """Past protobuf's 2 GB (lowered here) `run SPEC` cannot hand onnxruntime one message: the
+    model goes to a temporary folder as external data, which is removed once the run is over."""
+    import runtime.session
+
+    monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 1000)
+    monkeypatch.setattr(runtime.session, "INLINE_LIMIT", 1000)
+    handed, real = [], runtime.session._readable
+
+    def spy(model):
+        source, folder = real(model)
+        handed.append(source)  # not the folder itself: holding it would keep it alive
+        return source, folder
+
+    monkeypatch.setattr(runtime.session, "_readable", spy)
+    x = np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    proc = cli("run", "lenet5", "--seed", "2", "--input", str(tmp_path / "x.npy"), "-o", str(tmp_path / "y.npy"),
+               "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    (source,) = handed
+    assert isinstance(source, str) and Path(source).name == "model.onnx"
+    assert not Path(source).parent.exists()  # removed with the session
+    expected = session(compile_spec(analyse("lenet5"), seed=2).to_model()).run(None, {"input": x})[0]
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), expected)
+
+
+def test_export_copies_an_onnx_file_and_its_external_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 1000)
+    assert cli("compile", "lenet5", "-o", str(tmp_path / "m.onnx"), "--seed", "2").returncode == 0
+    proc = cli("export", "--triton", str(tmp_path / "repo"), str(tmp_path / "m.onnx"), "--name", "net")
+    assert proc.returncode == 0, proc.stderr
+    version = tmp_path / "repo" / "net" / "1"
+    assert sorted(p.name for p in version.iterdir()) == ["m.onnx.data", "model.onnx"]
+    assert (version / "m.onnx.data").read_bytes() == (tmp_path / "m.onnx.data").read_bytes()
+    assert (version / "model.onnx").read_bytes() == (tmp_path / "m.onnx").read_bytes()
+    onnx.checker.check_model(str(version / "model.onnx"))
+    x = np.ones((1, 1, 32, 32), np.float32)
+    original = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    exported = ort.InferenceSession(str(version / "model.onnx"), providers=["CPUExecutionProvider"])
+    np.testing.assert_array_equal(exported.run(None, {"input": x})[0], original.run(None, {"input": x})[0])
+
+
 def test_streamed_file_is_the_same_model(tmp_path):
     """save() writes the weights' wire format itself; onnx reads back exactly the in-memory model."""
     a = analyse("googlenet")
