@@ -10,7 +10,7 @@ only with `force`; without it the refusal comes before any work is done.
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -48,13 +48,7 @@ def replacing(paths, force: bool = False):
     try:
         for target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
-            # A short hidden name: the target's own name may already be as long as names can be.
-            try:
-                handle, name = tempfile.mkstemp(prefix=f".{target.name[:32]}.", suffix=".tmp", dir=target.parent)
-            except OSError as e:  # name the target, not the temporary it could not make
-                raise UsageError(f"{target}: cannot write: {e.strerror}") from None
-            os.close(handle)
-            temps.append(Path(name))
+            _create_temporary(target, temps)
         yield temps
         check_writable(targets, force)  # a file that appeared meanwhile is not clobbered either
         for temp, target in zip(temps, targets):
@@ -68,6 +62,25 @@ def replacing(paths, force: bool = False):
     finally:
         for temp in temps:
             temp.unlink(missing_ok=True)
+
+
+def _create_temporary(target: Path, temps: list) -> None:
+    """Make an empty temporary beside `target` and add it to `temps`.
+
+    Its name joins `temps` before the file exists, so a Ctrl-C or SIGTERM at any moment leaves
+    nothing behind: with mkstemp, one that came between the file's creation and the append would
+    have left it. A short hidden name: the target's own may already be as long as names can be.
+    """
+    while True:
+        temp = target.parent / f".{target.name[:32]}.{secrets.token_hex(8)}.tmp"
+        temps.append(temp)
+        try:
+            os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return
+        except FileExistsError:  # someone else's file: not ours to remove
+            temps.pop()
+        except OSError as e:  # name the target, not the temporary it could not make
+            raise UsageError(f"{target}: cannot write: {e.strerror}") from None
 
 
 def _place(temp: Path, target: Path, force: bool) -> None:

@@ -212,3 +212,21 @@ def test_names_too_long_for_the_system(tmp_path, capsys, monkeypatch):
     assert code == 1 and err.startswith(f"s.yaml:1:10: error: 'extends' names '{long}', which is not a bundled spec")
     code, err = _cli(capsys, "compile", "lenet5", "-o", f"{long}/m.onnx")
     assert code == 2 and "File name too long" in err, err
+
+
+def test_an_interrupt_just_after_the_temporary_is_made_leaves_nothing(tmp_path, monkeypatch):
+    """The narrowest window: the temporary exists, and Ctrl-C comes before anything else runs."""
+    import compiler.output as output
+
+    real_close = os.close
+
+    def interrupted(fd):
+        real_close(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(output.os, "close", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        with output.replacing([tmp_path / "m.onnx"]):
+            pytest.fail("the body ran")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
