@@ -30,11 +30,8 @@ import copy
 import math
 import os
 import re
-import signal
 import tempfile
-import threading
 import time
-from contextlib import contextmanager
 from dataclasses import MISSING, fields
 from functools import lru_cache
 from pathlib import Path
@@ -48,7 +45,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings  # noqa: E40
 from hypothesis.control import currently_in_test_context  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from clirun import run_cli  # noqa: E402
+from clirun import TimedOut, hard_limit, run_cli  # noqa: E402
 from compiler.errors import ConvspecError, UsageError  # noqa: E402
 from compiler.pipeline import analyse, analyse_text  # noqa: E402
 from compiler.registry import REGISTRY  # noqa: E402
@@ -113,30 +110,6 @@ class Runaway(BaseException):
     at once, with the input that caused it in the message."""
 
 
-class _Alarm(BaseException):
-    """Raised by the alarm; a BaseException so that no `except OSError` in convspec swallows it
-    (TimeoutError is an OSError)."""
-
-
-@contextmanager
-def hard_limit(seconds: float):
-    """Interrupt the block after `seconds` (SIGALRM; only in the main thread, where pytest runs)."""
-    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_alarm(signum, frame):
-        raise _Alarm(f"still running after {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 @pytest.fixture(scope="module", autouse=True)
 def memory_cap():
     """Cap the heap at its current size + 1 GiB while these tests run, so that a spec which makes
@@ -182,7 +155,7 @@ def guarded(fn, *args, what, hard: float = HARD_S, budget: float = BUDGET_S, **k
                 result = fn(*args, **kwargs)
             except ConvspecError as e:
                 result = e
-    except _Alarm as e:
+    except TimedOut as e:
         raise Runaway(f"hang: {e} on this input:\n{shown(what)}") from None
     except MemoryError:
         raise Runaway(f"runaway allocation (MemoryError past a 1 GiB cap) on this input:\n{shown(what)}") from None
