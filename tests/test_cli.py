@@ -1,7 +1,8 @@
 """The command line as scripts use it: the stable commands, formats and exit codes of DESIGN.md.
 
-Exit codes: 0 success, 1 invalid spec, 2 usage or I/O error. Every run goes through a real
-subprocess (`python cli.py ...`), and no run may print a traceback.
+Exit codes: 0 success, 1 invalid spec, 2 usage or I/O error. Runs call `cli.main(argv)` in this
+process (tests/clirun.py), a few start a real process where the process is what is tested, and
+no run may print a traceback.
 """
 
 from __future__ import annotations

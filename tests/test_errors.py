@@ -3,7 +3,7 @@
 The contract (DESIGN.md, "Every error points at file:line:col and says what to change"):
 each message is `path:line:col: error: layer 'NAME': message` on stderr (the layer part when a
 layer is known), an invalid spec exits 1, usage and I/O problems exit 2, and no Python traceback
-ever reaches the user. Specs are written to tmp_path and the CLI runs as a subprocess there, so
+ever reaches the user. Specs are written to tmp_path and the CLI runs (in-process) there, so
 the paths in messages are the bare file names.
 
 The YAML texts below start on line 1 (no leading newline); columns are 1-based.
@@ -12,7 +12,6 @@ The YAML texts below start on line 1 (no leading newline); columns are 1-based.
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -33,12 +32,12 @@ def check(tmp_path: Path, text: str, *flags: str, name: str = SPEC, timeout: flo
 def batch(tmp_path_factory):
     """`check` every case of a table in one run (one file per case, named after its id).
 
-    One process per table keeps the suite fast; each case is still reported under its own
-    path, and a case that crashed the run or exited 2 fails every test of its table.
+    One run per table keeps the suite fast; each case is still reported under its own path,
+    and a case that crashed the run or exited 2 fails every test of its table.
     """
     cache = {}
 
-    def run(table) -> subprocess.CompletedProcess:
+    def run(table):
         key = id(table)
         if key not in cache:
             folder = tmp_path_factory.mktemp("batch")

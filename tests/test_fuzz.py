@@ -13,7 +13,7 @@ Inputs come from four sources:
      renamed, a list item duplicated), dumped back and analysed as text;
   3. specs generated from scratch from the layer registry (mostly valid arguments), some of
      which are also compiled to ONNX and run on onnxruntime;
-  4. a few byte-mutated files through the real CLI (`cli.py check`), one subprocess per example.
+  4. a few byte-mutated files through the CLI's own entry (`cli.main`), one run per example.
 
 Defaults are deterministic (`derandomize=True`, no example database) and run in seconds.
 For a deeper local hunt:
