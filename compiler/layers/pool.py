@@ -207,30 +207,80 @@ class _AdaptivePool(Layer):
         return Window(tuple(kernel), tuple(stride), (1, 1), (0, 0), (0, 0))
 
     def lower(self, g, ins, shapes, out):
-        x = shapes[0]
-        if all(n % o == 0 for n, o in zip(x[1:], self.output_size)):  # equal bins: one plain pooling
-            step = [n // o for n, o in zip(x[1:], self.output_size)]
-            return g.op(self.pool_op, ins, kernel_shape=step, strides=step)
-        # Otherwise bins overlap or differ in size: reduce each bin, one axis at a time
-        # (a rectangle's mean or max is that of its rows' means or maxima).
+        (_, h, w), (oh, ow) = shapes[0], self.output_size
+        if h % oh == 0 and w % ow == 0:  # equal bins: one plain pooling
+            return g.op(self.pool_op, ins, kernel_shape=[h // oh, w // ow], strides=[h // oh, w // ow])
+        # Otherwise one axis at a time (a rectangle's mean or max is that of its rows' means or
+        # maxima), the one that leaves the smaller tensor first: then no intermediate is larger
+        # than both the input and the output.
+        axes = [(2, h, oh), (3, w, ow)]
+        if oh * w > h * ow:
+            axes.reverse()
         value = ins[0]
-        for axis, (n, o) in enumerate(zip(x[1:], self.output_size), start=2):
-            parts = [g.op(self.reduce_op, [g.op("Slice", [value, g.const([a]), g.const([b]), g.const([axis])]),
-                                           g.const([axis])], keepdims=1)
-                     for a, b in arith.pooled_bins(n, o)]
-            value = g.op("Concat", parts, axis=axis) if len(parts) > 1 else parts[0]
+        for axis, n, o in axes:
+            if n % o == 0:
+                value = _pool_along(g, self.pool_op, value, axis, n // o, n // o)
+            else:
+                value = self._bins(g, value, axis, -(-n // o), *_bin_bounds(g, n, o))
         return value
+
+    def _bins(self, g, x, axis, k, start, end):
+        """Pool `x` over the bins [start, end) along `axis`; every bin is k or k + 1 <= 2k long."""
+        raise NotImplementedError
+
+
+def _pool_along(g, op, x, axis, kernel, stride):
+    """Pool along one spatial axis only (2: height, 3: width)."""
+    kernel_shape, strides = [1, 1], [1, 1]
+    kernel_shape[axis - 2], strides[axis - 2] = kernel, stride
+    return g.op(op, [x], kernel_shape=kernel_shape, strides=strides)
+
+
+def _bin_bounds(g, n, o):
+    """PyTorch's adaptive bins [floor(i*n/o), ceil((i+1)*n/o)), i < o, as two int64 vectors.
+
+    They are computed when the model runs, from a Range: a fixed number of nodes and scalar
+    constants however large o is (the model file does not grow with the bins).
+    """
+    i = g.op("Range", [g.const(0), g.const(o), g.const(1)])
+
+    def floor_times_n_over_o(j):  # j*(n//o) + j*(n%o)//o: no product reaches n*o, which may pass int64
+        return g.op("Add", [g.op("Mul", [j, g.const(n // o)]),
+                            g.op("Div", [g.op("Mul", [j, g.const(n % o)]), g.const(o)])])
+
+    start = floor_times_n_over_o(i)
+    # ceil((i+1)*n/o) = n - floor((o-1-i)*n/o): the same floor, mirrored.
+    end = g.op("Sub", [g.const(n), floor_times_n_over_o(g.op("Sub", [g.const(o - 1), i]))])
+    return start, end
 
 
 @register("adaptive_avgpool")
 class AdaptiveAvgPool(_AdaptivePool):
     """Adaptive average pooling to a fixed output size (PyTorch's AdaptiveAvgPool2d)."""
 
-    pool_op, reduce_op = "AveragePool", "ReduceMean"
+    pool_op = "AveragePool"
+
+    def _bins(self, g, x, axis, k, start, end):
+        # The mean of the k-window at each bin's start; a bin one longer adds its last element:
+        # (k*mean + last) / (k + 1).
+        mean = g.op("Gather", [_pool_along(g, "AveragePool", x, axis, k, 1), start], axis=axis)
+        last = g.op("Gather", [x, g.op("Sub", [end, g.const(1)])], axis=axis)
+        longer = g.op("Greater", [g.op("Sub", [end, start]), g.const(k)])
+        if axis == 2:
+            longer = g.op("Unsqueeze", [longer, g.const([1])])  # [o, 1]: one flag per row, across the width
+        k_f, k1_f = g.const(float(k), dtype="float32"), g.const(float(k + 1), dtype="float32")
+        longer_mean = g.op("Div", [g.op("Add", [g.op("Mul", [mean, k_f]), last]), k1_f])
+        return g.op("Where", [longer, longer_mean, mean])
 
 
 @register("adaptive_maxpool")
 class AdaptiveMaxPool(_AdaptivePool):
     """Adaptive max pooling to a fixed output size (PyTorch's AdaptiveMaxPool2d)."""
 
-    pool_op, reduce_op = "MaxPool", "ReduceMax"
+    pool_op = "MaxPool"
+
+    def _bins(self, g, x, axis, k, start, end):
+        # A bin [s, e) with k <= e - s <= 2k is the union of the k-windows at s and at e - k.
+        m = _pool_along(g, "MaxPool", x, axis, k, 1)
+        last = g.op("Sub", [end, g.const(k)])
+        return g.op("Max", [g.op("Gather", [m, start], axis=axis), g.op("Gather", [m, last], axis=axis)])
