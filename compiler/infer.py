@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .errors import Diagnostic, LayerArgError, ShapeError, SpecError
 from .ir import INPUT, Graph, Node
-from .limits import DEFAULT, Limits
+from .limits import DEFAULT, MAX_ELEMENTS, Limits
 from .registry import GLOBAL, numel
 
 BYTES_PER_VALUE = 4  # float32 activations and weights
@@ -96,9 +96,6 @@ class Analysis:
                 return True
             previous = f.node.name
         return False
-
-
-MAX_ELEMENTS = 2**34  # one sample's tensor: 64 GiB of float32, far past any real network
 
 
 def _check_params(node, total_params: int, limits: Limits) -> None:

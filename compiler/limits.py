@@ -2,8 +2,9 @@
 
 Each bound is checked before the work it protects: the file's size before it is read, the
 nesting depth from the parser's events before the composer recurses, the number of layers while
-expanding, and the total parameters while inferring, so nothing allocates the weights of a
-runaway spec. The CLI raises each bound with a flag (`--max-params` and friends).
+expanding, the input's size before expanding, and each output's size and the total parameters
+while inferring, so nothing allocates the weights of a runaway spec. The CLI raises most bounds
+with a flag (`--max-params` and friends).
 """
 
 from __future__ import annotations
@@ -28,4 +29,5 @@ class Limits:
 
 
 DEFAULT = Limits()
+MAX_ELEMENTS = 2**34  # one sample's tensor, the input's and every layer's output: 64 GiB of float32
 MAX_DEPTH = 100  # so the recursive passes (jsonschema's: 3 frames a level; expansion's: 5) fit Python's stack

@@ -7,8 +7,10 @@ from pathlib import Path
 from .expand import expand
 from .infer import Analysis, infer
 from .inherit import extend
+from .errors import ShapeError
 from .ir import Graph
-from .limits import DEFAULT, Limits
+from .limits import DEFAULT, MAX_ELEMENTS, Limits
+from .registry import numel
 from .schema import validate
 from .source import load, read_text
 from .zoo import resolve_spec
@@ -29,7 +31,18 @@ def graph_of(text: str, path: str, limits: Limits = DEFAULT) -> Graph:
     if "extends" in doc:
         doc, sources = extend(doc, path, validate, limits)
         validate(doc, path)  # the merged spec, as one
+    _check_input_size(doc)
     return expand(doc, path, sources, limits)
+
+
+def _check_input_size(doc) -> None:
+    """Layers' outputs are bounded as they are inferred; the input itself is bounded here, where
+    its position is known (the merged spec's: a child may shrink its base's input)."""
+    shape = doc["input"]
+    if numel(shape) > MAX_ELEMENTS:
+        raise ShapeError(f"'input' {list(shape)} has {numel(shape):,} elements per sample, more than "
+                         f"{MAX_ELEMENTS:,} (64 GiB of float32); use a smaller input",
+                         doc.value_at.get("input", doc.where))
 
 
 def load_graph(ref: str, limits: Limits = DEFAULT) -> Graph:

@@ -56,9 +56,8 @@ SPEC_ERRORS = {
                            f"the spec's folder; {LIFT}",
     "float_for_int.yaml": "float_for_int.yaml:3:21: error: layer 'conv1': argument 'filters' of conv must be a "
                           "positive integer; got 8.0",
-    "huge_input.yaml": "huge_input.yaml:3:5: error: layer 'conv1': the output [8, 1999998, 1999998] has "
-                       "31,999,936,000,032 elements per sample, more than 17,179,869,184 (64 GiB of float32); "
-                       "check the input size and the layer's arguments",
+    "huge_input.yaml": "huge_input.yaml:1:8: error: 'input' [3, 2000000, 2000000] has 12,000,000,000,000 elements "
+                       "per sample, more than 17,179,869,184 (64 GiB of float32); use a smaller input",
     "huge_integer.yaml": "huge_integer.yaml:3:21: error: the integer '100000000000000000000000' is too large "
                          "(the limit is 2**63 - 1)",
     "huge_params.yaml": "huge_params.yaml:4:5: error: layer 'dense1': the spec has 1,229,200,000,000 parameters up "
