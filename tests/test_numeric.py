@@ -486,6 +486,13 @@ ADAPTIVE_SIZES = [
     ("6to1", 1, (3, 6, 5)),
     ("5to5", 5, (2, 5, 5)),
     ("3x4to5x6-upsample", [5, 6], (2, 3, 4)),
+    # non-uniform and large: bins of two lengths, overlapping, more bins than inputs
+    ("1x3to1x1000", [1, 1000], (3, 1, 3)),
+    ("10to7", 7, (2, 10, 10)),
+    ("7to3", 3, (2, 7, 7)),
+    ("10x9to7x3-one-axis-divides", [7, 3], (2, 10, 9)),
+    ("5x300to300x7", [300, 7], (1, 5, 300)),
+    ("1000x2to999x3", [999, 3], (2, 1000, 2)),
 ]
 ADAPTIVE_ROWS = [(t, i, o, s) for t in ("adaptive_avgpool", "adaptive_maxpool") for (i, o, s) in ADAPTIVE_SIZES]
 
