@@ -112,7 +112,10 @@ class Layer:
     def lower(self, g, ins: list[str], shapes: tuple, out: Shape) -> str:
         """Emit ONNX nodes through the Builder `g` (compiler/lower.py); return the output value.
 
-        `ins` are the input value names, `shapes` their shapes without the batch.
+        `ins` are the input value names, `shapes` their shapes without the batch. It emits a fixed
+        number of nodes and of constant elements whatever the sizes (never one per output bin or
+        row), so a model's size is bounded by the limits `check` enforces: nodes by --max-layers,
+        weights by --max-params (tests/test_hostile_pool.py holds every type to this).
         """
         raise NotImplementedError(f"{self.type_name} has no ONNX lowering")
 
