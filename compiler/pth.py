@@ -324,8 +324,11 @@ class _StateDictUnpickler:
         if type(key) is not str or not STORAGE_KEY.fullmatch(key):
             raise _Refused(f"a storage is named {shorten(key) if type(key) is str else _kind(key)}, where "
                            "torch.save names them 0, 1, 2, ...")
-        if type(location) is not str or not _is_int(numel) or numel < 0:
-            raise _Refused(f"storage '{key}' has {_kind(location)} for its device and {_kind(numel)} for its size")
+        if type(location) is not str:
+            raise _Refused(f"storage '{key}' has {_kind(location)} for its device, where torch.save writes a string")
+        if not _is_int(numel) or numel < 0:
+            raise _Refused(f"storage '{key}' has {numel if _is_int(numel) else _kind(numel)} for its size, where "
+                           "torch.save writes a count of elements")
         encoding = Encoding(STORAGES[storage_type.name])
         if key not in self.storages:
             try:

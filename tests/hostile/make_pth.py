@@ -34,7 +34,10 @@ def text(s: str) -> bytes:
 
 
 def num(n: int) -> bytes:
-    return b"J" + struct.pack("<i", n)
+    if -2**31 <= n < 2**31:
+        return b"J" + struct.pack("<i", n)  # BININT
+    raw = n.to_bytes((n.bit_length() + 8) // 8, "little", signed=True)
+    return b"\x8a" + bytes([len(raw)]) + raw  # LONG1
 
 
 def tup(*items: bytes) -> bytes:
@@ -90,11 +93,12 @@ def lenet5(c1=None, **c1_options) -> bytes:
 def write_pth(path: Path, pickle: bytes, fill: float = 0.5) -> None:
     """A torch.save zip: the storages first and data.pkl last, so that two files with different
     pickles keep their storages at the same offsets (what the storage_path attack needs)."""
+    members = {f"archive/data/{i}": np.full(shape, fill, np.float32).tobytes()
+               for i, shape in enumerate(LENET5.values())}
+    members.update({"archive/version": b"3\n", "archive/data.pkl": pickle})
     with zipfile.ZipFile(path, "w") as z:
-        for i, shape in enumerate(LENET5.values()):
-            z.writestr(f"archive/data/{i}", np.full(shape, fill, np.float32).tobytes())
-        z.writestr("archive/version", "3\n")
-        z.writestr("archive/data.pkl", pickle)
+        for name, data in members.items():
+            z.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data)  # the same bytes every run
 
 
 # -- the corpus: name -> pickle ---------------------------------------------------------------------
@@ -118,6 +122,7 @@ def corpus() -> dict:
         "pid_key_path.pth": lenet5(pid=("storage", glob("torch", "FloatStorage"), "../data.pkl", "cpu", 150)),
         "pid_key_type.pth": lenet5(pid=("storage", glob("torch", "FloatStorage"), 0, "cpu", 150)),
         "pid_numel.pth": lenet5(pid=("storage", glob("torch", "FloatStorage"), "0", "cpu", 10**6)),
+        "pid_numel_negative.pth": lenet5(pid=("storage", glob("torch", "FloatStorage"), "0", "cpu", -150)),
         "pid_location_type.pth": lenet5(pid=("storage", glob("torch", "FloatStorage"), "0", None, 150)),
     }
 
