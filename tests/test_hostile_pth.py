@@ -161,7 +161,8 @@ def _assert_own_bytes(arrays) -> None:
         assert np.all(array == FILL), (key, array)
 
 
-@pytest.mark.parametrize("base", sorted(BASES))
+@pytest.mark.parametrize("base", [pytest.param(b, marks=pytest.mark.slow) if b == "torch.save" else b
+                                  for b in sorted(BASES)])  # the handwritten base is enough for the quick loop
 @pytest.mark.parametrize("steer", sorted(STEERS))
 def test_a_steering_opcode_anywhere_is_refused_or_harmless(tmp_path, base, steer):
     """Each steering snippet at every opcode boundary of a valid pickle: a one-line refusal, or a
@@ -227,6 +228,7 @@ def _steers(draw) -> bytes:
     }[kind]()
 
 
+@pytest.mark.slow
 @settings(max_examples=400, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture])
 @given(base=st.sampled_from(sorted(BASES)), made=st.booleans(), where=st.floats(0, 1, exclude_max=True),
@@ -269,6 +271,7 @@ def _assert_loads_identically(path: Path, state: dict) -> None:
         np.testing.assert_array_equal(array, expected.numpy(), err_msg=key)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["resnet18", "densenet121"])
 def test_torchvision_state_dicts_load_identically(tmp_path, name):
     torch = _torch()
