@@ -19,7 +19,7 @@ from .ir import INPUT, Expectation, Graph, Node
 from .limits import DEFAULT, Limits
 from .registry import REGISTRY
 from .schema import GROUP_KEYS, MAX_REPEAT, META_KEYS, validate_args
-from .source import Map, Seq
+from .source import MAX_NODES, Map, Seq, Spent, count_nodes
 from .wiring import Names, Ref, topological
 
 
@@ -83,8 +83,9 @@ class Item:
 class Expander:
     """Expands one spec's items into nodes, keeping what is made so far."""
 
-    def __init__(self, doc: Map, limits: Limits = DEFAULT):
+    def __init__(self, doc: Map, limits: Limits = DEFAULT, spent: Spent | None = None):
         self.limits = limits
+        self.spent = spent if spent is not None else Spent()  # the spec's node budget, shared with load()
         self.blocks = doc.get("blocks") or Map()
         for name in self.blocks:
             if name in REGISTRY or name in GROUP_KEYS or name in META_KEYS or name == INPUT:
@@ -318,6 +319,15 @@ class Expander:
         given = value if isinstance(value, Map) else Map()
         if value is not None and not isinstance(value, Map):
             raise SpecError(f"block '{op}' takes a mapping of arguments, got {value!r}", where, here)
+        # Every instance (a repeat's copy, a use inside another block) binds its own arguments,
+        # so each spends a node per argument plus the nodes of the values given, before the copy
+        # is made: a large value cannot ride a repeat past the node budget. Layer arguments need
+        # no charge: each is checked right after substitution, and a valid one is a few numbers.
+        self.spent.nodes += len(declared) + count_nodes(list(given.values()), self.spent.nodes_left()) - 1
+        if self.spent.nodes > MAX_NODES:
+            raise SpecError(f"the spec expands to more than {MAX_NODES:,} YAML nodes, counting the arguments of "
+                            "every block instance; are aliases (*name) or a repeat copying a large block argument?",
+                            where, here)
         given = scope.substitute(given, where, here)
         for key in given:
             if key not in declared:
@@ -379,12 +389,14 @@ def _stage_items(table: Map, where) -> Seq:
     return items
 
 
-def expand(doc: Map, path: str, sources: tuple[str, ...], limits: Limits = DEFAULT) -> Graph:
+def expand(doc: Map, path: str, sources: tuple[str, ...], limits: Limits = DEFAULT,
+           spent: Spent | None = None) -> Graph:
     """Flatten a validated document into a Graph whose nodes are in topological order.
 
     `sources` are the files the document was read from: the spec's own, then its bases'.
+    `spent` holds the nodes they used; block instances spend more (Expander._block).
     """
-    ex = Expander(doc, limits)
+    ex = Expander(doc, limits, spent)
     last = ex.sequence(doc["layers"], Scope(Ref(INPUT, INPUT, doc.where)), indexed=False)
     names = ex.names
     name = doc.get("name") or path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
