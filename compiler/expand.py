@@ -23,6 +23,9 @@ from .source import MAX_NODES, Map, Seq, Spent, count_nodes
 from .wiring import Names, Ref, topological
 
 
+MAX_NAME = 1_000  # characters in a layer's dotted name: a copy of a repeat holds its own
+
+
 def qualify(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
@@ -162,6 +165,14 @@ class Expander:
         self._count(times, item.where, item.name)  # naming the copies costs as much as making them
         return [item.name.format(i=i, n=i + 1) for i in range(times)]
 
+    def _spend(self, nodes: int, where, here: str) -> None:
+        """What a block instance or a copy binds anew (arguments, `inputs`) is charged to the node budget."""
+        self.spent.nodes += nodes
+        if self.spent.nodes > MAX_NODES:
+            raise SpecError(f"the spec expands to more than {MAX_NODES:,} YAML nodes, counting the block arguments "
+                            "and 'inputs' of every copy; are aliases (*name) or a repeat copying a large one?",
+                            where, here)
+
     def _count(self, items: int, where, here: str) -> None:
         self.expanded += items
         if self.expanded > self.limits.expanded_items:
@@ -173,6 +184,9 @@ class Expander:
         here = scope.qualify(item.name)
         out = Ref(here, item.name, item.where)
         self._count(1, item.where, here)
+        if len(here) > MAX_NAME:  # every copy and every node inside one repeats the name: bound it
+            raise SpecError(f"the layer's dotted name is {len(here):,} characters long, more than {MAX_NAME:,}; "
+                            "use shorter names", item.meta_at("name"), here[:60] + " ...")
         if "repeat" not in item.meta:
             if "rest" in item.meta:
                 raise SpecError("'rest' overrides the copies after the first of a repeat; this item has no "
@@ -208,6 +222,7 @@ class Expander:
             return (previous,)
         names = item.meta["inputs"]
         names = [names] if isinstance(names, str) else list(names)
+        self._spend(len(names), item.meta_at("inputs"), scope.qualify(item.name))  # each copy has its own list
         where = item.meta_at("inputs")
         positions = getattr(item.meta["inputs"], "item_at", None) or [where] * len(names)
         owner = scope.qualify(item.name)
@@ -323,11 +338,7 @@ class Expander:
         # so each spends a node per argument plus the nodes of the values given, before the copy
         # is made: a large value cannot ride a repeat past the node budget. Layer arguments need
         # no charge: each is checked right after substitution, and a valid one is a few numbers.
-        self.spent.nodes += len(declared) + count_nodes(list(given.values()), self.spent.nodes_left()) - 1
-        if self.spent.nodes > MAX_NODES:
-            raise SpecError(f"the spec expands to more than {MAX_NODES:,} YAML nodes, counting the arguments of "
-                            "every block instance; are aliases (*name) or a repeat copying a large block argument?",
-                            where, here)
+        self._spend(len(declared) + count_nodes(list(given.values()), self.spent.nodes_left()) - 1, where, here)
         given = scope.substitute(given, where, here)
         for key in given:
             if key not in declared:

@@ -16,8 +16,8 @@ import compiler.pipeline
 from clirun import run_cli
 
 FRONT = Path(__file__).resolve().parent / "hostile" / "specs" / "front"
-NODES = "the spec expands to more than 200,000 YAML nodes, counting the arguments of every block instance; " \
-        "are aliases (*name) or a repeat copying a large block argument?"
+NODES = "the spec expands to more than 200,000 YAML nodes, counting the block arguments and 'inputs' of every " \
+        "copy; are aliases (*name) or a repeat copying a large one?"
 ONNX_NAMES = "ONNX keeps layer outputs and weights in one namespace"
 
 # file -> the exact error of `convspec check FILE` (exit 1), run inside tests/hostile/specs/front.
@@ -118,6 +118,31 @@ def test_small_arguments_and_passed_references_stay_cheap(tmp_path, repeat):
             f"layers:\n  - outer: {{v: {_aliased_list(1000, 49)}}}\n")
     proc = check(tmp_path, spec, timeout=30)
     assert (proc.returncode, proc.stderr) == (0, "")
+
+
+@pytest.mark.parametrize("width, repeat", [(20_000, 1000), (2_000, 10_000), (100_000, 3)])
+def test_an_inputs_list_counts_in_every_copy(tmp_path, width, repeat):
+    names = ", ".join(["input"] * width)
+    spec = (f"input: [3, 8, 8]\nblocks:\n  b:\n    layers:\n      - add: null\n        inputs: [{names}]\n"
+            f"layers:\n  - b: null\n    repeat: {repeat}\n")
+    proc = check(tmp_path, spec, timeout=15)
+    assert proc.returncode == 1 and proc.stderr.startswith("spec.yaml:6:17: error: layer 'b1."), proc.stderr
+    assert proc.stderr.endswith(f".add1': {NODES}\n")
+
+
+@pytest.mark.parametrize("length, repeat", [(1_000_000, 10_000), (1_001, 2), (600, 10_000)])
+def test_a_long_name_is_refused_before_its_copies_are_made(tmp_path, length, repeat):
+    """A 1 MB name in a block repeated 3,000 times took 3 GB; a dotted name is at most 1,000 characters."""
+    spec = (f"input: [3, 8, 8]\nblocks:\n  b:\n    layers:\n      - relu: null\n        name: {'a' * length}\n"
+            f"layers:\n  - b: null\n    name: stage\n    repeat: {repeat}\n")
+    proc = check(tmp_path, spec, timeout=15)
+    full = len("stage.0.") + length
+    if full <= 1000:
+        assert (proc.returncode, proc.stderr) == (0, "")
+        return
+    assert (proc.returncode, proc.stderr) == (1, f"spec.yaml:6:15: error: layer '{('stage.0.' + 'a' * length)[:60]} ...': "
+                                                 f"the layer's dotted name is {full:,} characters long, more than "
+                                                 "1,000; use shorter names\n")
 
 
 # -- item 10: a layer named like a weight --------------------------------------------------------
