@@ -27,8 +27,8 @@ class Spent:
     """What one spec has used so far of the bounds that cover it as a whole.
 
     An `extends` chain is one spec: its files share the byte and node budgets, so a chain costs no
-    more than one file may. Block arguments count their nodes again in every block instance they
-    are put into (expand.py), so no repeat multiplies a large value past the node budget.
+    more than one file may. Block arguments and `inputs` lists count their nodes again in every
+    copy that binds them (expand.py), so no repeat multiplies a large value past the node budget.
     """
 
     bytes: int = 0
@@ -36,6 +36,7 @@ class Spent:
 
     def nodes_left(self) -> int:
         return MAX_NODES - self.nodes
+
 
 def loader_class(base: type) -> type:
     """Safe YAML, plus YAML 1.2's exponent floats: `alpha: 1e-4` is a number, not the string '1e-4'."""
