@@ -19,8 +19,11 @@ from .ir import INPUT, Expectation, Graph, Node
 from .limits import DEFAULT, Limits
 from .registry import REGISTRY
 from .schema import GROUP_KEYS, MAX_REPEAT, META_KEYS, validate_args
-from .source import Map, Seq
+from .source import MAX_NODES, Map, Seq, Spent, count_nodes
 from .wiring import Names, Ref, topological
+
+
+MAX_NAME = 1_000  # characters in a layer's dotted name: a copy of a repeat holds its own
 
 
 def qualify(prefix: str, name: str) -> str:
@@ -83,8 +86,9 @@ class Item:
 class Expander:
     """Expands one spec's items into nodes, keeping what is made so far."""
 
-    def __init__(self, doc: Map, limits: Limits = DEFAULT):
+    def __init__(self, doc: Map, limits: Limits = DEFAULT, spent: Spent | None = None):
         self.limits = limits
+        self.spent = spent if spent is not None else Spent()  # the spec's node budget, shared with load()
         self.blocks = doc.get("blocks") or Map()
         for name in self.blocks:
             if name in REGISTRY or name in GROUP_KEYS or name in META_KEYS or name == INPUT:
@@ -161,6 +165,14 @@ class Expander:
         self._count(times, item.where, item.name)  # naming the copies costs as much as making them
         return [item.name.format(i=i, n=i + 1) for i in range(times)]
 
+    def _spend(self, nodes: int, where, here: str) -> None:
+        """What a block instance or a copy binds anew (arguments, `inputs`) is charged to the node budget."""
+        self.spent.nodes += nodes
+        if self.spent.nodes > MAX_NODES:
+            raise SpecError(f"the spec expands to more than {MAX_NODES:,} YAML nodes, counting the block arguments "
+                            "and 'inputs' of every copy; are aliases (*name) or a repeat copying a large one?",
+                            where, here)
+
     def _count(self, items: int, where, here: str) -> None:
         self.expanded += items
         if self.expanded > self.limits.expanded_items:
@@ -172,6 +184,9 @@ class Expander:
         here = scope.qualify(item.name)
         out = Ref(here, item.name, item.where)
         self._count(1, item.where, here)
+        if len(here) > MAX_NAME:  # every copy and every node inside one repeats the name: bound it
+            raise SpecError(f"the layer's dotted name is {len(here):,} characters long, more than {MAX_NAME:,}; "
+                            "use shorter names", item.meta_at("name"), here[:60] + " ...")
         if "repeat" not in item.meta:
             if "rest" in item.meta:
                 raise SpecError("'rest' overrides the copies after the first of a repeat; this item has no "
@@ -207,6 +222,7 @@ class Expander:
             return (previous,)
         names = item.meta["inputs"]
         names = [names] if isinstance(names, str) else list(names)
+        self._spend(len(names), item.meta_at("inputs"), scope.qualify(item.name))  # each copy has its own list
         where = item.meta_at("inputs")
         positions = getattr(item.meta["inputs"], "item_at", None) or [where] * len(names)
         owner = scope.qualify(item.name)
@@ -318,6 +334,11 @@ class Expander:
         given = value if isinstance(value, Map) else Map()
         if value is not None and not isinstance(value, Map):
             raise SpecError(f"block '{op}' takes a mapping of arguments, got {value!r}", where, here)
+        # Every instance (a repeat's copy, a use inside another block) binds its own arguments,
+        # so each spends a node per argument plus the nodes of the values given, before the copy
+        # is made: a large value cannot ride a repeat past the node budget. Layer arguments need
+        # no charge: each is checked right after substitution, and a valid one is a few numbers.
+        self._spend(len(declared) + count_nodes(list(given.values()), self.spent.nodes_left()) - 1, where, here)
         given = scope.substitute(given, where, here)
         for key in given:
             if key not in declared:
@@ -379,12 +400,14 @@ def _stage_items(table: Map, where) -> Seq:
     return items
 
 
-def expand(doc: Map, path: str, sources: tuple[str, ...], limits: Limits = DEFAULT) -> Graph:
+def expand(doc: Map, path: str, sources: tuple[str, ...], limits: Limits = DEFAULT,
+           spent: Spent | None = None) -> Graph:
     """Flatten a validated document into a Graph whose nodes are in topological order.
 
     `sources` are the files the document was read from: the spec's own, then its bases'.
+    `spent` holds the nodes they used; block instances spend more (Expander._block).
     """
-    ex = Expander(doc, limits)
+    ex = Expander(doc, limits, spent)
     last = ex.sequence(doc["layers"], Scope(Ref(INPUT, INPUT, doc.where)), indexed=False)
     names = ex.names
     name = doc.get("name") or path.rsplit("/", 1)[-1].rsplit(".", 1)[0]

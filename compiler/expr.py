@@ -2,7 +2,9 @@
 
 Expressions are parsed with Python's `ast` and walked here; nothing is ever passed to eval.
 Allowed: integers, floats, booleans, strings, argument names, + - * / // %, comparisons,
-and/or/not, and `a if cond else b`. No calls, attributes, subscripts or powers.
+and/or/not, and `a if cond else b`. No calls, attributes, subscripts or powers. Arithmetic takes
+numbers only (true is not 1), comparisons take two numbers, two strings or two booleans, and an
+expression is ASCII: Python would read a fullwidth `ｆ` as the argument `f`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ def is_reference(value) -> bool:
 
 def evaluate(text: str, scope: dict):
     """Value of `$name` or `${expr}` with block arguments `scope`."""
+    if not text.isascii():  # ast.parse folds identifiers with NFKC: `${ｆ}` would quietly mean `${f}`
+        char = next(c for c in text if not c.isascii())
+        raise ExprError(f"'{text}' holds the non-ASCII character '{char}' (U+{ord(char):04X}); expressions are "
+                        "ASCII, and block arguments are named with letters, digits and _")
     match = _NAME.match(text)
     if match:
         return _lookup(match.group(1), scope)
@@ -61,9 +67,24 @@ def _lookup(name, scope):
 
 
 def _number(value):
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) > MAX_MAGNITUDE:
+    if _is_number(value) and abs(value) > MAX_MAGNITUDE:
         raise ExprError(f"value {value} is out of range")
     return value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _kind(value) -> str:
+    """What a comparison may pair: numbers with numbers, strings with strings, booleans with booleans."""
+    return "number" if _is_number(value) else "string" if isinstance(value, str) else \
+        "boolean" if isinstance(value, bool) else "other"
+
+
+def _show(value) -> str:
+    """A value as the spec writes it: true, not True."""
+    return ("true" if value else "false") if isinstance(value, bool) else shorten(value)
 
 
 def _eval(node, scope):
@@ -75,8 +96,8 @@ def _eval(node, scope):
         return _lookup(node.id, scope)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _eval(node.left, scope), _eval(node.right, scope)
-        if not all(isinstance(v, (int, float)) for v in (left, right)):  # no 'a' * 10**9
-            raise ExprError(f"arithmetic needs numbers, got {shorten(left)} and {shorten(right)}")
+        if not (_is_number(left) and _is_number(right)):  # no 'a' * 10**9, and true is not 1
+            raise ExprError(f"arithmetic needs numbers, got {_show(left)} and {_show(right)}")
         try:
             return _number(_BINARY[type(node.op)](left, right))
         except ZeroDivisionError:
@@ -87,8 +108,8 @@ def _eval(node, scope):
         value = _eval(node.operand, scope)
         if isinstance(node.op, ast.Not):
             return not value
-        if not isinstance(value, (int, float)):
-            raise ExprError(f"a sign needs a number, got {shorten(value)}")
+        if not _is_number(value):
+            raise ExprError(f"a sign needs a number, got {_show(value)}")
         return -value if isinstance(node.op, ast.USub) else value
     if isinstance(node, ast.Compare):
         left = _eval(node.left, scope)
@@ -96,11 +117,14 @@ def _eval(node, scope):
             if type(op) not in _COMPARE:
                 raise ExprError(f"operator {type(op).__name__} is not allowed")
             right = _eval(right_node, scope)
-            try:
-                if not _COMPARE[type(op)](left, right):
-                    return False
-            except TypeError:
-                raise ExprError(f"cannot compare {shorten(left)} with {shorten(right)}") from None
+            # Only like with like: `true == 1` would hold in Python, and lists would compare
+            # element by element, at a cost the node budget does not see.
+            if _kind(left) != _kind(right) or _kind(left) == "other" or \
+                    (_kind(left) == "boolean" and type(op) not in (ast.Eq, ast.NotEq)):
+                raise ExprError(f"cannot compare {_show(left)} with {_show(right)}: compare two numbers, two "
+                                "strings, or two booleans with == or !=")
+            if not _COMPARE[type(op)](left, right):
+                return False
             left = right
         return True
     if isinstance(node, ast.BoolOp):

@@ -106,6 +106,22 @@ def _check_params(node, total_params: int, limits: Limits) -> None:
                         node.where, node.name)
 
 
+def _check_keys(node, weights, owners: dict) -> None:
+    """Each weight key (`c1.weight`) must name nothing else: ONNX gives layer outputs and weights
+    one namespace, and onnxruntime refuses a model where a layer is called like another's weight."""
+    for w in weights:
+        key = f"{node.name}.{w.name}"
+        other = owners.setdefault(key, node)
+        if other is node:
+            continue
+        why = "ONNX keeps layer outputs and weights in one namespace"
+        if other.name == key:  # a layer named like this weight: point at the layer to rename
+            raise SpecError(f"the name '{key}' is also the key of a weight of layer '{node.name}' ({node.where}); "
+                            f"{why}, so rename the layer", other.where, other.name)
+        raise SpecError(f"its weight '{key}' has the same key as a weight of layer '{other.name}' ({other.where}); "
+                        f"{why}, so rename one of the layers", node.where, node.name)
+
+
 def _check_elements(node, out) -> None:
     if numel(out) > MAX_ELEMENTS:
         raise ShapeError(f"the output {list(out)} has {numel(out):,} elements per sample, more than "
@@ -123,6 +139,7 @@ def infer(graph: Graph, strict: bool = False, limits: Limits = DEFAULT) -> Analy
     total = 0
     fields = {INPUT: ReceptiveField((1, 1), (1, 1), (0.0, 0.0)) if len(graph.input_shape) == 3 else None}
     figures, warnings = [], []
+    owners = {node.name: node for node in graph.nodes}  # ONNX value and initializer names: one namespace
     for node in graph.nodes:
         ins = tuple(shapes[name] for name in node.inputs)
         layer = node.layer
@@ -141,6 +158,7 @@ def infer(graph: Graph, strict: bool = False, limits: Limits = DEFAULT) -> Analy
                 listed = ", ".join(f"#{i} '{n}' {list(s)}" for i, (n, s) in enumerate(zip(node.inputs, ins), 1))
                 message += f" (inputs: {listed})"
             raise ShapeError(message, node.arg_at.get(e.arg, node.where), node.name) from None
+        _check_keys(node, weights, owners)
         total += sum(w.size for w in weights)
         _check_params(node, total, limits)
         shapes[node.name] = out

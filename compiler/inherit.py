@@ -14,19 +14,24 @@ from pathlib import Path
 
 from .errors import SpecError, did_you_mean
 from .limits import DEFAULT, Limits
-from .source import Map, Seq, load, read_text
+from .source import Map, Seq, Spent, load, read_text
 from .zoo import SPECS_DIR, bundled, referenced_file
 
 MAX_CHAIN = 8  # specs in one extends chain
 CHILD_ONLY = ("extends", "replace", "append")
 
 
-def extend(doc: Map, path: str, validate, limits: Limits = DEFAULT, chain: tuple = ()) -> tuple[Map, tuple[str, ...]]:
+def extend(doc: Map, path: str, validate, limits: Limits = DEFAULT, spent: Spent | None = None,
+           chain: tuple = ()) -> tuple[Map, tuple[str, ...]]:
     """The document with its base merged in (recursively), and every file it is made of: `path`,
     then its bases'. `validate(doc, path)` checks each file.
 
+    The chain is one spec: `spent` holds what the files read so far used of its byte and node
+    budgets, and takes each base's. Merging valid specs gives a valid one, so the merged document
+    needs no second validation: a chain costs what its files cost.
     `chain` holds the files extended so far, so a loop is named rather than followed.
     """
+    spent = spent if spent is not None else Spent()
     if "extends" not in doc:
         return doc, (path,)
     where = doc.value_at["extends"]
@@ -41,9 +46,9 @@ def extend(doc: Map, path: str, validate, limits: Limits = DEFAULT, chain: tuple
         raise SpecError(f"'extends' makes a loop: {' -> '.join(loop)}", where)
     if len(chain) >= MAX_CHAIN:
         raise SpecError(f"'extends' chains more than {MAX_CHAIN} specs: {' -> '.join(chain)} -> ...", where)
-    base = load(read_text(base_path, limits), shown, limits)
+    base = load(read_text(base_path, limits, spent), shown, limits, spent)
     validate(base, shown)
-    base, sources = extend(base, shown, validate, limits, chain)
+    base, sources = extend(base, shown, validate, limits, spent, chain)
     return _merge(_without_expectations(base), doc), (path,) + sources
 
 

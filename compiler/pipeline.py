@@ -12,7 +12,7 @@ from .ir import Graph
 from .limits import DEFAULT, MAX_ELEMENTS, Limits
 from .registry import numel
 from .schema import validate
-from .source import load, read_text
+from .source import Spent, load, read_text
 from .zoo import resolve_spec
 
 
@@ -24,15 +24,16 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def graph_of(text: str, path: str, limits: Limits = DEFAULT) -> Graph:
-    doc = load(text, path, limits)
+def graph_of(text: str, path: str, limits: Limits = DEFAULT, spent: Spent | None = None) -> Graph:
+    """`spent`: what reading `text` used of the spec's budgets (the bytes of its file)."""
+    spent = spent if spent is not None else Spent(bytes=len(text.encode("utf-8", "surrogatepass")))
+    doc = load(text, path, limits, spent)
     validate(doc, path)
     sources = (path,)
     if "extends" in doc:
-        doc, sources = extend(doc, path, validate, limits)
-        validate(doc, path)  # the merged spec, as one
+        doc, sources = extend(doc, path, validate, limits, spent)
     _check_input_size(doc)
-    return expand(doc, path, sources, limits)
+    return expand(doc, path, sources, limits, spent)
 
 
 def _check_input_size(doc) -> None:
@@ -47,8 +48,8 @@ def _check_input_size(doc) -> None:
 
 def load_graph(ref: str, limits: Limits = DEFAULT) -> Graph:
     path = resolve_spec(ref)
-    shown = display_path(path)
-    return graph_of(read_text(path, limits), shown, limits)
+    spent = Spent()
+    return graph_of(read_text(path, limits, spent), display_path(path), limits, spent)
 
 
 def analyse(ref: str, strict: bool = False, limits: Limits = DEFAULT) -> Analysis:

@@ -19,6 +19,7 @@ from .source import Map, locate
 
 # Dotted segments of letters, digits and _; `{i}` (0-based) and `{n}` (1-based) number repeats.
 NAME_PATTERN = r"^(?:[A-Za-z0-9_]|\{[in]\})+(?:\.(?:[A-Za-z0-9_]|\{[in]\})+)*$"
+IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"  # a block's name, a block argument's name
 EXPRESSION = {"type": "string", "pattern": r"^\$", "description": "a block argument: $name or ${expression}"}
 META_KEYS = ("name", "inputs", "expect", "when", "repeat", "rest", "frozen")
 GROUP_KEYS = ("sequential", "stages")
@@ -48,7 +49,10 @@ KEYS = {
     "repeat": Kind(dict(POSITIVE_INT.schema, maximum=MAX_REPEAT),
                    f"an integer from 1 to {MAX_REPEAT} (or, in a layer item, a block expression)"),
     "rest": Kind({"type": "object"}, "a mapping of argument overrides"),
-    "args": Kind({"type": "object"}, "a mapping of arguments"),
+    # Argument names are what `$name` and `${...}` can say: ASCII identifiers, so a fullwidth `ｆ`
+    # is refused here rather than folded into `f` by the expression parser.
+    "args": Kind({"type": "object", "propertyNames": {"pattern": IDENTIFIER}},
+                 "a mapping of arguments, each named with ASCII letters, digits and _ (not starting with a digit)"),
     "block": Kind(_TEXT.schema, "the name of a block or layer type"),
     "append": Kind({"type": "array", "items": {"$ref": "#/$defs/item"}}, "a list of layers"),
     "output": Kind(_SHAPE, "a shape, [C, H, W] or [features]"),
@@ -193,7 +197,7 @@ def spec_schema(detailed: bool = True) -> dict:
             "input": _key("input", "input shape without the batch: [C, H, W] or [features]"),
             "defaults": defaults,
             "blocks": {"type": "object", "additionalProperties": block,
-                       "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*$"},
+                       "propertyNames": {"pattern": IDENTIFIER},
                        "description": "reusable blocks, used like layer types"},
             "layers": _key("layers", "the layers, in order"),
             "outputs": _key("outputs", "the graph's outputs (default: the last layer)"),

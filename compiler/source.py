@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -18,6 +20,23 @@ from .errors import Location, SpecError, UsageError, shorten
 from .limits import DEFAULT, Limits
 
 MAX_NODES = 200_000  # YAML nodes after aliases are expanded ("billion laughs")
+
+
+@dataclass
+class Spent:
+    """What one spec has used so far of the bounds that cover it as a whole.
+
+    An `extends` chain is one spec: its files share the byte and node budgets, so a chain costs no
+    more than one file may. Block arguments and `inputs` lists count their nodes again in every
+    copy that binds them (expand.py), so no repeat multiplies a large value past the node budget.
+    """
+
+    bytes: int = 0
+    nodes: int = 0
+
+    def nodes_left(self) -> int:
+        return MAX_NODES - self.nodes
+
 
 def loader_class(base: type) -> type:
     """Safe YAML, plus YAML 1.2's exponent floats: `alpha: 1e-4` is a number, not the string '1e-4'."""
@@ -57,26 +76,44 @@ def position(node, path: str) -> Location:
     return Location(path, mark.line + 1, mark.column + 1)
 
 
-def read_text(path: Path, limits: Limits = DEFAULT) -> str:
-    """The spec's text. Whatever bytes it holds, a problem with them is a positioned SpecError."""
+def read_text(path: Path, limits: Limits = DEFAULT, spent: Spent | None = None) -> str:
+    """The spec's text. Whatever bytes it holds, a problem with them is a positioned SpecError.
+
+    `spent` carries the bytes already read for the same spec (the files it extends) and takes
+    this file's: the size limit is for the whole chain.
+    """
     shown = str(path)
+    spent = spent if spent is not None else Spent()
     try:
-        with open(path, "rb") as f:  # read at most the limit: a pipe or /dev/zero has no size to check
-            data = f.read(limits.spec_bytes + 1)
-            if len(data) > limits.spec_bytes:  # report the true size where the file has one
-                _check_size(max(os.fstat(f.fileno()).st_size, len(data)), limits, shown)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused below, like a device.
+        with open(os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            if stat.S_ISDIR(mode):
+                raise UsageError(f"{path}: is a directory, expected a YAML spec")
+            if not stat.S_ISREG(mode):
+                raise UsageError(f"{path}: is not a regular file (a FIFO, a device or a socket); "
+                                 "a spec must be a file")
+            room = limits.spec_bytes - spent.bytes
+            data = f.read(room + 1)  # at most the limit: the file may grow while it is read
+            if len(data) > room:  # report the true size where the file has one
+                _check_size(spent.bytes + max(os.fstat(f.fileno()).st_size, len(data)), limits, shown, spent.bytes)
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file") from None
     except IsADirectoryError:
         raise UsageError(f"{path}: is a directory, expected a YAML spec") from None
     except OSError as e:
         raise UsageError(f"{path}: cannot read: {e.strerror}") from None
+    except ValueError as e:  # a NUL byte in the path
+        raise UsageError(f"{path}: cannot read: {e}") from None
+    spent.bytes += len(data)
     return decode(data, shown)
 
 
-def _check_size(size: int, limits: Limits, path: str) -> None:
+def _check_size(size: int, limits: Limits, path: str, before: int = 0) -> None:
+    """`before`: the bytes of the specs that extend this one, read first."""
     if size > limits.spec_bytes:
-        raise SpecError(f"the spec is {size:,} bytes; the limit is {limits.spec_bytes:,} "
+        what = "the spec and the specs it extends are" if before else "the spec is"
+        raise SpecError(f"{what} {size:,} bytes; the limit is {limits.spec_bytes:,} "
                         "(--max-spec-bytes raises it)", Location(path, 1, 1))
 
 
@@ -93,8 +130,12 @@ def decode(data: bytes, path: str) -> str:
                         "decoded (save the file as UTF-8)", Location(path, line, col)) from None
 
 
-def load(text: str, path: str, limits: Limits = DEFAULT) -> Map:
-    """Parse one YAML document into Map/Seq/scalars with positions."""
+def load(text: str, path: str, limits: Limits = DEFAULT, spent: Spent | None = None) -> Map:
+    """Parse one YAML document into Map/Seq/scalars with positions.
+
+    `spent` carries the nodes of the specs that extend this one, and takes this one's.
+    """
+    spent = spent if spent is not None else Spent()
     _check_size(len(text.encode("utf-8", "surrogatepass")), limits, path)
     try:
         text.encode("utf-8")
@@ -117,13 +158,15 @@ def load(text: str, path: str, limits: Limits = DEFAULT) -> Map:
         raise SpecError(f"invalid YAML: {e}", Location(path, 1, 1)) from None
     if node is None:
         raise SpecError("the spec is empty; it needs at least 'input' and 'layers'", Location(path, 1, 1))
+    before = spent.nodes
     try:
-        doc = _convert(node, path, 0, [MAX_NODES], limits.depth)
+        doc = _convert(node, path, 0, spent, limits.depth)
     except _TooManyNodes as e:
         why = ("are aliases (*name) repeating a large part of it?" if has_aliases else
                "write long stacks with 'repeat' or 'stages' rather than an item per layer")
-        raise SpecError(f"the spec {'expands to' if has_aliases else 'has'} more than {MAX_NODES:,} YAML nodes; "
-                        + why, e.where) from None
+        what = "the spec and the specs it extends" if before else "the spec"
+        verb = ("expand to" if has_aliases else "have") if before else ("expands to" if has_aliases else "has")
+        raise SpecError(f"{what} {verb} more than {MAX_NODES:,} YAML nodes; " + why, e.where) from None
     if not isinstance(doc, Map):
         raise SpecError("the spec must be a mapping with 'input' and 'layers' at the top level", position(node, path))
     return doc
@@ -181,9 +224,9 @@ def _too_deep(limit: int) -> str:
     return f"the spec nests deeper than {limit} levels (--max-depth raises the limit)"
 
 
-def _convert(node, path: str, depth: int, budget: list, limit: int):
-    budget[0] -= 1
-    if budget[0] < 0:
+def _convert(node, path: str, depth: int, spent: Spent, limit: int):
+    spent.nodes += 1
+    if spent.nodes > MAX_NODES:
         raise _TooManyNodes(position(node, path))
     if depth > limit:
         raise SpecError(_too_deep(limit), position(node, path))
@@ -197,12 +240,12 @@ def _convert(node, path: str, depth: int, budget: list, limit: int):
             if key_node.tag == "tag:yaml.org,2002:merge":
                 raise SpecError("YAML merge keys ('<<') are not supported; use 'defaults' or a block instead",
                                 position(key_node, path))
-            key = _convert(key_node, path, depth + 1, budget, limit)
+            key = _convert(key_node, path, depth + 1, spent, limit)
             if not isinstance(key, str):
                 raise SpecError(f"keys must be strings, got {key!r}", position(key_node, path))
             if key in out:
                 raise SpecError(f"duplicate key '{key}' (first at line {out.key_at[key].line})", position(key_node, path))
-            out[key] = _convert(value_node, path, depth + 1, budget, limit)
+            out[key] = _convert(value_node, path, depth + 1, spent, limit)
             out.key_at[key] = position(key_node, path)
             out.value_at[key] = position(value_node, path)
         return out
@@ -210,7 +253,7 @@ def _convert(node, path: str, depth: int, budget: list, limit: int):
         out = Seq()
         out.where = position(node, path)
         for item in node.value:
-            out.append(_convert(item, path, depth + 1, budget, limit))
+            out.append(_convert(item, path, depth + 1, spent, limit))
             out.item_at.append(position(item, path))
         return out
     return _scalar(node, path)
@@ -218,14 +261,23 @@ def _convert(node, path: str, depth: int, budget: list, limit: int):
 
 _SCALAR_TAGS = {"tag:yaml.org,2002:" + t for t in ("str", "int", "float", "bool", "null")}
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
-_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+_INT, _FLOAT, _STR = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float", "tag:yaml.org,2002:str"
 MAX_INTEGER = 2**63 - 1  # what ONNX (int64) can hold; larger is a typo, not a size
+_LEADING_ZERO = re.compile(r"^([-+]?)0[0-9_]+$")
 
 
 def _scalar(node, path: str):
     """A string, number, boolean or null. A date stays the text it was written as."""
     if node.tag == _TIMESTAMP:  # `name: 2024-01-01` stays a string, as in JSON
         return node.value
+    zero = None if node.style else _LEADING_ZERO.match(node.value)  # plain: libyaml says "", PyYAML None
+    if zero:  # YAML 1.1 reads `017` as octal 15 and `019` as text; YAML 1.2 and people read 17 and 19
+        sign, digits = zero.group(1), node.value[len(zero.group(1)):].replace("_", "")
+        octal = node.tag == _INT and not set(digits) - set("01234567")  # `!!int 019` is no octal either
+        read = (f", so YAML 1.1 reads it as the octal number {int(sign + digits, 8)}" if octal else
+                ", so YAML 1.1 reads it as text" if node.tag == _STR else "")
+        raise SpecError(f"{shorten(node.value)} has a leading zero{read}; write {sign + (digits.lstrip('0') or '0')}, "
+                        "or quote it if it is text", position(node, path))
     if node.tag in (_INT, _FLOAT) and ":" in node.value:  # YAML 1.1's base 60: `3:3` would mean 183
         raise SpecError(f"{shorten(node.value)} is a base-60 number in YAML 1.1; convspec does not read those "
                         "(quote it if it is text)", position(node, path))
@@ -245,6 +297,21 @@ def _scalar(node, path: str):
         raise SpecError(f"the integer {shorten(node.value)} is too large (the limit is 2**63 - 1)",
                         position(node, path))
     return value
+
+
+def count_nodes(value, limit: int) -> int:
+    """The YAML nodes of a loaded value, counted as load() counts them (a mapping's keys too);
+    counting stops once past `limit`, so it costs no more than the budget it is checked against."""
+    count, todo = 0, [value]
+    while todo and count <= limit:
+        value = todo.pop()
+        count += 1
+        if isinstance(value, dict):
+            count += len(value)
+            todo.extend(value.values())
+        elif isinstance(value, list):
+            todo.extend(value)
+    return count
 
 
 def locate(doc, path_parts, fallback: Location | None = None) -> Location | None:

@@ -45,7 +45,7 @@ def referenced_file(ref: str, spec_path: str, key: str, where: Location, limits:
     try:
         real = target.resolve()
         inside = any(real.is_relative_to(root) for root in (folder.resolve(), SPECS_DIR))
-        exists = target.is_file()
+        exists, regular = target.exists(), target.is_file()  # a FIFO or a device would block or never end
     except (OSError, ValueError, RuntimeError) as e:  # a NUL byte, a name too long, a symlink loop
         raise SpecError(f"'{key}' names '{ref}', which cannot be used as a path: {getattr(e, 'strerror', None) or e}",
                         where) from None
@@ -53,4 +53,6 @@ def referenced_file(ref: str, spec_path: str, key: str, where: Location, limits:
         raise SpecError(f"'{key}' names '{ref}', which is outside the spec's folder; {lift}", where)
     if not exists:
         raise SpecError(f"'{key}' names '{ref}', which does not exist (a path relative to the spec's folder)", where)
+    if not regular:
+        raise SpecError(f"'{key}' names '{ref}', which is not a regular file (a directory, a FIFO or a device)", where)
     return target

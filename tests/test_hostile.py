@@ -170,10 +170,10 @@ def test_outside_paths_need_the_flag(capsys, monkeypatch):
     assert _cli(capsys, "check", "extends_dotdot.yaml", "--allow-outside-paths")[0] == 0
 
 
-def test_a_stream_is_read_only_up_to_the_limit(capsys):
-    code, _, stderr = _cli(capsys, "check", "/dev/zero")  # no size to check first: reading must stop
-    assert (code, stderr) == (1, "/dev/zero:1:1: error: the spec is 2,000,001 bytes; the limit is 2,000,000 "
-                                 "(--max-spec-bytes raises it)\n")
+def test_a_stream_is_refused_before_it_is_read(capsys):
+    code, _, stderr = _cli(capsys, "check", "/dev/zero")  # regular files only (test_hostile_spec.py: FIFOs)
+    assert (code, stderr) == (2, "error: /dev/zero: is not a regular file (a FIFO, a device or a socket); "
+                                 "a spec must be a file\n")
 
 
 def test_paths_that_cannot_be_used(tmp_path, capsys, monkeypatch):
