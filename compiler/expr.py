@@ -21,7 +21,7 @@ _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
             ast.Gt: operator.gt, ast.GtE: operator.ge}
-_NAME = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
+_NAME = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")  # fullmatch: `$` would allow a final newline
 
 
 class ExprError(ValueError):
@@ -34,7 +34,7 @@ def is_reference(value) -> bool:
 
 def evaluate(text: str, scope: dict):
     """Value of `$name` or `${expr}` with block arguments `scope`."""
-    match = _NAME.match(text)
+    match = _NAME.fullmatch(text)
     if match:
         return _lookup(match.group(1), scope)
     if not (text.startswith("${") and text.endswith("}")):
