@@ -16,7 +16,7 @@ from compiler.output import replacing
 FLOAT = 1  # onnx.TensorProto.FLOAT
 MAX_RANK = 32  # numpy's arrays have at most 64 axes; an image model needs 4
 MAX_ELEMENTS = 2**34  # a fixed-size input, as a spec's tensors are bounded (compiler/infer.py): 64 GiB of float32
-MAX_METADATA_NUMBER = 3.4e38  # float32's range: preprocess numbers apply to float32 pixels, and MACs to FLOP/s
+MAX_METADATA_NUMBER = 3.4e38  # float32's range: preprocess numbers apply to float32 pixels
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ def read_info(model) -> ModelInfo:
         input_shape=tuple(sizes[1:]),
         output_names=[o.name for o in graph.output],
         fixed_batch=sizes[0],
-        macs=_metadata(meta, "convspec.macs", 0, lambda v: _number(v) and isinstance(v, int) and v >= 0),
+        macs=_metadata(meta, "convspec.macs", 0, lambda v: type(v) is int and 0 <= v < 2**63),
         labels=_metadata(meta, "convspec.labels", [], lambda v: isinstance(v, list)
                          and all(isinstance(x, str) for x in v)),
         preprocess=_metadata(meta, "convspec.preprocess", {}, _valid_preprocess),
