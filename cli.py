@@ -151,7 +151,9 @@ def _model(ref: str, args):
 
 
 def _warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    from compiler.errors import printable
+
+    print(printable(f"warning: {message}"), file=sys.stderr)  # keys and names from files, escaped
 
 
 def _session(model, args):

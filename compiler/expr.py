@@ -23,7 +23,7 @@ _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
            ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
             ast.Gt: operator.gt, ast.GtE: operator.ge}
-_NAME = re.compile(r"^\$([A-Za-z_][A-Za-z0-9_]*)$")
+_NAME = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")  # fullmatch: `$` would allow a final newline
 
 
 class ExprError(ValueError):
@@ -40,7 +40,7 @@ def evaluate(text: str, scope: dict):
         char = next(c for c in text if not c.isascii())
         raise ExprError(f"'{text}' holds the non-ASCII character '{char}' (U+{ord(char):04X}); expressions are "
                         "ASCII, and block arguments are named with letters, digits and _")
-    match = _NAME.match(text)
+    match = _NAME.fullmatch(text)
     if match:
         return _lookup(match.group(1), scope)
     if not (text.startswith("${") and text.endswith("}")):

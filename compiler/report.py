@@ -11,6 +11,7 @@ import csv
 import io
 import json
 
+from .errors import printable
 from .infer import Analysis, LayerFigures
 
 
@@ -104,7 +105,13 @@ def to_csv(a: Analysis) -> str:
     return out.getvalue()
 
 
-# -- table and Markdown -----------------------------------------------------------------------
+# -- table and Markdown: for a terminal -------------------------------------------------------
+def terminal(lines: list[str]) -> str:
+    """Lines for a terminal, each escaped: a title or name from a file may hold a terminal escape or
+    a newline that forges a line of its own. JSON and CSV are for programs and keep values exact."""
+    return "".join(printable(line) + "\n" for line in lines)
+
+
 def _relative(name: str, scope: str) -> str:
     """An input's name as seen from inside the node's own block: inception3a.branch1 -> branch1."""
     return name[len(scope):] if scope and name.startswith(scope) else name
@@ -161,7 +168,7 @@ def to_table(a: Analysis) -> str:
     label_width = max(len(k) for k, _ in _totals(a))
     out += [f"{k + ':':<{label_width + 1}} {v}" for k, v in _totals(a)]
     out.append(f"{'Output:':<{label_width + 1}} {', '.join(shape_text(s) for s in a.output_shapes)}")
-    return "\n".join(out) + "\n"
+    return terminal(out)
 
 
 def _md_escape(text: str) -> str:
@@ -179,14 +186,14 @@ def to_markdown(a: Analysis) -> str:
     out += ["", "| Total | |", "|---|---:|"]
     out += [f"| {k} | {v} |" for k, v in _totals(a)]
     out.append(f"| Output | {', '.join(shape_text(s) for s in a.output_shapes)} |")
-    return "\n".join(out) + "\n"
+    return terminal(out)
 
 
 def zoo_table(entries: list[dict]) -> str:
     header = ["Name", "Input", "Params", "MACs", "Title"]
     rows = [[e["name"], "x".join(map(str, e["input_shape"])), human(e["params"]), human(e["macs"]), e["title"]]
             for e in entries]
-    return "\n".join(aligned(header, rows, {2, 3})) + "\n"
+    return terminal(aligned(header, rows, {2, 3}))
 
 
 FORMATS = {"table": to_table, "json": lambda a: to_json(a) + "\n", "csv": to_csv, "markdown": to_markdown}

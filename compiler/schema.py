@@ -8,6 +8,7 @@ arguments are substituted) and turns jsonschema's errors into positioned, plain 
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 import jsonschema
@@ -231,8 +232,20 @@ def _is_integer(checker, instance) -> bool:
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
+@lru_cache(maxsize=None)
+def python_pattern(pattern: str) -> str:
+    """A JSON Schema (ECMA-262) pattern in Python's syntax: its `$` ends the text, where Python's
+    `$` also matches before a final newline and would let the name 'evil\\n' through."""
+    return re.sub(r"\\.|\[(?:\\.|[^\]])*\]|\$", lambda m: r"\Z" if m.group() == "$" else m.group(), pattern)
+
+
+def _pattern(validator, pattern, instance, schema):
+    if validator.is_type(instance, "string") and not re.search(python_pattern(pattern), instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
 _Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
+    jsonschema.Draft202012Validator, {"pattern": _pattern},
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer))
 
 

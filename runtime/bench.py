@@ -7,6 +7,8 @@ import time
 
 import numpy as np
 
+from compiler.errors import printable
+
 
 def benchmark(session, feeds: dict, info, batch: int, warmup: int = 5, runs: int = 50) -> dict:
     """The figures of `summarise`, and the model, provider, threads and device they were measured with.
@@ -22,13 +24,14 @@ def benchmark(session, feeds: dict, info, batch: int, warmup: int = 5, runs: int
 
 
 def describe(result: dict) -> list[str]:
-    """The result of `benchmark` as three lines of text."""
+    """The result of `benchmark` as three lines of text, escaped: the model's name comes from its file."""
     lat = result["latency_ms"]
     gflops = f", {result['gflops_per_s']:.1f} GFLOP/s" if result["gflops_per_s"] else ""
-    return [f"{result['model']}: batch {result['batch']}, {result['runs']} runs on {result['provider']} "
-            f"({result['threads']} threads)",
-            f"latency ms: p50 {lat['p50']:.3f}  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}",
-            f"throughput: {result['throughput_per_s']:.1f} samples/s{gflops}"]
+    lines = [f"{result['model']}: batch {result['batch']}, {result['runs']} runs on {result['provider']} "
+             f"({result['threads']} threads)",
+             f"latency ms: p50 {lat['p50']:.3f}  p90 {lat['p90']:.3f}  p99 {lat['p99']:.3f}",
+             f"throughput: {result['throughput_per_s']:.1f} samples/s{gflops}"]
+    return [printable(line) for line in lines]
 
 
 def measure(session, feeds: dict, warmup: int = 5, runs: int = 50, min_seconds: float = 1.0) -> list[float]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.arrays import Stored, read_npy, read_npz
-from compiler.errors import RunError
+from compiler.errors import RunError, printable
 
 MAX_IMAGE_PIXELS = 40_000_000  # a 40-megapixel photo; beyond that (and 64x the input), an image is refused
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
@@ -50,7 +50,7 @@ def load_input(path: str, shape, preprocess: dict) -> np.ndarray:
         array = np.ascontiguousarray(array.load().reshape(batched), dtype=np.float32)
     if not np.isfinite(array).all():
         bad = array.size - np.count_nonzero(np.isfinite(array))
-        print(f"warning: {path}: {bad} of {array.size} input values are NaN or Inf", file=sys.stderr)
+        print(printable(f"warning: {path}: {bad} of {array.size} input values are NaN or Inf"), file=sys.stderr)
     return array
 
 
@@ -94,23 +94,42 @@ def load_image(path: Path, shape, preprocess: dict) -> np.ndarray:
     size = preprocess.get("resize", [height, width])
     size = [size, size] if isinstance(size, int) else size
     if list(size) != [height, width]:
-        raise RunError(f"preprocess.resize {size} differs from the model's input {height}x{width}")
+        raise RunError(f"preprocess.resize {size} differs from the model's input {height}x{width}", exit_code=1)
     for key in ("mean", "std"):
         if len(preprocess.get(key, [0])) not in (1, channels):
             raise RunError(f"the model's preprocess.{key} has {len(preprocess[key])} values for {channels} "
                            "channels; re-export the model", exit_code=1)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)  # an error, not a printed warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow's notes on damaged metadata ("Corrupt EXIF data") are noise here
+        warnings.simplefilter("error", Image.DecompressionBombWarning)  # an error, not a printed warning
+        try:
             with Image.open(path) as image:  # reads the header only
                 if image.width * image.height > max(MAX_IMAGE_PIXELS, 64 * width * height):
                     raise RunError(f"{path}: the image is {image.width}x{image.height}, far larger than the "
                                    f"model's input {height}x{width}; resize it first", exit_code=1)
-                image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-                array = np.asarray(image, dtype=np.float32)
-    except (OSError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise RunError(f"{path}: cannot read the image: {e}") from None  # damaged, or absurdly large
-    array = array.reshape(height, width, channels).transpose(2, 0, 1) * np.float32(preprocess.get("scale", 1 / 255))
+                if image.mode == "F":  # a float TIFF: no range to map to 0..255
+                    raise RunError(f"{path}: its pixels are floating point, whose range is unknown; save them as "
+                                   ".npy instead", exit_code=1)
+                array = _pixels(image, channels, width, height)
+        except (RunError, MemoryError):
+            raise
+        except Exception as e:  # Pillow's decoders raise what their parsers hit on damaged bytes: OSError,
+            # SyntaxError (PNG), NotImplementedError (DDS), TypeError (TIFF, IM), struct.error, ...
+            raise RunError(f"{path}: cannot read the image: {str(e) or type(e).__name__}") from None
+    array = array.transpose(2, 0, 1) * np.float32(preprocess.get("scale", 1 / 255))
     mean = np.asarray(preprocess.get("mean", [0.0] * channels), np.float32).reshape(-1, 1, 1)
     std = np.asarray(preprocess.get("std", [1.0] * channels), np.float32).reshape(-1, 1, 1)
     return (array - mean) / std
+
+
+def _pixels(image, channels: int, width: int, height: int) -> np.ndarray:
+    """(H, W, C) float32 on the 8-bit scale 0..255 whatever the file's depth, so preprocess.scale
+    (1/255 by default) maps every image to [0, 1]. Pillow keeps 16-bit grey (PNG, TIFF, PGM) as
+    mode I;16 or I, and its conversion to L or RGB clips at 255: such values are divided by 257."""
+    from PIL import Image
+
+    if image.mode.startswith("I"):
+        grey = np.asarray(image.convert("F").resize((width, height), Image.BILINEAR), np.float32) / np.float32(257)
+        return np.repeat(grey[:, :, None], channels, axis=2)
+    image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+    return np.asarray(image, dtype=np.float32).reshape(height, width, channels)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -13,6 +14,9 @@ from compiler.errors import RunError
 from compiler.output import replacing
 
 FLOAT = 1  # onnx.TensorProto.FLOAT
+MAX_RANK = 32  # numpy's arrays have at most 64 axes; an image model needs 4
+MAX_ELEMENTS = 2**34  # a fixed-size input, as a spec's tensors are bounded (compiler/infer.py): 64 GiB of float32
+MAX_METADATA_NUMBER = 3.4e38  # float32's range: preprocess numbers apply to float32 pixels
 
 
 @dataclass(frozen=True)
@@ -46,8 +50,17 @@ class ModelInfo:
     preprocess: dict = field(default_factory=dict)
 
 
-def _dims(value) -> list:
-    return [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+def dims(value) -> list:
+    """A tensor's sizes, None where dynamic; ONNX has no negative size, so one means a damaged file."""
+    sizes = [d.dim_value if d.HasField("dim_value") else None for d in value.type.tensor_type.shape.dim]
+    if any(s is not None and s < 0 for s in sizes):
+        raise RunError(f"the model's tensor '{value.name}' has a negative size in its shape {_shape(sizes)}; "
+                       "the file is damaged", exit_code=1)
+    return sizes
+
+
+def _shape(sizes) -> str:
+    return "[" + ", ".join("?" if s is None else str(s) for s in sizes) + "]"
 
 
 def read_info(model) -> ModelInfo:
@@ -61,17 +74,27 @@ def read_info(model) -> ModelInfo:
     if first.type.tensor_type.elem_type != FLOAT:
         raise RunError(f"the model's input '{first.name}' is not float32; convspec runs float32 models only",
                        exit_code=1)
-    dims = _dims(first)
-    if not dims:
+    sizes = dims(first)
+    for value in graph.output:
+        dims(value)
+    if not sizes:
         raise RunError(f"the model's input '{first.name}' has no batch axis", exit_code=1)
+    if len(sizes) > MAX_RANK:
+        raise RunError(f"the model's input '{first.name}' has {len(sizes)} axes; convspec takes at most {MAX_RANK}",
+                       exit_code=1)
+    known = math.prod(s for s in sizes if s is not None)
+    if known > MAX_ELEMENTS:
+        raise RunError(f"the model's input '{first.name}' of shape {_shape(sizes)} has {known:,} elements, more "
+                       f"than {MAX_ELEMENTS:,} (64 GiB of float32); the file is damaged or not meant to run here",
+                       exit_code=1)
     meta = {p.key: p.value for p in model.metadata_props}
     return ModelInfo(
         name=meta.get("convspec.spec", graph.name) or "model",
         input_name=first.name,
-        input_shape=tuple(dims[1:]),
+        input_shape=tuple(sizes[1:]),
         output_names=[o.name for o in graph.output],
-        fixed_batch=dims[0],
-        macs=_metadata(meta, "convspec.macs", 0, lambda v: isinstance(v, int) and v >= 0),
+        fixed_batch=sizes[0],
+        macs=_metadata(meta, "convspec.macs", 0, lambda v: type(v) is int and 0 <= v < 2**63),
         labels=_metadata(meta, "convspec.labels", [], lambda v: isinstance(v, list)
                          and all(isinstance(x, str) for x in v)),
         preprocess=_metadata(meta, "convspec.preprocess", {}, _valid_preprocess),
@@ -84,7 +107,7 @@ def _metadata(meta: dict, key: str, default, valid):
         return default
     try:
         value = json.loads(meta[key])
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, an integer of thousands of digits, or nested too deep
         value = None
     if not valid(value):
         raise RunError(f"the model's metadata '{key}' is damaged ({meta[key][:60]!r}); re-export the model "
@@ -92,15 +115,22 @@ def _metadata(meta: dict, key: str, default, valid):
     return value
 
 
+def _number(x) -> bool:
+    """A finite number within float32's range (JSON gives NaN, Infinity, 1e400 as inf, and 10**400)."""
+    return type(x) in (int, float) and abs(x) <= MAX_METADATA_NUMBER
+
+
 def _valid_preprocess(value) -> bool:
-    def numbers(v):
-        return isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+    def numbers(v, positive=False):
+        return isinstance(v, list) and all(_number(x) and (x > 0 or not positive) for x in v)
 
     if not isinstance(value, dict):
         return False
     resize = value.get("resize", 1)
-    return (isinstance(value.get("scale", 1.0), (int, float)) and numbers(value.get("mean", []))
-            and numbers(value.get("std", [])) and (isinstance(resize, int) or numbers(resize) and len(resize) == 2))
+    sizes = [resize] if type(resize) is int else resize if isinstance(resize, list) and len(resize) == 2 else None
+    return (_number(value.get("scale", 1.0)) and numbers(value.get("mean", []))
+            and numbers(value.get("std", []), positive=True)
+            and numbers(sizes, positive=True) and all(type(x) is int for x in sizes))
 
 
 def read_model(path: str) -> Model:

@@ -7,15 +7,24 @@ from pathlib import Path
 
 from compiler.errors import RunError
 
-from .model import Model
+from .model import Model, dims
 
 KINDS = {"auto": "KIND_AUTO", "gpu": "KIND_GPU", "cpu": "KIND_CPU"}
-NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # fullmatch: `$` would let a final newline into a folder name
+
+
+def quoted(text: str) -> str:
+    """A protobuf text-format string: ONNX names are any text, and a raw quote or newline in one
+    would let a model add lines of its own to config.pbtxt (`backend: "python"`). Every byte that
+    is not printable ASCII, and the quote and backslash, become octal escapes, as protobuf's own
+    CEscape writes them."""
+    return '"' + "".join(chr(b) if 32 <= b < 127 and b not in b'"\\' else f"\\{b:03o}"
+                         for b in text.encode("utf-8")) + '"'
 
 
 def _dims(value) -> list[int]:
     """Triton writes a dynamic size as -1."""
-    return [d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim]
+    return [-1 if d is None else d for d in dims(value)]
 
 
 def config_text(model, name: str, max_batch: int = 64, instances: int = 1, kind: str = "auto") -> str:
@@ -31,9 +40,9 @@ def config_text(model, name: str, max_batch: int = 64, instances: int = 1, kind:
 
     def tensor(value):
         dims = _dims(value)[1:] if batched else _dims(value)
-        return f'  {{ name: "{value.name}", data_type: TYPE_FP32, dims: [ {", ".join(map(str, dims))} ] }}'
+        return f'  {{ name: {quoted(value.name)}, data_type: TYPE_FP32, dims: [ {", ".join(map(str, dims))} ] }}'
 
-    lines = [f'name: "{name}"', 'platform: "onnxruntime_onnx"', f"max_batch_size: {max_batch if batched else 0}",
+    lines = [f"name: {quoted(name)}", 'platform: "onnxruntime_onnx"', f"max_batch_size: {max_batch if batched else 0}",
              "input [", ",\n".join(tensor(v) for v in inputs), "]",
              "output [", ",\n".join(tensor(v) for v in graph.output), "]"]
     if batched:
@@ -44,7 +53,7 @@ def config_text(model, name: str, max_batch: int = 64, instances: int = 1, kind:
 
 def repository_paths(directory: str, name: str) -> tuple[str, str]:
     """Where a model called `name` goes in a repository: (DIR/name/1/model.onnx, DIR/name/config.pbtxt)."""
-    if not NAME.match(name):
+    if not NAME.fullmatch(name):
         raise RunError(f"'{name}' cannot name a Triton model: use letters, digits, '_', '.' and '-' "
                        "(--name sets it)")
     root = Path(directory) / name
@@ -54,6 +63,7 @@ def repository_paths(directory: str, name: str) -> tuple[str, str]:
 def export(model: Model, directory: str, name: str | None = None, max_batch: int = 64, instances: int = 1,
            kind: str = "auto", force: bool = False) -> list[str]:
     """Write `model` and its config.pbtxt into the repository at `directory`, as one unit; return the files."""
-    name = name or model.info.name
+    info = model.info  # a damaged model (a negative size, absurd metadata) is refused before anything is written
+    name = name or info.name
     model_path, config_path = repository_paths(directory, name)
     return model.write(model_path, force, {config_path: config_text(model.proto, name, max_batch, instances, kind)})

@@ -110,6 +110,82 @@ def models(folder: Path) -> None:
     (folder / "truncated.onnx").write_bytes(model.SerializeToString()[:40])
 
 
+def _image(fmt: str, mode: str = "L", size=(24, 20), **options) -> bytes:
+    from PIL import Image
+
+    pixels = np.random.default_rng(0).integers(0, 256, (size[1], size[0]), np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).convert(mode).save(buf, fmt, **options)
+    return buf.getvalue()
+
+
+def images(folder: Path) -> None:
+    """Damaged images for `run lenet5 --input`: Pillow reads by content, whatever the suffix, and
+    each decoder fails in its own way (found by tests/test_fuzz_readers.py)."""
+    folder.mkdir(exist_ok=True)
+    png = bytearray(_image("PNG"))
+    png[33:37] = (100).to_bytes(4, "big")  # IDAT's length, short: the next "chunk" is data (SyntaxError)
+    (folder / "broken_chunk.png").write_bytes(bytes(png))
+    (folder / "truncated.png").write_bytes(_image("PNG")[:60])
+    dds = bytearray(_image("DDS"))
+    dds[80:84] = bytes(4)  # no pixel format flags: NotImplementedError
+    (folder / "dds_pixel_format.png").write_bytes(bytes(dds))
+    tiff = bytearray(_image("TIFF"))
+    tiff[72] = 5  # a size tag typed RATIONAL: TypeError
+    (folder / "tiff_rational_size.png").write_bytes(bytes(tiff))
+    (folder / "float.tiff.png").write_bytes(_image("TIFF", "F"))
+    (folder / "text.png").write_bytes(b"not an image\n")
+
+
+def onnx_models(folder: Path) -> None:
+    """Models whose shapes, metadata or names are hostile: each is a one-line error, or escaped."""
+    from onnx import TensorProto, helper
+
+    def model(path, shape, meta=None, name="x", output="y"):
+        graph = helper.make_graph([helper.make_node("Relu", [name], [output])], "g",
+                                  [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)],
+                                  [helper.make_tensor_value_info(output, TensorProto.FLOAT, shape)])
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+        for key, value in (meta or {}).items():
+            m.metadata_props.add(key=key, value=value)
+        (folder / path).write_bytes(m.SerializeToString())
+
+    folder.mkdir(exist_ok=True)
+    model("huge_dim.onnx", ["n", 2**40])
+    model("negative_dim.onnx", ["n", -5, 4])
+    model("negative_batch.onnx", [-3, 4])
+    model("rank70.onnx", [1] * 70)
+    model("int64_max_dim.onnx", [1, 2**63 - 1])
+    model("macs_10e400.onnx", ["n", 4], {"convspec.macs": "1" + "0" * 400})
+    model("macs_1e400.onnx", ["n", 4], {"convspec.macs": "1e400"})
+    model("scale_nan.onnx", ["n", 4], {"convspec.preprocess": '{"scale": NaN}'})
+    model("std_zero.onnx", ["n", 4], {"convspec.preprocess": '{"std": [0]}'})
+    model("deep_json.onnx", ["n", 4], {"convspec.preprocess": "[" * 100_000})
+    # Names that would add lines to config.pbtxt, and a terminal escape in the name bench prints.
+    model("pbtxt_injection.onnx", ["n", 4], name='x", data_type: TYPE_FP32, dims: [ 4 ] }\n]\nbackend: "python"\n'
+          'input [\n  { name: "z', output="y\\")
+    model("escape_name.onnx", ["n", 4], {"convspec.spec": "\x1b[2Jevil"})
+    model("newline_name.onnx", ["n", 4], {"convspec.spec": "evil\n"})
+
+
+def escapes(folder: Path) -> None:
+    """Weights for lenet5 whose one extra key holds a terminal escape, for the 'unexpected keys' warning."""
+    import torch  # only to write the .pth the way PyTorch does
+
+    folder.mkdir(exist_ok=True)
+    arrays = {C1: np.ones(SHAPE, np.float32), "\x1b[2Jevil\nkey": np.zeros(2, np.float32)}
+    np.savez(folder / "escape_key.npz", **arrays)
+    header, offset = {}, 0
+    for key, array in arrays.items():
+        header[key] = {"dtype": "F32", "shape": list(array.shape), "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+    _safetensors(folder / "escape_key.safetensors", header, b"".join(a.tobytes() for a in arrays.values()))
+    torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, folder / "escape_key.pth")
+
+
 if __name__ == "__main__":
     weights(HERE / "weights")
     models(HERE / "models")
+    images(HERE / "images")
+    onnx_models(HERE / "onnx")
+    escapes(HERE / "escapes")
