@@ -164,20 +164,18 @@ def _session(model, args):
 
 
 def cmd_compile(args) -> int:
-    from compiler.build import compile_spec, model_files, save, side_file
+    from compiler.build import compile_spec, leftover_data, save
     from compiler.output import check_writable
     from compiler.pipeline import analyse
     from compiler.report import human, human_bytes
 
     check_writable([args.output], args.force)  # before the work, not after it
     analysis = analyse(args.spec, limits=_limits(args))
-    check_writable(model_files(args.output, analysis.weight_bytes), args.force)  # and its side file
     _print_warnings(analysis)
     lowered = compile_spec(analysis, args.weights, args.seed, args.opset, show_progress=True,
                            strict_weights=args.strict_weights, warn=_warn)
     written = save(lowered, args.output, args.force)
-    stale = side_file(args.output)
-    if len(written) == 1 and os.path.lexists(stale):  # an earlier, larger model's weights
+    for stale in leftover_data(args.output, written):  # the weights of a model it replaced
         _warn(f"{stale} is left from an earlier model; {args.output} does not use it, so it can be deleted")
     print(f"wrote {', '.join(written)}: {analysis.graph.name}, {human(analysis.params)} params, "
           f"{human_bytes(lowered.weight_bytes)} of weights, opset {args.opset}")
