@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -93,14 +94,18 @@ def _metadata(meta: dict, key: str, default, valid):
 
 
 def _valid_preprocess(value) -> bool:
+    def number(x):  # finite: JSON as Python reads it allows NaN and Infinity
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
     def numbers(v):
-        return isinstance(v, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        return isinstance(v, list) and all(number(x) for x in v)
 
     if not isinstance(value, dict):
         return False
-    resize = value.get("resize", 1)
-    return (isinstance(value.get("scale", 1.0), (int, float)) and numbers(value.get("mean", []))
-            and numbers(value.get("std", [])) and (isinstance(resize, int) or numbers(resize) and len(resize) == 2))
+    resize, std = value.get("resize", 1), value.get("std", [])
+    return (number(value.get("scale", 1.0)) and numbers(value.get("mean", [])) and numbers(std)
+            and 0 not in std  # a division by zero
+            and (isinstance(resize, int) or numbers(resize) and len(resize) == 2))
 
 
 def read_model(path: str) -> Model:
