@@ -280,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     import argparse
 
     from compiler import __version__
+    from compiler.limits import INPUT_BYTES
 
     p = argparse.ArgumentParser(prog="convspec",
                                 description="Declarative CNN specs: check, summarise, compile to ONNX, run.")
@@ -313,8 +314,6 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--opset", type=_count(18, 24), default=21, help="ONNX opset, 18 to 24 (default 21)")
     _spec_args(co, "seed of the initialisation (default 0)")
     co.set_defaults(run=cmd_compile)
-
-    from compiler.limits import INPUT_BYTES
 
     r = sub.add_parser("run", help="run a model or spec on onnxruntime and print its top classes")
     _model_args(r)
@@ -414,7 +413,7 @@ def _import_uninterrupted(names) -> None:
     import importlib
     import signal
 
-    if not names:
+    if not names or not hasattr(signal, "pthread_sigmask"):  # Windows has no signal masks
         return
     held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
@@ -437,7 +436,7 @@ def _main(argv) -> int:
 
 def _report(e: Exception, command: str) -> int:
     """Say what ended `convspec COMMAND` in one line on stderr; return the exit code."""
-    from compiler.errors import ConvspecError, os_reason
+    from compiler.errors import ConvspecError, os_reason, printable
 
     if isinstance(e, ConvspecError):
         print(e.render(), file=sys.stderr)
@@ -446,20 +445,20 @@ def _report(e: Exception, command: str) -> int:
         sys.stderr.close()  # `convspec summary x | head` is not an error
         return 0
     if isinstance(e, OSError):  # an I/O failure no reader anticipated (a name too long, a full disk): exit 2
-        print(f"error: {e.filename or 'convspec'}: {os_reason(e)}", file=sys.stderr)
+        print(printable(f"error: {e.filename or 'convspec'}: {os_reason(e)}"), file=sys.stderr)
         return 2
     if isinstance(e, MemoryError):
         print(f"error: out of memory running `convspec {command}`; is a size in the spec or a file "
               "larger than intended?", file=sys.stderr)
         return 2
-    if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in ("onnx", "onnxruntime"):
+    if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in ("numpy", "onnx", "onnxruntime"):
         print(f"error: `convspec {command}` needs the {e.name} package, which is missing; "
               "reinstall convspec with its dependencies (pip install -e .)", file=sys.stderr)
         return 2
     if os.environ.get("CONVSPEC_DEBUG"):  # a bug: said plainly, with its traceback only on request
         raise e
-    print(f"convspec: internal error: {type(e).__name__}: {e} "
-          "(this is a bug; rerun with CONVSPEC_DEBUG=1 and report the traceback)", file=sys.stderr)
+    print(printable(f"convspec: internal error: {type(e).__name__}: {e} "
+                    "(this is a bug; rerun with CONVSPEC_DEBUG=1 and report the traceback)"), file=sys.stderr)
     return 3
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from compiler.errors import RunError
 from compiler.output import replacing
 
 FLOAT = 1  # onnx.TensorProto.FLOAT
+FLOAT32_MAX = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
@@ -94,8 +94,8 @@ def _metadata(meta: dict, key: str, default, valid):
 
 
 def _valid_preprocess(value) -> bool:
-    def number(x):  # finite: JSON as Python reads it allows NaN and Infinity
-        return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    def number(x):  # within float32's range: Python's JSON reads NaN, Infinity and 400-digit integers
+        return isinstance(x, (int, float)) and not isinstance(x, bool) and abs(x) < FLOAT32_MAX
 
     def numbers(v):
         return isinstance(v, list) and all(number(x) for x in v)
