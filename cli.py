@@ -1,20 +1,23 @@
 """convspec's command line: thin glue over compiler/ and runtime/.
 
-Exit codes: 0 success, 1 invalid spec, 2 usage or I/O error, 3 internal error (a bug).
+Exit codes: 0 success, 1 invalid spec (or a model or input convspec refuses), 2 usage or I/O
+error, 3 internal error (a bug), 130 interrupted by Ctrl-C (SIGINT), 143 stopped by SIGTERM: the
+shell's 128 + the signal's number, whatever the command and however early the signal comes.
 Every message is `path:line:col: severity: message` on stderr; no traceback reaches a user
 (set CONVSPEC_DEBUG=1 to see one for an internal error).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+# Only modules the interpreter has loaded already: a Ctrl-C while this module is imported (the
+# `convspec` entry point imports it before main runs) cannot come from a slow import.
 import os
 import sys
 
 
 def _count(low: int, high: int | None = None):
     """An argparse type: an integer in [low, high], refused with a usage error (exit 2) otherwise."""
+    import argparse
 
     def parse(text: str) -> int:
         try:
@@ -88,6 +91,8 @@ def cmd_summary(args) -> int:
 
 
 def cmd_zoo(args) -> int:
+    import json
+
     from compiler.errors import ConvspecError
     from compiler.pipeline import analyse, display_path
     from compiler.report import zoo_table
@@ -111,6 +116,8 @@ def cmd_zoo(args) -> int:
 
 
 def cmd_schema(args) -> int:
+    import json
+
     from compiler.schema import spec_schema
 
     print(json.dumps(spec_schema(), indent=2))
@@ -118,6 +125,8 @@ def cmd_schema(args) -> int:
 
 
 def cmd_layers(args) -> int:
+    import json
+
     from compiler.docgen import layer_rows, layers_markdown, layers_text
 
     if args.format == "json":
@@ -166,20 +175,18 @@ def _session(model, args):
 
 
 def cmd_compile(args) -> int:
-    from compiler.build import compile_spec, model_files, save, side_file
+    from compiler.build import compile_spec, leftover_data, save
     from compiler.output import check_writable
     from compiler.pipeline import analyse
     from compiler.report import human, human_bytes
 
     check_writable([args.output], args.force)  # before the work, not after it
     analysis = analyse(args.spec, limits=_limits(args))
-    check_writable(model_files(args.output, analysis.weight_bytes), args.force)  # and its side file
     _print_warnings(analysis)
     lowered = compile_spec(analysis, args.weights, args.seed, args.opset, show_progress=True,
                            strict_weights=args.strict_weights, warn=_warn)
     written = save(lowered, args.output, args.force)
-    stale = side_file(args.output)
-    if len(written) == 1 and os.path.lexists(stale):  # an earlier, larger model's weights
+    for stale in leftover_data(args.output, written):  # the weights of a model it replaced
         _warn(f"{stale} is left from an earlier model; {args.output} does not use it, so it can be deleted")
     print(f"wrote {', '.join(written)}: {analysis.graph.name}, {human(analysis.params)} params, "
           f"{human_bytes(lowered.weight_bytes)} of weights, opset {args.opset}")
@@ -196,10 +203,11 @@ def cmd_run(args) -> int:
     info = model.info
     target = args.output and outputs.target(args.output, len(info.output_names), args.force)
     if args.input:  # read the input first: a bad file fails before the session is built
-        x = load_input(args.input, info.input_shape, info.preprocess)
+        x = load_input(args.input, info.input_shape, info.preprocess, args.max_input_bytes)
     else:
         x = random_input(info, args.batch, args.seed)
-    results = dict(zip(info.output_names, _session(model, args).run({info.input_name: x})))
+    session = _session(model, args)
+    results = dict(zip(info.output_names, session.watch(lambda: session.run({info.input_name: x}), args.timeout)))
     if target:
         outputs.save(target, results, args.force)
     for line in outputs.describe(results, info.labels, args.top):
@@ -208,13 +216,15 @@ def cmd_run(args) -> int:
 
 
 def cmd_bench(args) -> int:
+    import json
+
     from runtime.bench import benchmark, describe
     from runtime.inputs import random_input
 
     model = _model(args.model, args)
     info = model.info
     feeds = {info.input_name: random_input(info, args.batch, args.seed)}
-    result = benchmark(_session(model, args), feeds, info, args.batch, args.warmup, args.runs)
+    result = benchmark(_session(model, args), feeds, info, args.batch, args.warmup, args.runs, args.timeout)
     print(json.dumps(result, indent=2) if args.format == "json" else "\n".join(describe(result)))
     return 0
 
@@ -235,6 +245,22 @@ def _device_args(p) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto: CUDA when its provider really starts, else the CPU")
     p.add_argument("--threads", type=_count(0, 1024), default=0, help="intra-op threads (default 0: one per core)")
+    p.add_argument("--timeout", type=_seconds, metavar="SECONDS",
+                   help="stop a run of the model that takes longer (exit 1); default: no limit")
+
+
+def _seconds(text: str) -> float:
+    """An argparse type: a positive, finite number of seconds."""
+    import argparse
+    import math
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text} is out of range: use a number of seconds above 0")
+    return value
 
 
 def _spec_args(p, seed_help: str) -> None:
@@ -253,7 +279,10 @@ def _model_args(p) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    import argparse
+
     from compiler import __version__
+    from compiler.limits import INPUT_BYTES
 
     p = argparse.ArgumentParser(prog="convspec",
                                 description="Declarative CNN specs: check, summarise, compile to ONNX, run.")
@@ -291,6 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="run a model or spec on onnxruntime and print its top classes")
     _model_args(r)
     r.add_argument("--input", metavar="FILE", help=".npy, .npz or an image (default: random data from --seed)")
+    r.add_argument("--max-input-bytes", type=_count(1), default=INPUT_BYTES, metavar="N",
+                   help=f"largest --input, as float32, checked from its header before it is read "
+                        f"(default {INPUT_BYTES:,})")
     r.add_argument("--batch", type=_count(1, 65536), default=1, help="batch size of random input")
     r.add_argument("--top", type=_count(1), default=5, help="how many classes to show per sample")
     r.add_argument("-o", "--output", metavar="OUT.npy", help="save the outputs (.npy, or .npz for several)")
@@ -323,52 +355,113 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _terminate_cleanly() -> None:
-    """SIGTERM unwinds like Ctrl-C, so a file being written is removed rather than left half done."""
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt: it unwinds the same way, so a file
+    being written is removed rather than left half done, and a model's run is stopped."""
+
+
+_signals: list = []  # the exception of each signal that came while main() ran
+
+
+def _catch_signals() -> None:
+    """Ctrl-C raises KeyboardInterrupt and SIGTERM Terminated, and both are remembered: a library
+    may turn the exception into an error of its own (numpy's and onnxruntime's imports raise an
+    ImportError), which is then reported as the interruption it is."""
     import signal
 
-    def stop(signum, frame):
-        raise KeyboardInterrupt
+    def interrupted(signum, frame):
+        _signals.append(Terminated if signum == signal.SIGTERM else KeyboardInterrupt)
+        raise _signals[-1]
 
+    _signals.clear()
     try:
-        signal.signal(signal.SIGTERM, stop)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not where Ctrl-C is ignored (nohup, &)
+            signal.signal(signal.SIGINT, interrupted)
+        signal.signal(signal.SIGTERM, interrupted)
     except ValueError:  # not the main thread (main() called from a tool's worker thread)
         pass
 
 
-def main(argv=None) -> int:
-    from compiler.errors import ConvspecError
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A library's warning (Pillow's, numpy's) as one line, without its source file and line of code."""
+    from compiler.errors import printable
 
-    args = build_parser().parse_args(argv)
-    _terminate_cleanly()
+    print(printable(f"warning: {message}"), file=sys.stderr)
+
+
+def main(argv=None) -> int:
     try:
+        _catch_signals()  # first: a signal during start-up unwinds like one during the work
+        import warnings
+
+        with warnings.catch_warnings():  # put back on return: tests and tools call main() in-process
+            warnings.showwarning = _one_line_warning
+            return _main(argv)
+    except KeyboardInterrupt as e:  # however early it comes; outputs being written were removed on the way out
+        terminated = isinstance(e, Terminated)
+        print(f"convspec: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130  # the shell's 128 + SIGTERM (15) or SIGINT (2)
+
+
+# The native libraries a command loads (compile, run, bench and export; check and summary none).
+NATIVE = {"compile": ("numpy", "onnx"), "run": ("numpy", "onnx", "onnxruntime"),
+          "bench": ("numpy", "onnx", "onnxruntime"), "export": ("numpy", "onnx", "onnxruntime")}
+
+
+def _import_uninterrupted(names) -> None:
+    """Import native libraries with Ctrl-C and SIGTERM held back until they are loaded: one that
+    comes during a C extension's initialisation can crash the interpreter (seen: a segmentation
+    fault in onnxruntime's) or become an ImportError. Held back, it arrives a moment later."""
+    import importlib
+    import signal
+
+    if not names or not hasattr(signal, "pthread_sigmask"):  # Windows has no signal masks
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        for name in names:
+            importlib.import_module(name)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+
+def _main(argv) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _import_uninterrupted(NATIVE.get(args.command, ()))
         return args.run(args)
-    except ConvspecError as e:
+    except Exception as e:
+        if _signals:  # a library turned the signal's exception into one of its own
+            raise _signals[-1]() from None
+        return _report(e, args.command)
+
+
+def _report(e: Exception, command: str) -> int:
+    """Say what ended `convspec COMMAND` in one line on stderr; return the exit code."""
+    from compiler.errors import ConvspecError, os_reason, printable
+
+    if isinstance(e, ConvspecError):
         print(e.render(), file=sys.stderr)
         return e.exit_code
-    except BrokenPipeError:
+    if isinstance(e, BrokenPipeError):
         sys.stderr.close()  # `convspec summary x | head` is not an error
         return 0
-    except KeyboardInterrupt:  # outputs being written were removed on the way out (compiler/output.py)
-        print("convspec: interrupted", file=sys.stderr)
-        return 130
-    except OSError as e:  # an I/O failure no reader anticipated (a name too long, a full disk): exit 2
-        print(f"error: {e.filename or 'convspec'}: {e.strerror or e}", file=sys.stderr)
+    if isinstance(e, OSError):  # an I/O failure no reader anticipated (a name too long, a full disk): exit 2
+        print(printable(f"error: {e.filename or 'convspec'}: {os_reason(e)}"), file=sys.stderr)
         return 2
-    except MemoryError:
-        print(f"error: out of memory running `convspec {args.command}`; is a size in the spec or a file "
+    if isinstance(e, MemoryError):
+        print(f"error: out of memory running `convspec {command}`; is a size in the spec or a file "
               "larger than intended?", file=sys.stderr)
         return 2
-    except Exception as e:  # a missing dependency, or else a bug: said plainly, without a traceback
-        if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in ("onnx", "onnxruntime"):
-            print(f"error: `convspec {args.command}` needs the {e.name} package, which is missing; "
-                  "reinstall convspec with its dependencies (pip install -e .)", file=sys.stderr)
-            return 2
-        if os.environ.get("CONVSPEC_DEBUG"):
-            raise
-        print(f"convspec: internal error: {type(e).__name__}: {e} "
-              "(this is a bug; rerun with CONVSPEC_DEBUG=1 and report the traceback)", file=sys.stderr)
-        return 3
+    if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] in ("numpy", "onnx", "onnxruntime"):
+        print(f"error: `convspec {command}` needs the {e.name} package, which is missing; "
+              "reinstall convspec with its dependencies (pip install -e .)", file=sys.stderr)
+        return 2
+    if os.environ.get("CONVSPEC_DEBUG"):  # a bug: said plainly, with its traceback only on request
+        raise e
+    print(printable(f"convspec: internal error: {type(e).__name__}: {e} "
+                    "(this is a bug; rerun with CONVSPEC_DEBUG=1 and report the traceback)"), file=sys.stderr)
+    return 3
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ at `check` time, against the expanded graph, so a bad one is found before `compi
 
 from __future__ import annotations
 
-from .errors import Location, SpecError, did_you_mean
+from .errors import Location, SpecError, did_you_mean, os_reason
 from .ir import Attachments
 from .limits import DEFAULT, Limits
 from .source import Map
@@ -34,7 +34,7 @@ def _read_labels(path, where: Location, limits: Limits) -> tuple[str, ...]:
         with open(path, "rb") as f:
             data = f.read(limits.spec_bytes + 1)
     except OSError as e:
-        raise SpecError(f"cannot read the labels file '{path}': {e.strerror}", where) from None
+        raise SpecError(f"cannot read the labels file '{path}': {os_reason(e)}", where) from None
     if len(data) > limits.spec_bytes:
         raise SpecError(f"the labels file '{path}' is larger than {limits.spec_bytes:,} bytes "
                         "(--max-spec-bytes raises the limit)", where)

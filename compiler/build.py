@@ -2,13 +2,19 @@
 
 `save` streams the weights to disk one tensor at a time, writing the protobuf wire format of
 each initializer itself, so compiling VGG-19 (575 MB of weights) needs about its size in
-memory, not three copies. Past protobuf's 2 GB limit the weights go to a side file
-(`<model>.onnx.data`, ONNX external data) instead of failing inside protobuf.
+memory, not three copies. Past protobuf's 2 GB limit the weights go to a side file (ONNX
+external data) instead of failing inside protobuf. It is named after the model and its own
+content, `<model>.onnx.<first 16 hex digits of its sha256>.data`, and the model, which names it,
+is renamed into place last: a model can only ever name the data written with it, so a Ctrl-C or
+a concurrent compile between the two renames leaves the old model on its old data.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -115,25 +121,37 @@ def save(lowered: Lowered, path: str, force: bool = False, companions: dict | No
     unit. The files appear complete or not at all (see `output.replacing`).
     """
     extra = {Path(k): v for k, v in (companions or {}).items()}
-    *firsts, out = model_files(path, lowered.weight_bytes)
-    with replacing([*extra, *firsts, out], force) as temps:
+    out = Path(path)
+    data = [data_file(out, lowered.weights)] if lowered.weight_bytes > EXTERNAL_THRESHOLD else []
+    with replacing([*extra, *data, out], force) as temps:  # the model last
         for temp, text in zip(temps, extra.values()):
             temp.write_text(text, encoding="utf-8")
-        if firsts:
-            _save_external(lowered, temps[-1], temps[-2], firsts[0].name)
+        if data:
+            _save_external(lowered, temps[-1], temps[-2], data[0].name)
         else:
             _save_inline(lowered, temps[-1])
-    return [str(out)] + [str(p) for p in firsts] + [str(p) for p in extra]
+    return [str(out)] + [str(p) for p in data] + [str(p) for p in extra]
 
 
-def model_files(path, weight_bytes: int) -> list[Path]:
-    """The files a model of `weight_bytes` is written to: [side file,] model, the model last."""
-    return [side_file(path), Path(path)] if weight_bytes > EXTERNAL_THRESHOLD else [Path(path)]
+def data_file(path, weights) -> Path:
+    """Where a model's external data go: beside it, named after it and after their own bytes."""
+    digest = hashlib.sha256()
+    for _, array in weights:
+        digest.update(memoryview(array).cast("B"))
+    return Path(path).with_name(f"{Path(path).name}.{digest.hexdigest()[:16]}.data")
 
 
-def side_file(path) -> Path:
-    """Where a model's external data go: beside it, named after it."""
-    return Path(path).with_name(Path(path).name + ".data")
+def leftover_data(path, written) -> list[Path]:
+    """Side files named after the model at `path` (this scheme's, or the earlier `<model>.data`)
+    that it does not use: the weights of the models it replaced. They are kept, never removed, for
+    a concurrent compile's model may be about to name one."""
+    out = Path(path)
+    ours = re.compile(re.escape(out.name) + r"(\.[0-9a-f]{16})?\.data")
+    try:
+        names = sorted(e.name for e in os.scandir(out.parent) if ours.fullmatch(e.name))
+    except OSError:
+        return []
+    return [p for p in (out.with_name(n) for n in names) if str(p) not in written]
 
 
 def _save_inline(lowered: Lowered, out: Path) -> None:

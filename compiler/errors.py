@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 import difflib
+import os
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,14 @@ class LayerArgError(Exception):
     def __init__(self, message: str, arg: str | None = None):
         super().__init__(message)
         self.arg = arg
+
+
+def os_reason(e: OSError) -> str:
+    """Why an OSError happened, in words: an OSError made with an errno alone has no strerror."""
+    code = e.errno if e.errno is not None else next(iter(e.args), None)  # OSError(ENOSPC): args only
+    if e.strerror:
+        return e.strerror
+    return os.strerror(code) if isinstance(code, int) else str(e) or type(e).__name__
 
 
 def printable(text: str) -> str:

@@ -31,3 +31,7 @@ class Limits:
 DEFAULT = Limits()
 MAX_ELEMENTS = 2**34  # one sample's tensor, the input's and every layer's output: 64 GiB of float32
 MAX_DEPTH = 100  # so the recursive passes (jsonschema's: 3 frames a level; expansion's: 5) fit Python's stack
+# `run --input` (runtime/inputs.py): the input as the float32 the model is fed, known from the
+# file's header before it is read, so a 300 KB .npz cannot claim a batch of 70,000. 256 MiB is
+# 65,536 LeNet samples (--batch's cap), or 445 images of 3x224x224; `--max-input-bytes` raises it.
+INPUT_BYTES = 2**28

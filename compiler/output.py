@@ -14,7 +14,7 @@ import secrets
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import UsageError, os_reason
 
 
 def check_writable(paths, force: bool) -> None:
@@ -39,12 +39,14 @@ def replacing(paths, force: bool = False):
     """Yield one temporary path per target; on success rename each over its target, in order.
 
     On any exception, KeyboardInterrupt included, the temporaries are removed and the targets
-    are untouched. Put the file that refers to the others (the model) last. A replaced file
-    keeps its permissions; a new one gets the usual ones (0666 less the umask).
+    are untouched; a target that was placed before the failure is removed again if it is new
+    (one that replaced a file cannot be put back). Put the file that refers to the others (the
+    model) last. A replaced file keeps its permissions; a new one gets the usual ones (0666 less
+    the umask).
     """
     targets = [Path(p) for p in paths]
     check_writable(targets, force)
-    temps = []
+    temps, placed = [], []  # placed: new targets renamed into place, removed if a later one fails
     try:
         for target in targets:
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -54,14 +56,18 @@ def replacing(paths, force: bool = False):
         for temp, target in zip(temps, targets):
             _sync(temp)
             os.chmod(temp, _mode(target))
+            new = not os.path.lexists(target)
             _place(temp, target, force)
+            if new:
+                placed.append(target)
+        placed.clear()  # the unit is complete
     except OSError as e:
         by_temp = {str(t): str(target) for t, target in zip(temps, targets)}  # name the target, not our temporary
         shown = by_temp.get(str(e.filename), e.filename or targets[0])
-        raise UsageError(f"{shown}: cannot write: {e.strerror}") from None
+        raise UsageError(f"{shown}: cannot write: {os_reason(e)}") from None
     finally:
-        for temp in temps:
-            temp.unlink(missing_ok=True)
+        for path in [*temps, *placed]:
+            path.unlink(missing_ok=True)
 
 
 def _create_temporary(target: Path, temps: list) -> None:
@@ -80,7 +86,7 @@ def _create_temporary(target: Path, temps: list) -> None:
         except FileExistsError:  # someone else's file: not ours to remove
             temps.pop()
         except OSError as e:  # name the target, not the temporary it could not make
-            raise UsageError(f"{target}: cannot write: {e.strerror}") from None
+            raise UsageError(f"{target}: cannot write: {os_reason(e)}") from None
 
 
 def _place(temp: Path, target: Path, force: bool) -> None:

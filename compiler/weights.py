@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import Stored, read_npz, read_safetensors
-from .errors import SpecError, UsageError
+from .errors import SpecError, UsageError, os_reason
 from .pth import read_pth
 from .infer import Analysis, LayerFigures
 
@@ -72,7 +72,7 @@ def read_weights(path: str) -> dict:
     except MemoryError:
         raise UsageError(f"{path}: too large to read into memory") from None
     except OSError as e:
-        raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
+        raise UsageError(f"{path}: cannot read: {os_reason(e)}") from None
 
 
 def imported(analysis: Analysis, arrays: dict, source: str, strict: bool = True, seed: int = 0, warn=None):

@@ -10,13 +10,15 @@ import numpy as np
 from compiler.errors import printable
 
 
-def benchmark(session, feeds: dict, info, batch: int, warmup: int = 5, runs: int = 50) -> dict:
+def benchmark(session, feeds: dict, info, batch: int, warmup: int = 5, runs: int = 50,
+              timeout: float | None = None) -> dict:
     """The figures of `summarise`, and the model, provider, threads and device they were measured with.
 
-    `session` is a runtime.session.Session and `info` its model's runtime.model.ModelInfo.
+    `session` is a runtime.session.Session and `info` its model's runtime.model.ModelInfo. The
+    runs stop on Ctrl-C, SIGTERM, or one run longer than `timeout` seconds (see Session.watch).
     """
-    session.run(feeds)  # a refused input fails here, as one clean line
-    result = summarise(measure(session.session, feeds, warmup, runs), batch, info.macs)
+    times = session.watch(lambda: measure(session, feeds, warmup, runs), timeout)
+    result = summarise(times, batch, info.macs)
     # intra-op threads: as asked, or onnxruntime's default (one per core)
     result.update(model=info.name, provider=session.provider, threads=session.threads or os.cpu_count(),
                   device=session.device)
@@ -35,14 +37,15 @@ def describe(result: dict) -> list[str]:
 
 
 def measure(session, feeds: dict, warmup: int = 5, runs: int = 50, min_seconds: float = 1.0) -> list[float]:
-    """Seconds per run: `runs` runs at least, and more until `min_seconds` have passed."""
+    """Seconds per run of `session` (a runtime.session.Session): `runs` runs at least, and more
+    until `min_seconds` have passed. A refused input fails in the first run, as one clean line."""
     for _ in range(warmup):
-        session.run(None, feeds)
+        session.run(feeds)
     times = []
     start = time.perf_counter()
     while len(times) < runs or time.perf_counter() - start < min_seconds:
         t0 = time.perf_counter()
-        session.run(None, feeds)
+        session.run(feeds)
         times.append(time.perf_counter() - t0)
         if len(times) >= 100 * runs:
             break

@@ -27,11 +27,23 @@ def random_input(info, batch: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((batch, *shape), dtype=np.float32)
 
 
-def load_input(path: str, shape, preprocess: dict) -> np.ndarray:
+def load_input(path: str, shape, preprocess: dict, max_bytes: int) -> np.ndarray:
     """A float32 batch shaped (N, *shape); an array without the batch axis gets one.
 
-    An array file's dtype and shape are checked from its header, before its data is read.
+    An array file's dtype and shape are checked from its header, before its data is read: the
+    batch it claims may cost at most `max_bytes` as float32. A warning that reading the file
+    raises (Pillow's, numpy's) is printed as one line naming the file.
     """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return _load_input(path, shape, preprocess, max_bytes)
+        finally:
+            for w in caught:
+                print(printable(f"warning: {path}: {w.message}"), file=sys.stderr)
+
+
+def _load_input(path: str, shape, preprocess: dict, max_bytes: int) -> np.ndarray:
     p = Path(path)
     if not p.exists():
         raise RunError(f"{path}: no such file")
@@ -46,7 +58,11 @@ def load_input(path: str, shape, preprocess: dict) -> np.ndarray:
         raise RunError(f"{path}: its values are {array.dtype}; the model takes real numbers (floats, or "
                        "integers and booleans, which become float32)", exit_code=1)
     batched = batch_shape(array.shape, shape, path)
-    with np.errstate(over="ignore"):  # float64 past float32's range becomes inf, warned about below
+    if 4 * array.size > max_bytes:
+        raise RunError(f"{path}: the input {list(batched)} is {4 * array.size:,} bytes as float32, more than the "
+                       f"limit of {max_bytes:,}; check the file, or raise the limit with --max-input-bytes",
+                       exit_code=1)
+    with np.errstate(all="ignore"):  # float64 past float32's range becomes inf, warned about below
         array = np.ascontiguousarray(array.load().reshape(batched), dtype=np.float32)
     if not np.isfinite(array).all():
         bad = array.size - np.count_nonzero(np.isfinite(array))

@@ -6,16 +6,23 @@ really active, and turn the log into one short reason.
 
 A model reaches onnxruntime as its file, as one protobuf message, or, past protobuf's 2 GB
 limit, as files written to a temporary folder that lives as long as the session.
+
+A model is untrusted: a 300-byte `Loop` can run for ever in native code, where Python's signal
+handlers never get a turn. So runs happen in a worker thread (`Session.watch`) while this one
+waits, free to take Ctrl-C, SIGTERM or a timeout and stop onnxruntime through its own
+cancellation, `RunOptions.terminate`.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
 import re
 import sys
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from compiler.errors import RunError
 
@@ -23,6 +30,8 @@ from .model import Model
 
 CUDA, CPU = "CUDAExecutionProvider", "CPUExecutionProvider"
 INLINE_LIMIT = 1_900_000_000  # bytes of weights past which a model cannot be one protobuf message (2 GB)
+QUIET = 4  # onnxruntime's log severity: fatal only (its errors reach us as exceptions anyway)
+STOP_GRACE = 1.0  # seconds a stopped run may take to end; onnxruntime checks between nodes, not within one
 
 
 @dataclass
@@ -32,6 +41,8 @@ class Session:
     threads: int  # intra-op threads (0: onnxruntime's default, one per core)
     fallback_reason: str = ""  # why CUDA is not used, when it was not asked for explicitly
     folder: object = None  # the TemporaryDirectory holding the model's files, removed with the session
+    options: object = None  # the onnxruntime.RunOptions of every run; terminate = True stops them
+    started: float | None = field(default=None, repr=False)  # time.monotonic() of the run in progress
 
     @property
     def device(self) -> str:
@@ -43,12 +54,55 @@ class Session:
         return f"provider: {self.provider}{threads}{why}"
 
     def run(self, feeds: dict) -> list:
-        """The outputs, with onnxruntime's refusal of an input (wrong rank, type, size) as one clean line."""
+        """One run in this thread, with onnxruntime's refusal of an input (wrong rank, type, size) as
+        one clean line. Call it inside `watch` to keep the run stoppable."""
+        self.started = time.monotonic()
         try:
-            return self.session.run(None, feeds)
+            return self.session.run(None, feeds, self.options)
         except Exception as e:  # onnxruntime's own exception types: a refused input, or a model it cannot compute
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise RunError(f"onnxruntime could not run the model: {first}", exit_code=1) from None
+        finally:
+            self.started = None
+
+    def watch(self, work, timeout: float | None = None):
+        """work() in a worker thread while this one waits for it, so that Ctrl-C and SIGTERM (whose
+        Python handlers run in the main thread only) still stop it, as does a run (one call of
+        `run`) longer than `timeout` seconds. onnxruntime's log goes nowhere meanwhile.
+
+        This thread waits in time.sleep, never on a lock: an exception raised by a signal handler
+        half-way through threading's Event or Thread.join can leave a lock held (a hang, seen) or
+        a thread taken for finished (then onnxruntime aborts the exit).
+        """
+        box = []
+
+        def worker():
+            try:
+                box.append((True, work()))
+            except BaseException as e:  # handed to the waiting thread
+                box.append((False, e))
+
+        with _captured_stderr():
+            try:
+                _thread.start_new_thread(worker, ())  # returns at once; ends with the process, like a daemon
+                pause = 0.001
+                while not box:
+                    time.sleep(pause)  # signal handlers run as it returns
+                    pause = min(2 * pause, 0.05)
+                    started = self.started
+                    if timeout and started is not None and time.monotonic() - started > timeout:
+                        raise RunError(f"the model ran longer than {timeout:g} s (--timeout); it was stopped",
+                                       exit_code=1)
+            except BaseException:  # Ctrl-C, SIGTERM, the timeout: stop onnxruntime, then unwind
+                self.options.terminate = True
+                deadline = time.monotonic() + STOP_GRACE  # past it the thread is abandoned to the exit
+                while not box and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                raise
+        ok, value = box[0]
+        if ok:
+            return value
+        raise value
 
 
 @contextlib.contextmanager
@@ -58,8 +112,8 @@ def _captured_stderr():
     saved = os.dup(2)
     box: list[str] = []
     with tempfile.TemporaryFile() as tmp:
-        os.dup2(tmp.fileno(), 2)
         try:
+            os.dup2(tmp.fileno(), 2)  # inside: however early a Ctrl-C comes, fd 2 is put back
             yield box
         finally:
             os.dup2(saved, 2)
@@ -95,9 +149,9 @@ def open_session(model: Model, device: str = "auto", threads: int = 0) -> Sessio
     """A session for `model` on `device`: auto, cpu or cuda."""
     import onnxruntime as ort
 
-    ort.set_default_logger_severity(3)
+    ort.set_default_logger_severity(3)  # errors still come, and are captured: they say why CUDA failed
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = QUIET
     if threads:
         options.intra_op_num_threads = threads
     reason = ""
@@ -121,4 +175,6 @@ def open_session(model: Model, device: str = "auto", threads: int = 0) -> Sessio
         reason = cuda_reason(log[0])
         if device == "cuda":
             raise RunError(f"--device cuda: {reason}")
-    return Session(session, active, threads, reason if device == "auto" else "", folder)
+    run_options = ort.RunOptions()
+    run_options.log_severity_level = QUIET
+    return Session(session, active, threads, reason if device == "auto" else "", folder, run_options)

@@ -69,7 +69,7 @@ def run_cli(cwd: Path, *args: str, timeout: float = 60) -> Result:
     """`convspec ARGS` run in-process in `cwd`."""
     out, err = io.StringIO(), io.StringIO()
     previous_folder = os.getcwd()
-    previous_term = signal.getsignal(signal.SIGTERM)  # main() installs its own; put pytest's back
+    previous = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)}  # main() installs its own
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), hard_limit(timeout):
@@ -79,7 +79,8 @@ def run_cli(cwd: Path, *args: str, timeout: float = 60) -> Result:
                 code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
         os.chdir(previous_folder)
-        signal.signal(signal.SIGTERM, previous_term)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return _clean(Result(list(args), code, out.getvalue(), err.getvalue()))
 
 

@@ -214,8 +214,9 @@ def test_large_models_write_external_data(tmp_path, monkeypatch):
     expected = session(model).run(None, {"input": x})[0]
     monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 1000)
     written = save(compile_spec(a, seed=2), str(tmp_path / "m.onnx"))
-    assert written == [str(tmp_path / "m.onnx"), str(tmp_path / "m.onnx.data")]
-    assert (tmp_path / "m.onnx").stat().st_size < 20_000 < (tmp_path / "m.onnx.data").stat().st_size
+    data = tmp_path / f"m.onnx.{hashlib.sha256(Path(written[1]).read_bytes()).hexdigest()[:16]}.data"
+    assert written == [str(tmp_path / "m.onnx"), str(data)]  # named after the model and its own bytes
+    assert (tmp_path / "m.onnx").stat().st_size < 20_000 < data.stat().st_size
     s = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     np.testing.assert_array_equal(s.run(None, {"input": x})[0], expected)
 
@@ -253,8 +254,9 @@ def test_export_copies_an_onnx_file_and_its_external_data(tmp_path, monkeypatch)
     proc = cli("export", "--triton", str(tmp_path / "repo"), str(tmp_path / "m.onnx"), "--name", "net")
     assert proc.returncode == 0, proc.stderr
     version = tmp_path / "repo" / "net" / "1"
-    assert sorted(p.name for p in version.iterdir()) == ["m.onnx.data", "model.onnx"]
-    assert (version / "m.onnx.data").read_bytes() == (tmp_path / "m.onnx.data").read_bytes()
+    (data,) = tmp_path.glob("m.onnx.*.data")
+    assert sorted(p.name for p in version.iterdir()) == [data.name, "model.onnx"]
+    assert (version / data.name).read_bytes() == data.read_bytes()
     assert (version / "model.onnx").read_bytes() == (tmp_path / "m.onnx").read_bytes()
     onnx.checker.check_model(str(version / "model.onnx"))
     x = np.ones((1, 1, 32, 32), np.float32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 import compiler.build as build
@@ -84,35 +86,98 @@ def test_a_failure_keeps_the_old_file(tmp_path, capsys, monkeypatch):
     assert out.read_bytes() == b"old model" and list(tmp_path.iterdir()) == [out]
 
 
+def _data_name(model_path: Path) -> str:
+    """The side file a model names, checked to be named after the model and its own sha256."""
+    model = onnx.load(str(model_path), load_external_data=False)
+    (name,) = {t.external_data[0].value for t in model.graph.initializer}
+    digest = hashlib.sha256((model_path.parent / name).read_bytes()).hexdigest()[:16]
+    assert name == f"{model_path.name}.{digest}.data"
+    return name
+
+
+def _lenet_output(path: Path) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": np.ones((1, 1, 32, 32), np.float32)})[0]
+
+
 def test_external_data_and_model_appear_together(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 1000)  # lenet5's 241 KB of weights go to a side file
     out = tmp_path / "m.onnx"
-    assert _cli(capsys, "compile", "lenet5", "-o", str(out))[0] == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
-    model = onnx.load(str(out), load_external_data=False)
-    assert model.graph.initializer[0].external_data[0].value == "m.onnx.data"
+    code, err = _cli(capsys, "compile", "lenet5", "-o", str(out))
+    data = _data_name(out)
+    assert (code, err) == (0, "") and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", data]
     onnx.checker.check_model(str(out))  # the side file is whole and where the model says
-    # Refused as a unit: the side file exists, so nothing is written.
-    out.unlink()
+    # The model exists: refused before any work.
     monkeypatch.setattr(build, "compile_spec", lambda *a, **k: pytest.fail("compiled before refusing"))
     code, err = _cli(capsys, "compile", "lenet5", "-o", str(out))
-    assert (code, err) == (2, f"error: {out}.data: exists; pass --force to replace it\n")
-    assert not out.exists()
+    assert (code, err) == (2, f"error: {out}: exists; pass --force to replace it\n")
+    # A side file left by a deleted model is an output like any other: replaced only with --force.
+    monkeypatch.undo()
+    monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 1000)
+    out.unlink()
+    code, err = _cli(capsys, "compile", "lenet5", "-o", str(out))
+    assert (code, err) == (2, f"error: {tmp_path / data}: exists; pass --force to replace it\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [data]
 
 
-def test_force_over_a_model_with_external_data_names_the_stale_side_file(tmp_path, capsys, monkeypatch):
+def test_force_over_a_model_with_external_data_names_the_stale_side_files(tmp_path, capsys, monkeypatch):
+    """The side files of replaced models are kept (a concurrent compile's model may be about to
+    name one) and each is named in a warning."""
     out = tmp_path / "m.onnx"
     monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 1000)
     monkeypatch.chdir(tmp_path)
     for path in ("./m.onnx", "sub/../m.onnx"):  # the model's own side file, however the path is written
         (tmp_path / "sub").mkdir(exist_ok=True)
         assert _cli(capsys, "compile", "lenet5", "-o", path, "--force") == (0, "")
+    first = _data_name(out)
+    assert _cli(capsys, "compile", "lenet5", "-o", str(out), "--force", "--seed", "1") == (
+        0, f"warning: {tmp_path / first} is left from an earlier model; {out} does not use it, so it can be deleted\n")
+    second = _data_name(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["m.onnx", "sub", first, second])
     monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 10**12)  # the new model keeps its weights inline
     code, err = _cli(capsys, "compile", "lenet5", "-o", str(out), "--force")
-    assert (code, err) == (0, f"warning: {out}.data is left from an earlier model; {out} does not use it, "
-                              "so it can be deleted\n")
+    assert (code, err) == (0, "".join(f"warning: {tmp_path / name} is left from an earlier model; {out} does not "
+                                      "use it, so it can be deleted\n" for name in sorted([first, second])))
     onnx.checker.check_model(str(out))
     assert not onnx.load(str(out)).graph.initializer[0].external_data
+
+
+def test_an_interrupt_between_the_renames_leaves_the_old_model_on_its_old_weights(tmp_path, capsys, monkeypatch):
+    """The side file is renamed first, then the model. Between the two, the old model still
+    names its own side file, so it runs as before; then a Ctrl-C removes the new side file."""
+    import compiler.output as output
+
+    monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 1000)
+    out = tmp_path / "m.onnx"
+    assert _cli(capsys, "compile", "lenet5", "-o", str(out), "--seed", "1")[0] == 0
+    old_files, old_output = sorted(tmp_path.iterdir()), _lenet_output(out)
+    real_place, seen = output._place, []
+
+    def interrupted_before_the_model(temp, target, force):
+        if target == out:
+            seen.append(sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".tmp")))
+            np.testing.assert_array_equal(_lenet_output(out), old_output)  # the new weights are there, unused
+            raise KeyboardInterrupt
+        real_place(temp, target, force)
+
+    monkeypatch.setattr(output, "_place", interrupted_before_the_model)
+    assert _cli(capsys, "compile", "lenet5", "-o", str(out), "--seed", "2", "--force") == (
+        130, "convspec: interrupted\n")
+    assert len(seen) == 1 and len(seen[0]) == 3  # the old pair and the new side file
+    assert sorted(tmp_path.iterdir()) == old_files
+    np.testing.assert_array_equal(_lenet_output(out), old_output)
+
+
+def test_a_failure_without_a_reason_still_says_why(tmp_path, capsys, monkeypatch):
+    """An OSError made with an errno alone (no strerror) is worded from its errno, not 'None'."""
+    def full(lowered, out):
+        raise OSError(errno.ENOSPC)
+
+    monkeypatch.setattr(build, "_save_inline", full)
+    out = tmp_path / "m.onnx"
+    assert _cli(capsys, "compile", "lenet5", "-o", str(out)) == (
+        2, f"error: {out}: cannot write: No space left on device\n")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_export_is_atomic_and_needs_force(tmp_path, capsys):
@@ -137,8 +202,9 @@ def test_run_outputs_need_force(tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_real_signal_during_compile_leaves_a_whole_file_or_none(tmp_path, signum):
+@pytest.mark.parametrize("signum, code, message", [(signal.SIGINT, 130, "convspec: interrupted"),
+                                                  (signal.SIGTERM, 143, "convspec: terminated")])
+def test_a_real_signal_during_compile_leaves_a_whole_file_or_none(tmp_path, signum, code, message):
     """Interrupt `convspec compile vgg19` (575 MB) as soon as its temporary file appears."""
     proc = subprocess.Popen([sys.executable, str(ROOT / "cli.py"), "compile", "vgg19", "-o", "vgg19.onnx"],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -151,7 +217,7 @@ def test_a_real_signal_during_compile_leaves_a_whole_file_or_none(tmp_path, sign
     if proc.returncode == 0:  # it finished first: then the file is whole
         assert onnx.load(str(tmp_path / "vgg19.onnx"), load_external_data=False).graph.node
         return
-    assert (proc.returncode, err.strip()) == (130, "convspec: interrupted")
+    assert (proc.returncode, err.strip()) == (code, message)
     assert list(tmp_path.iterdir()) == []
 
 

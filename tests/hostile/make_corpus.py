@@ -183,9 +183,49 @@ def escapes(folder: Path) -> None:
     torch.save({k: torch.from_numpy(v) for k, v in arrays.items()}, folder / "escape_key.pth")
 
 
+def runs(folder: Path) -> None:
+    """Models that run for ever or fail while running, and inputs that claim too large a batch or
+    make a library warn (test_hostile_run.py)."""
+    from onnx import TensorProto, helper
+
+    def model(nodes, name, initializers=()):
+        graph = helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 4])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 4])], list(initializers))
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+
+    # 2**62 iterations of a body that passes its value on: a few hundred bytes that never finish.
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["cond"], ["cond_out"]), helper.make_node("Identity", ["v"], ["v_out"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v", TensorProto.FLOAT, None)],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("v_out", TensorProto.FLOAT, None)])
+    loop = model([helper.make_node("Loop", ["trips", "", "x"], ["y"], body=body)], "endless",
+                 [helper.make_tensor("trips", TensorProto.INT64, [], [2**62])])
+    (folder / "endless_loop.onnx").write_bytes(loop.SerializeToString())
+    # Valid until run: [n, 4] cannot become [3], which onnxruntime finds (and logs) only then.
+    bad = model([helper.make_node("Reshape", ["x", "shape"], ["y"])], "reshape",
+                [helper.make_tensor("shape", TensorProto.INT64, [1], [3])])
+    (folder / "reshape_fails.onnx").write_bytes(bad.SerializeToString())
+    # A palette image whose transparency Pillow warns about when converting it.
+    from PIL import Image
+
+    image = Image.new("P", (8, 8))
+    image.putpalette(list(range(256)) * 3)
+    image.save(folder / "palette_transparency.png", transparency=bytes([0, 128] + [255] * 254))
+    # 70,000 of lenet5's [1, 32, 32] inputs, zeros: 72 MB as uint8 that deflate to 70 KB, 287 MB as float32.
+    with zipfile.ZipFile(folder / "batch_70000.npz", "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("input.npy", "w", force_zip64=True) as member:
+            member.write(_npy_header((70_000, 1, 32, 32), "|u1"))
+            for _ in range(70):
+                member.write(bytes(1000 * 32 * 32))
+
+
 if __name__ == "__main__":
     weights(HERE / "weights")
     models(HERE / "models")
     images(HERE / "images")
     onnx_models(HERE / "onnx")
     escapes(HERE / "escapes")
+    runs(HERE / "models")
