@@ -30,8 +30,11 @@ demo: $(STAMP)
 # runtime dependency. If they cannot be installed, the parity tests skip and say why.
 REFERENCE := $(VENV)/.reference
 
+# tritonclient too, without its dependencies: the tests parse `export --triton`'s config.pbtxt with
+# Triton's own ModelConfig protobuf definition (its generated module needs only protobuf).
 $(REFERENCE): $(STAMP)
 	-$(PIP) install -q $(PINNED) torch && $(PIP) install -q $(PINNED) --no-deps torchvision
+	-$(PIP) install -q $(PINNED) --no-deps tritonclient
 	touch $(REFERENCE)
 
 # Refresh the pins: resolve pyproject.toml's ranges afresh in a scratch venv and write what they
@@ -41,7 +44,7 @@ lock:
 	rm -rf $(LOCK) && $(PYTHON) -m venv $(LOCK)
 	$(LOCK)/bin/python -m pip install -q --upgrade pip setuptools
 	$(LOCK)/bin/python -m pip install -q -e '.[test]' torch==2.13.0
-	$(LOCK)/bin/python -m pip install -q --no-deps torchvision==0.28.0
+	$(LOCK)/bin/python -m pip install -q --no-deps torchvision==0.28.0 tritonclient
 	{ sed -n '/^#/p' constraints.txt; $(LOCK)/bin/python -m pip freeze --all --exclude-editable | grep -v '^#'; } > constraints.new
 	mv constraints.new constraints.txt && rm -rf $(LOCK)
 

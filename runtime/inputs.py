@@ -11,6 +11,8 @@ import numpy as np
 from compiler.arrays import Stored, read_npy, read_npz
 from compiler.errors import RunError, printable
 
+from .session import captured_stderr
+
 MAX_IMAGE_PIXELS = 40_000_000  # a 40-megapixel photo; beyond that (and 64x the input), an image is refused
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp"}
 
@@ -115,8 +117,13 @@ def load_image(path: Path, shape, preprocess: dict) -> np.ndarray:
         if len(preprocess.get(key, [0])) not in (1, channels):
             raise RunError(f"the model's preprocess.{key} has {len(preprocess[key])} values for {channels} "
                            "channels; re-export the model", exit_code=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Pillow's notes on damaged metadata ("Corrupt EXIF data") are noise here
+    # Pillow's notes on damaged files are noise here (warnings such as "Corrupt EXIF data", log records
+    # such as "More samples per pixel than can be decoded", which Python would print for want of a
+    # handler), and so is what libtiff writes straight to file descriptor 2: the decoder's
+    # exception says what matters.
+    _quiet_logger("PIL")
+    with warnings.catch_warnings(), captured_stderr():
+        warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)  # an error, not a printed warning
         try:
             with Image.open(path) as image:  # reads the header only
@@ -136,6 +143,15 @@ def load_image(path: Path, shape, preprocess: dict) -> np.ndarray:
     mean = np.asarray(preprocess.get("mean", [0.0] * channels), np.float32).reshape(-1, 1, 1)
     std = np.asarray(preprocess.get("std", [1.0] * channels), np.float32).reshape(-1, 1, 1)
     return (array - mean) / std
+
+
+def _quiet_logger(name: str) -> None:
+    """Give a library's logger a handler that drops its records, once."""
+    import logging
+
+    logger = logging.getLogger(name)
+    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
+        logger.addHandler(logging.NullHandler())
 
 
 def _pixels(image, channels: int, width: int, height: int) -> np.ndarray:

@@ -82,7 +82,7 @@ class Session:
             except BaseException as e:  # handed to the waiting thread
                 box.append((False, e))
 
-        with _captured_stderr():
+        with captured_stderr():
             try:
                 _thread.start_new_thread(worker, ())  # returns at once; ends with the process, like a daemon
                 pause = 0.001
@@ -106,7 +106,7 @@ class Session:
 
 
 @contextlib.contextmanager
-def _captured_stderr():
+def captured_stderr():
     """Collect what native code writes to file descriptor 2 while the block runs."""
     sys.stderr.flush()
     saved = os.dup(2)
@@ -116,6 +116,7 @@ def _captured_stderr():
             os.dup2(tmp.fileno(), 2)  # inside: however early a Ctrl-C comes, fd 2 is put back
             yield box
         finally:
+            sys.stderr.flush()  # what Python code wrote meanwhile goes to the capture too, not out later
             os.dup2(saved, 2)
             os.close(saved)
             tmp.seek(0)
@@ -165,7 +166,7 @@ def open_session(model: Model, device: str = "auto", threads: int = 0) -> Sessio
     if device == "cuda" and reason:
         raise RunError(f"--device cuda: {reason}")
     source, folder = _readable(model)
-    with _captured_stderr() as log:
+    with captured_stderr() as log:
         try:
             session = ort.InferenceSession(source, sess_options=options, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types

@@ -135,6 +135,12 @@ def images(folder: Path) -> None:
     (folder / "tiff_rational_size.png").write_bytes(bytes(tiff))
     (folder / "float.tiff.png").write_bytes(_image("TIFF", "F"))
     (folder / "text.png").write_bytes(b"not an image\n")
+    tiff = bytearray(_image("TIFF", "RGB"))
+    ifd = int.from_bytes(tiff[4:8], "little")
+    for entry in range(ifd + 2, ifd + 2 + 12 * int.from_bytes(tiff[ifd:ifd + 2], "little"), 12):
+        if int.from_bytes(tiff[entry:entry + 2], "little") == 277:  # SamplesPerPixel: 8, more than Pillow decodes
+            tiff[entry + 8:entry + 10] = (8).to_bytes(2, "little")
+    (folder / "tiff_samples_per_pixel.png").write_bytes(bytes(tiff))
 
 
 def onnx_models(folder: Path) -> None:
