@@ -17,6 +17,9 @@ from clirun import run_cli
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 IMAGES, ONNX, ESCAPES = HOSTILE / "images", HOSTILE / "onnx", HOSTILE / "escapes"
+_spec = importlib.util.spec_from_file_location("make_corpus", HOSTILE / "make_corpus.py")
+make_corpus = importlib.util.module_from_spec(_spec)  # the corpus's generator, for variants of its models
+_spec.loader.exec_module(make_corpus)
 
 # file -> (exit code, exact stderr) of `convspec run lenet5 --input FILE`; Pillow reads by content
 IMAGE_ERRORS = {
@@ -80,16 +83,7 @@ def test_hostile_models(name, command, tmp_path):
 
 # -- the classes, with other numbers and names ---------------------------------------------------
 def _model(path: Path, shape, meta=None, name="x", output="y") -> str:
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph([helper.make_node("Relu", [name], [output])], "g",
-                              [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)],
-                              [helper.make_tensor_value_info(output, TensorProto.FLOAT, shape)])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
-    for key, value in (meta or {}).items():
-        model.metadata_props.add(key=key, value=value)
-    path.write_bytes(model.SerializeToString())
-    return str(path)
+    return make_corpus.relu_model(path, shape, meta, name, output)
 
 
 @pytest.mark.parametrize("shape, words", [

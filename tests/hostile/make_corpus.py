@@ -143,18 +143,24 @@ def images(folder: Path) -> None:
     (folder / "tiff_samples_per_pixel.png").write_bytes(bytes(tiff))
 
 
-def onnx_models(folder: Path) -> None:
-    """Models whose shapes, metadata or names are hostile: each is a one-line error, or escaped."""
+def relu_model(path: Path, shape, meta=None, name="x", output="y") -> str:
+    """One Relu from input `name` to `output`, both of `shape`, with metadata `meta`: written to `path`."""
     from onnx import TensorProto, helper
 
+    graph = helper.make_graph([helper.make_node("Relu", [name], [output])], "g",
+                              [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info(output, TensorProto.FLOAT, shape)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
+    for key, value in (meta or {}).items():
+        model.metadata_props.add(key=key, value=value)
+    path.write_bytes(model.SerializeToString())
+    return str(path)
+
+
+def onnx_models(folder: Path) -> None:
+    """Models whose shapes, metadata or names are hostile: each is a one-line error, or escaped."""
     def model(path, shape, meta=None, name="x", output="y"):
-        graph = helper.make_graph([helper.make_node("Relu", [name], [output])], "g",
-                                  [helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)],
-                                  [helper.make_tensor_value_info(output, TensorProto.FLOAT, shape)])
-        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
-        for key, value in (meta or {}).items():
-            m.metadata_props.add(key=key, value=value)
-        (folder / path).write_bytes(m.SerializeToString())
+        relu_model(folder / path, shape, meta, name, output)
 
     folder.mkdir(exist_ok=True)
     model("huge_dim.onnx", ["n", 2**40])
