@@ -154,7 +154,7 @@ def _model(ref: str, args):
     analysis = analyse(ref, limits=_limits(args))
     _print_warnings(analysis)
     lowered = compile_spec(analysis, args.weights, args.seed, show_progress=True,
-                           strict_weights=args.strict_weights, warn=_warn)
+                           strict_weights=args.strict_weights, warn=_warn, precision=args.precision)
     return Model(lowered.model, partial(save, lowered), lowered.weight_bytes,
                  lambda: lowered.to_model().SerializeToString())
 
@@ -184,7 +184,7 @@ def cmd_compile(args) -> int:
     analysis = analyse(args.spec, limits=_limits(args))
     _print_warnings(analysis)
     lowered = compile_spec(analysis, args.weights, args.seed, args.opset, show_progress=True,
-                           strict_weights=args.strict_weights, warn=_warn)
+                           strict_weights=args.strict_weights, warn=_warn, precision=args.precision)
     written = save(lowered, args.output, args.force)
     for stale in leftover_data(args.output, written):  # the weights of a model it replaced
         _warn(f"{stale} is left from an earlier model; {args.output} does not use it, so it can be deleted")
@@ -270,6 +270,8 @@ def _spec_args(p, seed_help: str) -> None:
     p.add_argument("--strict-weights", action="store_true",
                    help="weights that do not fit the spec are an error (default: seeded instead, with a warning)")
     p.add_argument("--seed", type=_count(0), default=0, help=seed_help)
+    p.add_argument("--precision", choices=["fp32", "fp16"], default="fp32",
+                   help="for a spec: fp16 halves the weights and runs faster on CUDA; input and outputs stay float32")
     _limit_args(p)
 
 

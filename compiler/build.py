@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import TensorProto
+from onnx import TensorProto, helper
 
 from .infer import Analysis
 from .lower import DEFAULT_OPSET, Lowered, lower
@@ -58,8 +58,11 @@ class Progress:
 
 def compile_spec(analysis: Analysis, weights: str | None = None, seed: int = 0,
                  opset: int = DEFAULT_OPSET, show_progress: bool = False, strict_weights: bool = True,
-                 warn=None) -> Lowered:
+                 warn=None, precision: str = "fp32") -> Lowered:
     """Lower with seeded or imported weights; the weights stay arrays (see `save`).
+
+    `precision` "fp16" converts weights and arithmetic to float16 (compiler/half.py), keeping
+    the model's input and outputs float32.
 
     Imported weights that do not fit are an error with `strict_weights`; otherwise they are
     seeded instead, and `warn(message)` hears which.
@@ -86,6 +89,10 @@ def compile_spec(analysis: Analysis, weights: str | None = None, seed: int = 0,
         meta.add(key="convspec.preprocess", value=json.dumps(attached.preprocess))
     if attached.labels is not None:  # the labels travel inside the model
         meta.add(key="convspec.labels", value=json.dumps(attached.labels))
+    if precision == "fp16":
+        from .half import to_fp16
+
+        lowered = to_fp16(lowered, {f.node.name for f in analysis.layers if f.node.layer.fp32})
     return lowered
 
 
@@ -106,11 +113,16 @@ def _key(field: int, wire: int) -> bytes:
     return _varint(field << 3 | wire)
 
 
+def _dtype(array: np.ndarray) -> int:
+    """TensorProto's type of a weight array: FLOAT, or FLOAT16 after `--precision fp16`."""
+    return helper.np_dtype_to_tensor_dtype(array.dtype)
+
+
 def _tensor_head(name: str, array: np.ndarray) -> bytes:
     """TensorProto fields before raw_data: dims (1), data_type (2), name (8), raw_data's key and length (9)."""
     encoded = name.encode()
     head = b"".join(_key(1, 0) + _varint(d) for d in array.shape)
-    head += _key(2, 0) + _varint(TensorProto.FLOAT) + _key(8, 2) + _varint(len(encoded)) + encoded
+    head += _key(2, 0) + _varint(_dtype(array)) + _key(8, 2) + _varint(len(encoded)) + encoded
     return head + _key(9, 2) + _varint(array.nbytes)
 
 
@@ -183,7 +195,7 @@ def _save_external(lowered: Lowered, out: Path, data: Path, data_name: str) -> N
     offset = 0
     with open(data, "wb") as f:
         for key, array in lowered.weights:
-            tensor = TensorProto(name=key, data_type=TensorProto.FLOAT, dims=array.shape,
+            tensor = TensorProto(name=key, data_type=_dtype(array), dims=array.shape,
                                  data_location=TensorProto.EXTERNAL)
             for k, v in (("location", data_name), ("offset", str(offset)), ("length", str(array.nbytes))):
                 tensor.external_data.add(key=k, value=v)

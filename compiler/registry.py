@@ -87,6 +87,7 @@ class Layer:
     shorthand: ClassVar[str | None] = None  # `dense: 4096` means `dense: {units: 4096}`
     variadic: ClassVar[bool] = False  # merges (add, concat) take two or more inputs
     relu_like: ClassVar[bool] = False  # ends in relu or the like: seeded kernels are He-, not Glorot-initialised
+    fp32: ClassVar[bool] = False  # stays float32 in an fp16 model (compiler/half.py): float16 would overflow
 
     # -- rules (override what applies) -------------------------------------------------
     def output_shape(self, *ins: Shape) -> Shape:

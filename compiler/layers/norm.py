@@ -51,6 +51,7 @@ class LRN(Layer):
     alpha: float = arg(POSITIVE_NUMBER, "scale (divided by size, as in PyTorch and ONNX)", default=1e-4)
     beta: float = arg(POSITIVE_NUMBER, "exponent", default=0.75)
     k: float = arg(POSITIVE_NUMBER, "additive constant (ONNX's bias)", default=1.0)
+    fp32 = True  # sums a^2: past |a| ~ 256 that overflows float16 (65504), and the output drops to 0
 
     def output_shape(self, x):
         spatial(x, self)  # across channels of a feature map: [C, H, W]
@@ -83,6 +84,7 @@ class LCN(Layer):
                                 default=True)
     eps: float = arg(POSITIVE_NUMBER, "keeps the divisor away from zero", default=1e-4)
     shorthand = "size"
+    fp32 = True  # mean(x^2) overflows float16 past |x| ~ 256
 
     def output_shape(self, x):
         spatial(x, self)

@@ -1,0 +1,65 @@
+"""fp16: weights and arithmetic in float16 for the CUDA provider; the input and outputs stay float32.
+
+onnxruntime's own converter (`onnxruntime.transformers.float16`) rewrites the graph, but it is
+handed the graph without its weights: each weight is declared as a graph input of its shape, so
+the converter types it float16 and inserts a Cast wherever a node kept in float32 uses it. The
+weights themselves are converted here, one array at a time, and `compiler.build.save` still
+streams them to disk as float16 initializers. Compiling in fp16 therefore costs the float32
+weights plus one array's conversion, not a whole in-memory model.
+
+Kept in float32 (and cast around): the converter's own list (Range, Max, Min, TopK, ...), and
+every node of a layer type that says `fp32 = True` (LRN and LCN square their input: |x| past
+256 overflows float16's 65504).
+"""
+
+from __future__ import annotations
+
+import onnx
+from onnx import TensorProto, helper
+
+from .errors import LoweringError
+from .lower import Lowered
+
+
+def to_fp16(lowered: Lowered, fp32_nodes: set[str] = frozenset()) -> Lowered:
+    """The same model with float16 weights and arithmetic; `fp32_nodes` are spec node names whose
+    ONNX nodes stay float32. The float32 arrays in `lowered.weights` are replaced as it goes."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16, convert_np_to_float16
+
+    model = onnx.ModelProto()
+    model.CopyFrom(lowered.model)
+    graph = model.graph
+    io = [v.name for v in (*graph.input, *graph.output)]
+    graph.input.extend(helper.make_tensor_value_info(key, TensorProto.FLOAT, a.shape) for key, a in lowered.weights)
+    blocked = [n.name for n in graph.node if n.name.split("/")[0] in fp32_nodes]
+    model = convert_float_to_float16(model, keep_io_types=io, node_block_list=blocked)
+    graph = model.graph
+    inputs = [v for v in graph.input if v.name in io]  # the weights become initializers again when saved
+    graph.ClearField("input")
+    graph.input.extend(inputs)
+    nodes = _topological(list(graph.node), {*io, *(key for key, _ in lowered.weights),
+                                            *(t.name for t in graph.initializer)})
+    graph.ClearField("node")
+    graph.node.extend(nodes)
+    helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, "convspec.precision": "fp16"})
+    weights = lowered.weights
+    for i, (key, array) in enumerate(weights):  # in place: each float32 array is freed once converted
+        weights[i] = (key, convert_np_to_float16(array))  # clamped to float16's finite range, as the graph's constants
+    return Lowered(model, weights)
+
+
+def _topological(nodes: list, available: set) -> list:
+    """Producers before consumers, otherwise in their order: the converter appends its Casts last."""
+    ordered = []
+    while nodes:
+        waiting = []
+        for node in nodes:
+            if all(not name or name in available for name in node.input):
+                ordered.append(node)
+                available.update(node.output)
+            else:
+                waiting.append(node)
+        if len(waiting) == len(nodes):
+            raise LoweringError(f"fp16: the converted graph has a cycle or an undefined input at '{nodes[0].name}'")
+        nodes = waiting
+    return ordered
