@@ -5,7 +5,8 @@ handed the graph without its weights: each weight is declared as a graph input o
 the converter types it float16 and inserts a Cast wherever a node kept in float32 uses it. The
 weights themselves are converted here, one array at a time, and `compiler.build.save` still
 streams them to disk as float16 initializers. Compiling in fp16 therefore costs the float32
-weights plus one array's conversion, not a whole in-memory model.
+weights plus the largest array's float16 copy, not a whole in-memory model: VGG-19 peaks at
+808 MB (fp32: 621 MB) and writes 287 MB instead of 575 MB.
 
 Kept in float32 (and cast around): the converter's own list (Range, Max, Min, TopK, ...), and
 every node of a layer type that says `fp32 = True` (LRN and LCN square their input: |x| past
@@ -14,17 +15,20 @@ every node of a layer type that says `fp32 = True` (LRN and LCN square their inp
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
 from .errors import LoweringError
 from .lower import Lowered
 
+FP16_MAX = float(np.finfo(np.float16).max)  # 65504
+
 
 def to_fp16(lowered: Lowered, fp32_nodes: set[str] = frozenset()) -> Lowered:
     """The same model with float16 weights and arithmetic; `fp32_nodes` are spec node names whose
     ONNX nodes stay float32. The float32 arrays in `lowered.weights` are replaced as it goes."""
-    from onnxruntime.transformers.float16 import convert_float_to_float16, convert_np_to_float16
+    from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = onnx.ModelProto()
     model.CopyFrom(lowered.model)
@@ -44,8 +48,21 @@ def to_fp16(lowered: Lowered, fp32_nodes: set[str] = frozenset()) -> Lowered:
     helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, "convspec.precision": "fp16"})
     weights = lowered.weights
     for i, (key, array) in enumerate(weights):  # in place: each float32 array is freed once converted
-        weights[i] = (key, convert_np_to_float16(array))  # clamped to float16's finite range, as the graph's constants
+        weights[i] = (key, half(array))
     return Lowered(model, weights)
+
+
+def half(array: np.ndarray) -> np.ndarray:
+    """float32 -> float16, rounded to nearest; values past float16's range become its largest finite
+    value rather than inf. (The converter's `convert_np_to_float16` also does this, but with four
+    full-size float32 temporaries: VGG-19's 411 MB fc6 weight cost a gigabyte more at peak.)"""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = array.astype(np.float16)
+    # fmax/fmin skip NaN, and make no temporary in the usual case (nothing to clamp)
+    if array.size and (np.fmax.reduce(array, axis=None) > FP16_MAX or np.fmin.reduce(array, axis=None) < -FP16_MAX):
+        overflow = np.isinf(out) & np.isfinite(array)
+        out[overflow] = np.copysign(FP16_MAX, array[overflow])
+    return out
 
 
 def _topological(nodes: list, available: set) -> list:

@@ -7,6 +7,10 @@ really active, and turn the log into one short reason.
 A model reaches onnxruntime as its file, as one protobuf message, or, past protobuf's 2 GB
 limit, as files written to a temporary folder that lives as long as the session.
 
+Where onnxruntime can (`preload_dlls`, 1.21 and later), the CUDA and cuDNN libraries of the
+nvidia wheels (convspec's `cuda` extra) are loaded before a CUDA session starts, so a machine
+with only the driver runs CUDA; the provider line says which libraries were really loaded.
+
 A model is untrusted: a 300-byte `Loop` can run for ever in native code, where Python's signal
 handlers never get a turn. So runs happen in a worker thread (`Session.watch`) while this one
 waits, free to take Ctrl-C, SIGTERM or a timeout and stop onnxruntime through its own
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import _thread
 import contextlib
+import io
 import os
 import re
 import sys
@@ -42,6 +47,7 @@ class Session:
     fallback_reason: str = ""  # why CUDA is not used, when it was not asked for explicitly
     folder: object = None  # the TemporaryDirectory holding the model's files, removed with the session
     options: object = None  # the onnxruntime.RunOptions of every run; terminate = True stops them
+    libraries: str = ""  # the CUDA and cuDNN a CUDA session loaded, and from where
     started: float | None = field(default=None, repr=False)  # time.monotonic() of the run in progress
 
     @property
@@ -50,15 +56,35 @@ class Session:
 
     def describe(self) -> str:
         threads = f", {self.threads} threads" if self.threads else ""
-        why = f" ({self.fallback_reason})" if self.fallback_reason else ""
+        note = self.fallback_reason or (self.libraries if self.provider == CUDA else "")
+        why = f" ({note})" if note else ""
         return f"provider: {self.provider}{threads}{why}"
 
     def run(self, feeds: dict) -> list:
         """One run in this thread, with onnxruntime's refusal of an input (wrong rank, type, size) as
         one clean line. Call it inside `watch` to keep the run stoppable."""
+        return self._call(lambda: self.session.run(None, feeds, self.options))
+
+    def bind(self, feeds: dict):
+        """An onnxruntime IOBinding with `feeds` copied once to the session's device and the outputs
+        left there, so that `run_bound` times the model and not the copies between host and device."""
+        import onnxruntime as ort
+
+        binding = self.session.io_binding()
+        for name, array in feeds.items():
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, self.device, 0))
+        for output in self.session.get_outputs():
+            binding.bind_output(output.name, self.device)
+        return binding
+
+    def run_bound(self, binding) -> None:
+        """One run on a `bind` binding; its outputs stay on the device (`binding.copy_outputs_to_cpu()`)."""
+        self._call(lambda: self.session.run_with_iobinding(binding, self.options))
+
+    def _call(self, run):
         self.started = time.monotonic()
         try:
-            return self.session.run(None, feeds, self.options)
+            return run()
         except Exception as e:  # onnxruntime's own exception types: a refused input, or a model it cannot compute
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise RunError(f"onnxruntime could not run the model: {first}", exit_code=1) from None
@@ -136,6 +162,65 @@ def cuda_reason(log: str) -> str:
     return "the CUDA provider did not start"
 
 
+def preload_cuda(ort) -> str:
+    """Load the nvidia wheels' CUDA and cuDNN with onnxruntime's `preload_dlls`, where this
+    onnxruntime has it; return what it printed (it reports a missing library on stdout)."""
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return ""
+    printed = io.StringIO()
+    with captured_stderr() as log, contextlib.redirect_stdout(printed):
+        try:
+            preload()
+        except Exception as e:  # a missing folder, a library that will not load: the session says why CUDA fails
+            print(f"preload_dlls: {e}")
+    return printed.getvalue() + log[0]
+
+
+# the shared objects a CUDA session loads: (soname stem, what to call it, the wheels that bring it)
+CUDA_LIBRARIES = (("libcudart.so", "CUDA", ("nvidia-cuda-runtime", "nvidia-cuda-runtime-cu{major}")),
+                  ("libcudnn.so", "cuDNN", ("nvidia-cudnn-cu{cuda}",)))
+
+
+def cuda_libraries(maps: str, version=None) -> str:
+    """Which CUDA and cuDNN are loaded, from /proc/self/maps: 'CUDA 13.5, cuDNN 9.28 from the nvidia
+    wheels' (their versions from the wheels' metadata), or 'CUDA 13, cuDNN 9 from the system'."""
+    version = version or _distribution_version
+    found, cuda_major = [], ""
+    for stem, label, wheels in CUDA_LIBRARIES:
+        m = re.search(rf"(/\S*)/{re.escape(stem)}\.(\d+)", maps)
+        if not m:
+            continue
+        major = m.group(2)
+        cuda_major = cuda_major or major
+        wheel = "/site-packages/nvidia/" in m.group(1) + "/"
+        full = next((v for w in wheels if (v := version(w.format(major=major, cuda=cuda_major)))), "") if wheel else ""
+        found.append((f"{label} {'.'.join(full.split('.')[:2]) or major}",
+                      "the nvidia wheels" if wheel else "the system"))
+    if not found:
+        return ""
+    if len({where for _, where in found}) == 1:
+        return f"{', '.join(name for name, _ in found)} from {found[0][1]}"
+    return ", ".join(f"{name} from {where}" for name, where in found)
+
+
+def _distribution_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def _loaded_objects() -> str:
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:  # not Linux: the provider line names no libraries
+        return ""
+
+
 def _readable(model: Model):
     """What onnxruntime reads: (a path or serialized bytes, the temporary folder that must outlive the session)."""
     if model.path:
@@ -165,6 +250,7 @@ def open_session(model: Model, device: str = "auto", threads: int = 0) -> Sessio
         providers = [CUDA, CPU]
     if device == "cuda" and reason:
         raise RunError(f"--device cuda: {reason}")
+    preloaded = preload_cuda(ort) if providers[0] == CUDA else ""
     source, folder = _readable(model)
     with captured_stderr() as log:
         try:
@@ -173,9 +259,11 @@ def open_session(model: Model, device: str = "auto", threads: int = 0) -> Sessio
             raise RunError(f"onnxruntime cannot load the model: {e}", exit_code=1) from None
     active = session.get_providers()[0]
     if active != CUDA and providers[0] == CUDA:
-        reason = cuda_reason(log[0])
+        reason = cuda_reason(log[0] + "\n" + preloaded)
         if device == "cuda":
             raise RunError(f"--device cuda: {reason}")
+    libraries = cuda_libraries(_loaded_objects()) if active == CUDA else ""
     run_options = ort.RunOptions()
     run_options.log_severity_level = QUIET
-    return Session(session, active, threads, reason if device == "auto" else "", folder, run_options)
+    return Session(session, active, threads, reason if device == "auto" else "", folder, run_options,
+                   libraries=libraries)
