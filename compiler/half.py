@@ -9,8 +9,10 @@ weights plus the largest array's float16 copy, not a whole in-memory model: VGG-
 808 MB (fp32: 621 MB) and writes 287 MB instead of 575 MB.
 
 Kept in float32 (and cast around): the converter's own list (Range, Max, Min, TopK, ...), and
-every node of a layer type that says `fp32 = True` (LRN and LCN square their input: |x| past
-256 overflows float16's 65504).
+every node of a layer type that says `fp32 = True` (LRN: it sums squares, and |x| past 256
+overflows float16's 65504). The converter keeps a node's arithmetic in float32 but stores its
+output in float16 again, so a layer of several nodes (LCN's x*x, then its means) cannot be kept
+float32 this way: LCN runs in float16, and overflows past |x| ~ 256.
 """
 
 from __future__ import annotations
@@ -41,10 +43,13 @@ def to_fp16(lowered: Lowered, fp32_nodes: set[str] = frozenset()) -> Lowered:
     inputs = [v for v in graph.input if v.name in io]  # the weights become initializers again when saved
     graph.ClearField("input")
     graph.input.extend(inputs)
-    nodes = _topological(list(graph.node), {*io, *(key for key, _ in lowered.weights),
+    nodes = _topological(_unique(graph.node), {*io, *(key for key, _ in lowered.weights),
                                             *(t.name for t in graph.initializer)})
     graph.ClearField("node")
     graph.node.extend(nodes)
+    values = _unique(graph.value_info)
+    graph.ClearField("value_info")
+    graph.value_info.extend(values)
     helper.set_model_props(model, {**{p.key: p.value for p in model.metadata_props}, "convspec.precision": "fp16"})
     weights = lowered.weights
     for i, (key, array) in enumerate(weights):  # in place: each float32 array is freed once converted
@@ -63,6 +68,16 @@ def half(array: np.ndarray) -> np.ndarray:
         overflow = np.isinf(out) & np.isfinite(array)
         out[overflow] = np.copysign(FP16_MAX, array[overflow])
     return out
+
+
+def _unique(items) -> list:
+    """Each name once. The converter gives every float32 node its own Cast of a float16 input, all
+    named after that input: two LRNs reading one value get two identical Casts (and value infos)."""
+    seen = {}
+    for item in items:
+        if seen.setdefault(item.name, item) != item:
+            raise LoweringError(f"fp16: the converted graph has two different nodes or values named '{item.name}'")
+    return list(seen.values())
 
 
 def _topological(nodes: list, available: set) -> list:

@@ -65,17 +65,24 @@ class Session:
         one clean line. Call it inside `watch` to keep the run stoppable."""
         return self._call(lambda: self.session.run(None, feeds, self.options))
 
-    def bind(self, feeds: dict):
-        """An onnxruntime IOBinding with `feeds` copied once to the session's device and the outputs
-        left there, so that `run_bound` times the model and not the copies between host and device."""
+    def bind(self, feeds: dict, on_device: bool = True):
+        """An onnxruntime IOBinding whose outputs stay on the session's device. `on_device`: `feeds`
+        are copied there once, so `run_bound` times the model and not the copies between host and
+        device; otherwise they stay on the host and every run copies them in."""
         import onnxruntime as ort
 
-        binding = self.session.io_binding()
-        for name, array in feeds.items():
-            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, self.device, 0))
-        for output in self.session.get_outputs():
-            binding.bind_output(output.name, self.device)
-        return binding
+        def bind():
+            binding = self.session.io_binding()
+            for name, array in feeds.items():
+                if on_device:
+                    binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(array, self.device, 0))
+                else:
+                    binding.bind_cpu_input(name, array)
+            for output in self.session.get_outputs():
+                binding.bind_output(output.name, self.device)
+            return binding
+
+        return self._call(bind)
 
     def run_bound(self, binding) -> None:
         """One run on a `bind` binding; its outputs stay on the device (`binding.copy_outputs_to_cpu()`)."""

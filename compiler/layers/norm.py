@@ -84,7 +84,6 @@ class LCN(Layer):
                                 default=True)
     eps: float = arg(POSITIVE_NUMBER, "keeps the divisor away from zero", default=1e-4)
     shorthand = "size"
-    fp32 = True  # mean(x^2) overflows float16 past |x| ~ 256
 
     def output_shape(self, x):
         spatial(x, self)
