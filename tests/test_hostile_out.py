@@ -196,7 +196,7 @@ def test_unexpected_weight_keys_are_escaped(name, tmp_path):
 def test_bench_escapes_the_model_name(name, shown):
     r = run_cli(ONNX, "bench", name, "--runs", "1", "--warmup", "0", "--device", "cpu")
     assert r.returncode == 0 and r.stdout.startswith(f"{shown}: batch 1, ") and "\x1b" not in r.stdout
-    assert len(r.stdout.splitlines()) == 3
+    assert len(r.stdout.splitlines()) == 4  # header, latency, end-to-end latency, throughput
 
 
 # -- Triton: names are quoted, a folder name is fullmatched ----------------------------------------
