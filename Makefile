@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test check bench docs clean lock
+.PHONY: demo test check bench docs clean lock cuda
 
 # Every install goes through constraints.txt, the exact versions the suite passed with: a release
 # made tomorrow cannot change what a fresh clone gets. convspec itself is installed without build
@@ -58,6 +58,11 @@ test: $(STAMP) $(REFERENCE)
 # torchvision parity, fuzzing, real signals).
 check: $(STAMP)
 	$(BIN)/python -m pytest -rs -n $(WORKERS) -m "not slow"
+
+# CUDA 13 and cuDNN 9 from the nvidia wheels (several GB), for a machine with an NVIDIA driver and no
+# system CUDA; runtime/session.py preloads them. Then: convspec bench resnet50 --device cuda
+cuda: $(STAMP)
+	$(PIP) install -q $(PINNED) --no-build-isolation -e '.[cuda]'
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_cli.py
