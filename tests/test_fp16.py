@@ -237,3 +237,18 @@ def test_cli_bench_reports_both_latencies():
     assert lines[1].startswith("latency ms: p50 ") and lines[2].startswith("end-to-end ms, with copies: p50 ")
     proc = cli("bench", "lenet5", "--runs", "3", "--device", "cpu", "--format", "json")
     assert json.loads(proc.stdout)["end_to_end_ms"]["p50"] > 0
+
+
+def test_fp16_same_bytes_twice_and_external_data(tmp_path, monkeypatch):
+    from compiler import build
+
+    analysis = analyse("lenet5")
+    a, b = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    save(compile_spec(analysis, precision="fp16"), str(a))
+    save(compile_spec(analysis, precision="fp16"), str(b))
+    assert a.read_bytes() == b.read_bytes()
+    monkeypatch.setattr(build, "EXTERNAL_THRESHOLD", 0)  # the side-file writer, as past 1.9 GB
+    written = save(compile_spec(analysis, precision="fp16"), str(tmp_path / "e.onnx"))
+    assert len(written) == 2 and Path(written[1]).stat().st_size == 2 * 61706
+    x = np.zeros((1, 1, 32, 32), np.float32)
+    np.testing.assert_array_equal(_run(tmp_path / "e.onnx", x)[0], _run(a, x)[0])
