@@ -59,7 +59,11 @@ test: $(STAMP) $(REFERENCE)
 check: $(STAMP)
 	$(BIN)/python -m pytest -rs -n $(WORKERS) -m "not slow"
 
+# The benchmark suite (docs/performance.md): writes build/bench.md and prints it; several minutes.
+# Then the start-up timings of the fast paths. `make bench BENCH=--quick` is the smoke test.
+BENCH ?=
 bench: $(STAMP)
+	$(BIN)/python bench/suite.py $(BENCH)
 	$(BIN)/python bench/bench_cli.py
 
 # Regenerate the registry-derived files (schema and the layer table in docs/spec.md).
