@@ -273,6 +273,7 @@ def run(plan: Plan, use_torch: bool, command: str, echo=print) -> list[str]:
     import onnxruntime
 
     tv, why = load_torch() if use_torch else (None, "--no-torch")
+    load_before = os.getloadavg()[0]  # the neighbours' share of this machine
     first_peak = sgemm_peak(plan.sgemm_repeats)
     measured, notes = [], []  # (model, batch, engine, runs, seconds, GFLOP/s, time / convspec)
     with tempfile.TemporaryDirectory(prefix="convspec-bench-") as tmp:
@@ -301,6 +302,7 @@ def run(plan: Plan, use_torch: bool, command: str, echo=print) -> list[str]:
             f"- peak: {peak:.1f} GFLOP/s, the best 2048x2048 float32 SGEMM with numpy's BLAS "
             f"({2 * plan.sgemm_repeats} tries, before and after)",
             "- GFLOP per sample: 2 x the model's MACs (convolution and dense layers)",
+            f"- load average (1 min): {load_before:.2f} before, {os.getloadavg()[0]:.2f} after",
             *([] if tv else [f"- torch.onnx and eager not run: {why}"]),
             "", "## Inference", "", *table(INFERENCE, rows, text=3), *([""] + notes if notes else []),
             "", f"Pending (not bundled yet): {', '.join(PENDING)}.",

@@ -48,6 +48,7 @@ def test_quick_report_structure(tmp_path, capsys, with_torch):
     assert text.strip() in capsys.readouterr().out
     assert re.search(r"^- CPU: .+AVX2 (yes|no).+AMX (yes|no)", text, re.M)
     assert re.search(r"^- peak: \d+\.\d GFLOP/s", text, re.M)
+    assert re.search(r"^- load average \(1 min\): [\d.]+ before, [\d.]+ after$", text, re.M)
     assert "Pending (not bundled yet): mobilenet_v2, efficientnet_b0." in text
 
     found = tables(text)
