@@ -64,7 +64,12 @@ check: $(STAMP)
 cuda: $(STAMP)
 	$(PIP) install -q $(PINNED) --no-build-isolation -e '.[cuda]'
 
-bench: $(STAMP)
+# The benchmark suite (docs/performance.md): writes build/bench.md and prints it; several minutes.
+# Then the start-up timings of the fast paths. `make bench BENCH=--quick` is the smoke test.
+# The torch columns need the test reference (torch, torchvision); without it they are skipped.
+BENCH ?=
+bench: $(STAMP) $(REFERENCE)
+	$(BIN)/python bench/suite.py $(BENCH)
 	$(BIN)/python bench/bench_cli.py
 
 # Regenerate the registry-derived files (schema and the layer table in docs/spec.md).
