@@ -1,0 +1,102 @@
+"""Int8 recipes against fp32: latency ratio (batch 1, interleaved in one process) and accuracy.
+
+    python bench/quantize_sweep.py resnet50 [--weights W.pth] [--threads 2] [--runs 30] [recipe ...]
+
+A recipe is `name:key=value,...` over compiler.quantize.Recipe's fields (e.g.
+`s8act:activations=s8`). Accuracy is measured on held-out inputs (another seed than the
+calibration's), so it is not flattered by the calibration set. Results: docs/quantization.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+
+from compiler.build import compile_spec  # noqa: E402
+from compiler.pipeline import analyse  # noqa: E402
+from compiler.quantize import Recipe, compare, generated_calibration, quantize  # noqa: E402
+
+
+def parse_recipe(text: str) -> tuple[str, Recipe]:
+    name, _, settings = text.partition(":")
+    kinds = {f.name: f.type for f in fields(Recipe)}
+    values = {}
+    for item in filter(None, settings.split(",")):
+        key, _, value = item.partition("=")
+        kind = kinds[key]
+        values[key] = (value == "1" if kind == "bool" else tuple(filter(None, value.split("+"))) if kind == "tuple"
+                       else value)
+    return name, replace(Recipe(), **values)
+
+
+def session(path: str, threads: int):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+
+
+def ratio(fp32, int8, x, runs: int) -> tuple[float, float, float]:
+    """Median fp32 and int8 latencies (ms), runs interleaved so that load on the machine hits both."""
+    feeds = {"input": x}
+    for s in (fp32, int8):
+        for _ in range(3):
+            s.run(None, feeds)
+    a, b = [], []
+    for _ in range(runs):
+        for s, times in ((fp32, a), (int8, b)):
+            t = time.perf_counter()
+            s.run(None, feeds)
+            times.append(time.perf_counter() - t)
+    ma, mb = statistics.median(a) * 1e3, statistics.median(b) * 1e3
+    return ma, mb, ma / mb
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("spec")
+    p.add_argument("recipes", nargs="*", default=["default:"])
+    p.add_argument("--weights")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--runs", type=int, default=30)
+    p.add_argument("--samples", type=int, default=32)
+    p.add_argument("--calibration", choices=["normal", "smooth"], default="normal")
+    args = p.parse_args()
+    a = analyse(args.spec)
+    model = compile_spec(a, args.weights).to_model()
+    shape = a.graph.input_shape
+    calibration = generated_calibration(shape, 0, args.samples)
+    held_out = generated_calibration(shape, 1, 16)
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32_path = str(Path(tmp) / "fp32.onnx")
+        onnx.save(model, fp32_path)
+        fp32 = session(fp32_path, args.threads)
+        print(f"{args.spec} weights={args.weights or 'seeded'} threads={args.threads} ort={ort.__version__}")
+        for text in args.recipes:
+            name, recipe = parse_recipe(text)
+            t = time.time()
+            q, figures = quantize(model, calibration, "generated", recipe)
+            seconds = time.time() - t
+            path = str(Path(tmp) / f"{name}.onnx")
+            onnx.save(q, path)
+            held = compare(fp32_path, path, "input", held_out)
+            ms32, ms8, r = ratio(fp32, session(path, args.threads), held_out[:1], args.runs)
+            print(f"{name:12s} ratio {r:.2f}x (fp32 {ms32:.1f} ms, int8 {ms8:.1f} ms)  "
+                  f"cosine calib {figures['cosine']:.4f} held-out {held['cosine']:.4f}  "
+                  f"maxrel {held['max_relative_error']:.3f} top1 {held['top1_agreement']:.2f}  "
+                  f"quantise {seconds:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
