@@ -71,7 +71,6 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--runs", type=int, default=30)
     p.add_argument("--samples", type=int, default=32)
-    p.add_argument("--calibration", choices=["normal", "smooth"], default="normal")
     args = p.parse_args()
     a = analyse(args.spec)
     model = compile_spec(a, args.weights).to_model()

@@ -66,14 +66,16 @@ def quantize(model: onnx.ModelProto, calibration: np.ndarray, source: str,
                "percentile": CalibrationMethod.Percentile}
     input_name = model.graph.input[0].name
     with tempfile.TemporaryDirectory(prefix="convspec-int8-") as tmp, _quiet():
-        fp32, prepared, int8 = (str(Path(tmp) / f) for f in ("fp32.onnx", "prepared.onnx", "int8.onnx"))
+        fp32, adds, prepared, int8 = (str(Path(tmp) / f"{f}.onnx") for f in ("fp32", "adds", "prepared", "int8"))
         onnx.save(model, fp32)
+        onnx.save(_sums_as_adds(model), adds)
+        graph = adds
         if recipe.prepare:
-            quant_pre_process(fp32, prepared)
-        source = prepared if recipe.prepare else fp32
+            quant_pre_process(adds, prepared)
+            graph = prepared
         # named in the graph that is quantised: pre-processing fuses and may rename nodes
-        exclude = [n.name for n in onnx.load(source).graph.node if {n.op_type, n.name} & set(recipe.exclude)]
-        quantize_static(source, int8, _Reader(input_name, calibration),
+        exclude = [n.name for n in onnx.load(graph).graph.node if {n.op_type, n.name} & set(recipe.exclude)]
+        quantize_static(graph, int8, _Reader(input_name, calibration),
                         quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
                         reduce_range=recipe.reduce_range, activation_type=types[recipe.activations],
                         weight_type=types[recipe.weights], calibrate_method=methods[recipe.method],
@@ -112,6 +114,16 @@ def _outputs(path: str, input_name: str, inputs: np.ndarray, batch: int = 8) -> 
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     return np.concatenate([session.run(None, {input_name: inputs[i:i + batch]})[0]
                            for i in range(0, len(inputs), batch)])
+
+
+def _sums_as_adds(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose two-input Sums (how merge `add` lowers) are Adds: onnxruntime quantises Add
+    into QLinearAdd, but leaves Sum in float between a Dequantize and a Quantize."""
+    model = model.__class__.FromString(model.SerializeToString())
+    for node in model.graph.node:
+        if node.op_type == "Sum" and len(node.input) == 2:
+            node.op_type = "Add"
+    return model
 
 
 class _Reader:
