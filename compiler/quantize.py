@@ -103,7 +103,7 @@ def compare(reference: str, candidate: str, input_name: str, inputs: np.ndarray)
 
 def describe(figures: dict) -> str:
     """One line for the user."""
-    return (f"int8 against fp32 on {figures['samples']} {figures['calibration']} samples: "
+    return (f"int8 against fp32 on the calibration set ({figures['samples']} samples, {figures['calibration']}): "
             f"cosine {figures['cosine']:.4f} (worst sample), max relative error "
             f"{figures['max_relative_error']:.2%}, top-1 agreement {figures['top1_agreement']:.0%}")
 
