@@ -219,6 +219,7 @@ def _quantized(lowered, inputs, source: str):
     from compiler.lower import Lowered
     from compiler.quantize import describe, quantize
 
+    _import_uninterrupted(("onnxruntime", "onnxruntime.quantization"))  # compile's NATIVE leaves them out
     model, figures = quantize(lowered.to_model(), inputs, source)
     print(describe(figures))
     return Lowered(model, [])  # the weights, now int8, stay inside the model
