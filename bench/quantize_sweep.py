@@ -1,4 +1,4 @@
-"""Int8 recipes against fp32: latency ratio (batch 1, interleaved in one process) and accuracy.
+"""Int8 recipes against fp32: latency ratio (batch 1, round-robin in one process) and accuracy.
 
     python bench/quantize_sweep.py resnet50 [--weights W.pth] [--threads 2] [--runs 30] [recipe ...]
 
@@ -61,23 +61,25 @@ def session(path: str, threads: int):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Idle pool threads spin for a while after each run; with sessions taking turns on 2 cores,
+    # one session's spinning would slow the next one's run. No spinning: a fair round-robin.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
 
-def ratio(fp32, int8, x, runs: int) -> tuple[float, float, float]:
-    """Median fp32 and int8 latencies (ms), runs interleaved so that load on the machine hits both."""
+def latencies(sessions: list, x, runs: int) -> list[float]:
+    """Median latency (ms) of each session, runs round-robin so that load on the machine hits all."""
     feeds = {"input": x}
-    for s in (fp32, int8):
+    for s in sessions:
         for _ in range(3):
             s.run(None, feeds)
-    a, b = [], []
+    times = [[] for _ in sessions]
     for _ in range(runs):
-        for s, times in ((fp32, a), (int8, b)):
+        for s, samples in zip(sessions, times):
             t = time.perf_counter()
             s.run(None, feeds)
-            times.append(time.perf_counter() - t)
-    ma, mb = statistics.median(a) * 1e3, statistics.median(b) * 1e3
-    return ma, mb, ma / mb
+            samples.append(time.perf_counter() - t)
+    return [statistics.median(t) * 1e3 for t in times]
 
 
 def main() -> None:
@@ -100,6 +102,7 @@ def main() -> None:
         onnx.save(model, fp32_path)
         fp32 = session(fp32_path, args.threads)
         print(f"{args.spec} weights={args.weights or 'seeded'} threads={args.threads} ort={ort.__version__}")
+        rows = []
         for text in args.recipes:
             name, recipe = parse_recipe(text)
             t = time.time()
@@ -109,13 +112,16 @@ def main() -> None:
             onnx.save(q, path)
             held = compare(fp32_path, path, "input", held_out)
             images = compare(fp32_path, path, "input", smooth)
-            ms32, ms8, r = ratio(fp32, session(path, args.threads), held_out[:1], args.runs)
-            print(f"{name:12s} ratio {r:.2f}x (fp32 {ms32:.1f} ms, int8 {ms8:.1f} ms)  "
+            rows.append((name, path, figures, held, images, seconds))
+        # all recipes timed together, round-robin with fp32, after the quantisations
+        ms = latencies([fp32] + [session(row[1], args.threads) for row in rows], held_out[:1], args.runs)
+        print(f"fp32         {ms[0]:.1f} ms")
+        for (name, _, figures, held, images, seconds), ms8 in zip(rows, ms[1:]):
+            print(f"{name:12s} ratio {ms[0] / ms8:.2f}x ({ms8:.1f} ms)  "
                   f"cosine calib {figures['cosine']:.4f} held-out {held['cosine']:.4f}  "
                   f"maxrel {held['max_relative_error']:.3f} top1 {held['top1_agreement']:.2f}  "
                   f"smooth images: cosine {images['cosine']:.4f} top1 {images['top1_agreement']:.2f}  "
                   f"quantise {seconds:.0f} s", flush=True)
-
 
 if __name__ == "__main__":
     main()
