@@ -83,6 +83,10 @@ def quantize(model: onnx.ModelProto, calibration: np.ndarray, source: str,
         quantized = onnx.load(int8)
         figures = compare(fp32, int8, input_name, calibration)
     figures = {**figures, "calibration": source, "samples": len(calibration), "recipe": asdict(recipe)}
+    used = {n.domain for n in quantized.graph.node} | {""}  # pre-processing declares every domain onnxruntime knows
+    kept = [o for o in quantized.opset_import if o.domain in used]
+    del quantized.opset_import[:]
+    quantized.opset_import.extend(kept)
     del quantized.metadata_props[:]  # pre-processing may drop or keep them: the fp32 model's, plus ours
     quantized.metadata_props.extend(model.metadata_props)
     quantized.metadata_props.add(key="convspec.quantization", value=json.dumps(figures))

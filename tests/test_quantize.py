@@ -53,6 +53,7 @@ def test_model_is_qdq_with_per_channel_weights(models, kind):
     model = onnx.load(folder / f"{kind}.onnx")
     onnx.checker.check_model(model)
     assert model.ir_version <= 13  # what onnxruntime 1.31 reads
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", 21)]
     ops = [n.op_type for n in model.graph.node]
     assert "QuantizeLinear" in ops and "DequantizeLinear" in ops
     initializers = {t.name: t for t in model.graph.initializer}
