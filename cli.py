@@ -176,21 +176,55 @@ def _session(model, args):
 
 def cmd_compile(args) -> int:
     from compiler.build import compile_spec, leftover_data, save
+    from compiler.errors import UsageError
     from compiler.output import check_writable
     from compiler.pipeline import analyse
     from compiler.report import human, human_bytes
 
+    if args.calibration and not args.quantize:
+        raise UsageError("--calibration is for --quantize int8")
+    if args.quantize and args.precision != "fp32":  # int8 is calibrated against the float32 model
+        raise UsageError(f"--quantize int8 and --precision {args.precision} exclude each other; choose one")
     check_writable([args.output], args.force)  # before the work, not after it
     analysis = analyse(args.spec, limits=_limits(args))
     _print_warnings(analysis)
+    calibration = args.quantize and _calibration(args, analysis)  # a bad file fails before the work
     lowered = compile_spec(analysis, args.weights, args.seed, args.opset, show_progress=True,
                            strict_weights=args.strict_weights, warn=_warn, precision=args.precision)
+    if args.quantize:
+        lowered = _quantized(lowered, *calibration)
     written = save(lowered, args.output, args.force)
     for stale in leftover_data(args.output, written):  # the weights of a model it replaced
         _warn(f"{stale} is left from an earlier model; {args.output} does not use it, so it can be deleted")
+    # a quantised model keeps its (int8) weights inside the graph
+    weight_bytes = lowered.weight_bytes or sum(t.ByteSize() for t in lowered.model.graph.initializer)
     print(f"wrote {', '.join(written)}: {analysis.graph.name}, {human(analysis.params)} params, "
-          f"{human_bytes(lowered.weight_bytes)} of weights, opset {args.opset}")
+          f"{human_bytes(weight_bytes)} of weights, opset {args.opset}")
     return 0
+
+
+def _calibration(args, analysis):
+    """(inputs, where they came from): --calibration read by runtime/, or seeded noise, with a warning."""
+    from compiler.limits import INPUT_BYTES
+    from compiler.quantize import GENERATED_SAMPLES, generated_calibration
+    from runtime.inputs import calibration_set
+
+    shape, preprocess = analysis.graph.input_shape, analysis.graph.attachments.preprocess or {}
+    if args.calibration:
+        return calibration_set(args.calibration, shape, preprocess, INPUT_BYTES), os.path.basename(args.calibration)
+    _warn(f"no --calibration: int8 scales are fitted to {GENERATED_SAMPLES} samples of seeded random noise, not "
+          "to real inputs, so the accuracy on real data is unknown; pass --calibration DIR (images) or FILE.npz")
+    return generated_calibration(shape, args.seed), f"generated:{args.seed}"
+
+
+def _quantized(lowered, inputs, source: str):
+    from compiler.lower import Lowered
+    from compiler.quantize import describe, quantize
+
+    _import_uninterrupted(("onnxruntime", "onnxruntime.quantization"))  # compile's NATIVE leaves them out
+    model, figures = quantize(lowered.to_model(), inputs, source)
+    print(describe(figures))
+    return Lowered(model, [])  # the weights, now int8, stay inside the model
 
 
 def cmd_run(args) -> int:
@@ -316,6 +350,10 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
     co.add_argument("--force", action="store_true", help="replace OUT.onnx if it exists")
     co.add_argument("--opset", type=_count(18, 24), default=21, help="ONNX opset, 18 to 24 (default 21)")
+    co.add_argument("--quantize", choices=["int8"], help="static int8 quantisation (QDQ, per-channel weights)")
+    co.add_argument("--calibration", metavar="DIR|FILE.npz",
+                    help="inputs to calibrate --quantize on: a folder of images (read as the spec's preprocess: says) "
+                         "or an array file (default: seeded random noise, with a warning)")
     _spec_args(co, "seed of the initialisation (default 0)")
     co.set_defaults(run=cmd_compile)
 

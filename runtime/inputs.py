@@ -72,6 +72,29 @@ def _load_input(path: str, shape, preprocess: dict, max_bytes: int) -> np.ndarra
     return array
 
 
+def calibration_set(path: str, shape, preprocess: dict, max_bytes: int) -> np.ndarray:
+    """Inputs to calibrate quantisation on: a folder's images (by name, through `preprocess`), or
+    an array file as `load_input` reads it; at most `max_bytes` as float32, every value finite."""
+    p = Path(path)
+    if not p.is_dir():
+        inputs = load_input(path, shape, preprocess, max_bytes)
+    else:
+        try:
+            images = sorted(e for e in p.iterdir() if e.suffix.lower() in IMAGE_SUFFIXES and e.is_file())
+        except OSError as e:
+            raise RunError(f"{path}: cannot list the folder: {e.strerror or e}") from None
+        if not images:
+            raise RunError(f"{path}: the folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        size = 4 * len(images) * int(np.prod(shape))
+        if size > max_bytes:
+            raise RunError(f"{path}: {len(images)} images make {size:,} bytes of float32 inputs, more than the limit "
+                           f"of {max_bytes:,}; calibrate on fewer (a few hundred are plenty)", exit_code=1)
+        inputs = np.stack([load_image(image, shape, preprocess) for image in images])
+    if not np.isfinite(inputs).all():
+        raise RunError(f"{path}: NaN or Inf inputs cannot calibrate int8 scales", exit_code=1)
+    return inputs
+
+
 def _npz_input(p: Path) -> Stored:
     """The array named `input`, or the only one."""
     arrays = read_npz(p)

@@ -1,0 +1,152 @@
+"""Static int8 quantisation of a compiled model, through onnxruntime's quantisation tools.
+
+The model becomes QDQ: QuantizeLinear/DequantizeLinear pairs around the ops that onnxruntime's
+CPU provider fuses into integer kernels (Conv, Gemm, MatMul, Add, pooling), with per-channel
+weight scales. Activation ranges are calibrated on sample inputs handed over as an array: this
+module never reads files of inputs (runtime/ does; the compiler does not import runtime).
+
+After quantising, the int8 model is compared with the fp32 one on the calibration set, and the
+figures go into the model's metadata `convspec.quantization` (JSON):
+
+- cosine: the worst sample's cosine similarity between the int8 and fp32 outputs;
+- max_relative_error: max |int8 - fp32| over max |fp32| (relative to the output's range, since
+  an element-wise ratio is meaningless where fp32 is near 0);
+- top1_agreement: the share of samples whose arg-max is the same.
+
+Measurements behind the defaults of `Recipe` are in docs/quantization.md.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from .errors import LoweringError
+
+GENERATED_SAMPLES = 32
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to quantise; the defaults are the measured best on x86 CPUs (docs/quantization.md)."""
+
+    activations: str = "u8"  # u8: the CPU's u8 x s8 kernels (VNNI's vpdpbusd) take activations unsigned
+    weights: str = "s8"
+    per_channel: bool = True  # one scale per output channel: conv weights' ranges differ a lot
+    reduce_range: bool = False  # 7-bit weights avoid u8 x s8 saturation without VNNI, at an accuracy cost
+    method: str = "minmax"  # minmax, entropy or percentile
+    prepare: bool = True  # quant_pre_process: shape inference and graph fusions (BatchNorm into Conv) first
+    exclude: tuple = ()  # op types or node names left in float
+
+
+def generated_calibration(shape, seed: int, samples: int = GENERATED_SAMPLES) -> np.ndarray:
+    """Seeded standard normal inputs: the range of normalised image pixels, but not their statistics."""
+    return np.random.default_rng(seed).standard_normal((samples, *shape), dtype=np.float32)
+
+
+def quantize(model: onnx.ModelProto, calibration: np.ndarray, source: str,
+             recipe: Recipe = Recipe()) -> tuple[onnx.ModelProto, dict]:
+    """The int8 QDQ model of the fp32 `model` (whole, weights included) and its error figures.
+
+    `calibration` is a float32 batch of inputs; `source` says where it came from (for metadata).
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
+    from onnxruntime.quantization.calibrate import CalibrationMethod
+
+    if model.ByteSize() > 1_900_000_000:  # quantize_static keeps the whole model in one protobuf message
+        raise LoweringError("quantising a model over 1.9 GB is not supported; compile it in fp32")
+    types = {"u8": QuantType.QUInt8, "s8": QuantType.QInt8}
+    methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+               "percentile": CalibrationMethod.Percentile}
+    input_name = model.graph.input[0].name
+    with tempfile.TemporaryDirectory(prefix="convspec-int8-") as tmp, _quiet():
+        fp32, adds, prepared, int8 = (str(Path(tmp) / f"{f}.onnx") for f in ("fp32", "adds", "prepared", "int8"))
+        onnx.save(model, fp32)
+        onnx.save(_sums_as_adds(model), adds)
+        graph = adds
+        if recipe.prepare:
+            quant_pre_process(adds, prepared)
+            graph = prepared
+        # named in the graph that is quantised: pre-processing fuses and may rename nodes
+        exclude = [n.name for n in onnx.load(graph).graph.node if {n.op_type, n.name} & set(recipe.exclude)]
+        quantize_static(graph, int8, _Reader(input_name, calibration),
+                        quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
+                        reduce_range=recipe.reduce_range, activation_type=types[recipe.activations],
+                        weight_type=types[recipe.weights], calibrate_method=methods[recipe.method],
+                        nodes_to_exclude=exclude, calibration_providers=["CPUExecutionProvider"])
+        quantized = onnx.load(int8)
+        figures = compare(fp32, int8, input_name, calibration)
+    figures = {**figures, "calibration": source, "samples": len(calibration), "recipe": asdict(recipe)}
+    used = {n.domain for n in quantized.graph.node} | {""}  # pre-processing declares every domain onnxruntime knows
+    kept = [o for o in quantized.opset_import if o.domain in used]
+    del quantized.opset_import[:]
+    quantized.opset_import.extend(kept)
+    del quantized.metadata_props[:]  # pre-processing may drop or keep them: the fp32 model's, plus ours
+    quantized.metadata_props.extend(model.metadata_props)
+    quantized.metadata_props.add(key="convspec.quantization", value=json.dumps(figures))
+    return quantized, figures
+
+
+def compare(reference: str, candidate: str, input_name: str, inputs: np.ndarray) -> dict:
+    """Error figures of `candidate`'s first output against `reference`'s, both run on the CPU."""
+    want, got = (_outputs(path, input_name, inputs) for path in (reference, candidate))
+    want, got = want.reshape(len(inputs), -1).astype(np.float64), got.reshape(len(inputs), -1).astype(np.float64)
+    norms = np.linalg.norm(want, axis=1) * np.linalg.norm(got, axis=1)
+    cosines = np.where(norms > 0, (want * got).sum(axis=1) / np.maximum(norms, 1e-300), 1.0)
+    scale = np.abs(want).max()
+    return {"cosine": round(float(cosines.min()), 6),
+            "max_relative_error": round(float(np.abs(got - want).max() / scale if scale > 0 else 0.0), 6),
+            "top1_agreement": round(float((want.argmax(axis=1) == got.argmax(axis=1)).mean()), 6)}
+
+
+def describe(figures: dict) -> str:
+    """One line for the user."""
+    return (f"int8 against fp32 on the calibration set ({figures['samples']} samples, {figures['calibration']}): "
+            f"cosine {figures['cosine']:.4f} (worst sample), max relative error "
+            f"{figures['max_relative_error']:.2%}, top-1 agreement {figures['top1_agreement']:.0%}")
+
+
+def _outputs(path: str, input_name: str, inputs: np.ndarray, batch: int = 8) -> np.ndarray:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return np.concatenate([session.run(None, {input_name: inputs[i:i + batch]})[0]
+                           for i in range(0, len(inputs), batch)])
+
+
+def _sums_as_adds(model: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy whose two-input Sums (how merge `add` lowers) are Adds: onnxruntime quantises Add
+    into QLinearAdd, but leaves Sum in float between a Dequantize and a Quantize."""
+    model = model.__class__.FromString(model.SerializeToString())
+    for node in model.graph.node:
+        if node.op_type == "Sum" and len(node.input) == 2:
+            node.op_type = "Add"
+    return model
+
+
+class _Reader:
+    """onnxruntime's CalibrationDataReader protocol (get_next until None), one sample at a time."""
+
+    def __init__(self, input_name: str, inputs: np.ndarray):
+        self.feeds = iter([{input_name: inputs[i:i + 1]} for i in range(len(inputs))])
+
+    def get_next(self):
+        return next(self.feeds, None)
+
+
+class _quiet:
+    """onnxruntime's quantisation tools log advice (run pre-processing, ...) at WARNING through
+    the root logger; the user gets our one line instead."""
+
+    def __enter__(self):
+        self.level = logging.root.level
+        logging.root.setLevel(logging.ERROR)
+
+    def __exit__(self, *exc):
+        logging.root.setLevel(self.level)
