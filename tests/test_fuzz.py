@@ -702,8 +702,8 @@ def onnx_tools():
 
 def compile_and_run(a, text):
     """Compile; the model passes the ONNX checker (with shape inference) and runs to the inferred shapes."""
-    onnx, ort, np, compile_model = onnx_tools()
-    model = guarded(compile_model, a, what=text)
+    onnx, ort, np, to_model = onnx_tools()
+    model = guarded(to_model, a, what=text)
     if isinstance(model, ConvspecError):
         event(f"compile refused: {type(model).__name__}")
         check_error(model, text)
