@@ -53,6 +53,30 @@ class Window:
         """ONNX order: all begins, then all ends ([top, left, bottom, right] in 2-D)."""
         return self.begin + self.end
 
+    # The receptive-field step (see Step): a window reads k_eff - 1 steps past its first input,
+    # and its first output is centred (k_eff - 1)/2 - pad_begin input pixels in.
+    @property
+    def span(self) -> tuple:
+        return tuple(e - 1 for e in self.effective_kernel)
+
+    @property
+    def offset(self) -> tuple:
+        return tuple((e - 1) / 2 - b for e, b in zip(self.effective_kernel, self.begin))
+
+
+@dataclass(frozen=True)
+class Step:
+    """A receptive-field step that is no sliding window (upsampling, transposed convolution).
+
+    Per axis, in input pixels: `span`, how many steps past its first input one output reads;
+    `stride`, the distance between neighbouring outputs (a Fraction below 1 when the layer
+    upsamples, so jumps stay exact); `offset`, the centre of the first output's field.
+    """
+
+    span: tuple
+    stride: tuple
+    offset: tuple
+
 
 def resolve(padding, size, kernel, stride, dilation, ceil_mode=False) -> Window:
     """Turn a padding argument into explicit pads for an input of `size` (one int per axis)."""

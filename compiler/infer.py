@@ -6,7 +6,9 @@ plus the warnings its layer raises (`--strict` makes them errors) and the `expec
 Receptive field, per spatial axis, with k the dilated kernel, s the stride, p the begin pad:
     size' = size + (k - 1) * jump;  jump' = jump * s;  start' = start + ((k - 1)/2 - p) * jump
 where start is the input coordinate (0-based pixel centres) of the centre of the first
-output's field. Merges take the union of their inputs' fields.
+output's field. Merges take the union of their inputs' fields. Upsampling layers give a
+stride below 1 as a Fraction (arith.Step), so jumps and sizes stay exact: after a 2x upsample
+the jump is 1/2, and a 3x3 conv there adds 2 * 1/2 = 1 input pixel to the size.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ class ReceptiveField:
     start: tuple[float, float]
 
     def as_dict(self) -> dict:
-        return {"size": list(self.size), "jump": list(self.jump), "start": [_num(s) for s in self.start]}
+        return {key: [_num(v) for v in getattr(self, key)] for key in ("size", "jump", "start")}
 
 
 @dataclass(frozen=True)
@@ -129,8 +131,9 @@ def _check_elements(node, out) -> None:
                          node.where, node.name)
 
 
-def _num(x: float):
-    return int(x) if float(x).is_integer() else x
+def _num(x):
+    """An int when whole, else a float (a Fraction from upsampling prints and serialises as one)."""
+    return int(x) if float(x).is_integer() else float(x)
 
 
 def infer(graph: Graph, strict: bool = False, limits: Limits = DEFAULT) -> Analysis:
@@ -191,15 +194,20 @@ def _receptive_field(inputs, shapes, step) -> ReceptiveField | None:
     if step is None:
         return rf
     if step == GLOBAL:
-        kernel, stride, begin = x[1:], x[1:], (0, 0)
+        span, stride, offset = [n - 1 for n in x[1:]], x[1:], [(n - 1) / 2 for n in x[1:]]
     else:
-        kernel, stride, begin = step.effective_kernel, step.stride, step.begin
+        span, stride, offset = step.span, step.stride, step.offset
     size, jump, start = [], [], []
-    for r, j, s0, k_eff, s, p in zip(rf.size, rf.jump, rf.start, kernel, stride, begin):
-        size.append(r + (k_eff - 1) * j)
-        jump.append(j * s)
-        start.append(s0 + ((k_eff - 1) / 2 - p) * j)
+    for r, j, s0, k, s, o in zip(rf.size, rf.jump, rf.start, span, stride, offset):
+        size.append(_exact(r + k * j))
+        jump.append(_exact(j * s))
+        start.append(float(s0 + o * j))
     return ReceptiveField(tuple(size), tuple(jump), tuple(start))
+
+
+def _exact(x):
+    """An int when whole (Fractions appear only after upsampling), else the Fraction itself."""
+    return int(x) if x == int(x) else x
 
 
 def _union(fields) -> ReceptiveField:
@@ -207,7 +215,7 @@ def _union(fields) -> ReceptiveField:
     for axis in range(2):
         lo = min(f.start[axis] - (f.size[axis] - 1) / 2 for f in fields)
         hi = max(f.start[axis] + (f.size[axis] - 1) / 2 for f in fields)
-        size.append(int(round(hi - lo)) + 1)
+        size.append(_num(round(hi - lo, 9) + 1))
         jump.append(max(f.jump[axis] for f in fields))
         start.append((lo + hi) / 2)
     return ReceptiveField(tuple(size), tuple(jump), tuple(start))

@@ -40,7 +40,7 @@ def rf_text(f: LayerFigures) -> str:
     rf = f.receptive_field
     if rf is None:
         return "-"
-    h, w = rf.size
+    h, w = rf.as_dict()["size"]  # a fractional size (after upsampling) prints as a decimal
     return str(h) if h == w else f"{h}x{w}"
 
 
@@ -100,7 +100,7 @@ def to_csv(a: Analysis) -> str:
         pair = (lambda v: "x".join(str(x) for x in v)) if rf else (lambda v: "")
         writer.writerow([f.node.name, f.node.type, " ".join(f.node.inputs), "x".join(map(str, f.output_shape)),
                          f.params, f.trainable, f.non_trainable, f.macs, f.flops,
-                         pair(rf.size) if rf else "", pair(rf.jump) if rf else "",
+                         pair(rf.as_dict()["size"]) if rf else "", pair(rf.as_dict()["jump"]) if rf else "",
                          pair(rf.as_dict()["start"]) if rf else ""])
     return out.getvalue()
 

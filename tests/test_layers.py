@@ -16,6 +16,7 @@ named `t`.
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -162,6 +163,29 @@ ROWS = [
     # an activation shorthand adds no parameters: (8-3)+1 = 6; 3*3*1*4 + 4 = 40; 4*6*6 * 9 = 1,296
     ("conv-relu", "conv", {"filters": 4, "kernel": 3, "activation": "relu"}, (1, 8, 8),
      (4, 6, 6), 40, 0, 1_296),
+
+    # ---- conv_transpose: out = (n-1)*s - 2p + d*(k-1) + op + 1; params C*(F/g)*kh*kw + F;
+    #      MACs = input numel * (F/g) * kh*kw (every multiply of the scatter)
+    # U-Net up-step: (28-1)*2 + 1 + 1 = 56; 1024*512*4 + 512 = 2,097,664; 1024*28*28 * 512*4
+    ("convt-unet", "conv_transpose", {"filters": 512, "kernel": 2, "stride": 2}, (1024, 28, 28),
+     (512, 56, 56), 2_097_664, 0, 1_644_167_168),
+    # k3 s2 p1 op1: (5-1)*2 - 2 + 2 + 1 + 1 = 10; 6*4*9 + 4 = 220; 6*5*6 * 4*9 = 180 * 36
+    ("convt-op", "conv_transpose", {"filters": 4, "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1},
+     (6, 5, 6), (4, 10, 12), 220, 0, 6_480),
+    # groups 3, d [1,2], s [2,3]: H (4-1)*2 - 2 + 2 + 1 + 1 = 8, W (5-1)*3 - 4 + 6 + 2 + 1 = 17;
+    # 6*2*3*4 + 6 = 150; 6*4*5 * 2*12 = 2,880
+    ("convt-groups", "conv_transpose", {"filters": 6, "kernel": [3, 4], "stride": [2, 3], "padding": [1, 2],
+                                        "output_padding": [1, 2], "dilation": [1, 2], "groups": 3},
+     (6, 4, 5), (6, 8, 17), 150, 0, 2_880),
+
+    # ---- upsample: no params, no MACs; out = floor(n * scale) or the size given
+    ("up-nearest-2", "upsample", 2, (64, 14, 14), (64, 28, 28), 0, 0, 0),
+    # floor(5*1.5) = 7, floor(6*1.5) = 9
+    ("up-bilinear-frac", "upsample", {"scale": 1.5, "mode": "bilinear"}, (3, 5, 6), (3, 7, 9), 0, 0, 0),
+    # floor(5*2.5) = 12, floor(6*0.7) = 4
+    ("up-bicubic-hw", "upsample", {"scale": [2.5, 0.7], "mode": "bicubic", "align_corners": True}, (3, 5, 6),
+     (3, 12, 4), 0, 0, 0),
+    ("up-size", "upsample", {"size": [7, 11], "mode": "bilinear"}, (2, 5, 6), (2, 7, 11), 0, 0, 0),
 
     # ---- depthwise_conv: params = C*m*k*k (+ C*m bias); MACs = out numel * k*k
     # MobileNet dw: (112+2-3)+1 = 112; 32*3*3 + 32 = 320; 32*112*112 * 9 = 401,408 * 9
@@ -387,6 +411,13 @@ FLOP_ROWS = [
     ("spatial_separable_conv", {"filters": 1, "kernel": 3, "mid": 1, "bias": False}, (1, 7, 7), 360),
     # dense + relu: 2*37,748,736 + 4,096 + 4,096
     ("dense", {"units": 4096, "activation": "relu"}, (9216,), 75_505_664),
+    # conv_transpose: 2*MACs + bias adds: 2*6,480 + 4*10*12
+    ("conv_transpose", {"filters": 4, "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1}, (6, 5, 6),
+     13_440),
+    # upsample per output element: nearest 0, bilinear 2*4 - 1 = 7, bicubic 2*16 - 1 = 31
+    ("upsample", 2, (64, 14, 14), 0),
+    ("upsample", {"scale": 2, "mode": "bilinear"}, (2, 3, 3), 504),
+    ("upsample", {"size": [4, 5], "mode": "bicubic"}, (2, 3, 3), 1_240),
     # maxpool: out * (k*k - 1) = 96*27*27 * 8 = 69,984 * 8
     ("maxpool", {"kernel": 3, "stride": 2}, (96, 55, 55), 559_872),
     # avgpool: out * k*k = 16*4*4 * 4
@@ -570,6 +601,52 @@ def test_receptive_field_union_of_branches():
     ])
     rf = _rf(text, "t")
     assert rf.size == (5, 5) and rf.start == (0.0, 0.0)
+
+
+def test_receptive_field_through_upsampling():
+    # conv 3 s2 p1: size 3, jump 2, start 0; nearest x2: jump 2/2 = 1, size and start kept;
+    # conv 3 p1 there: 3 + 2*1 = 5. Straight from the input, x4 makes the jump 1/4 and a 3x3 p1
+    # conv adds 2 * 1/4: size 1.5 input pixels, centred on pixel 0.
+    text = chain((1, 16, 16), ("conv", {"filters": 2, "kernel": 3, "stride": 2, "padding": 1}),
+                 ("upsample", 2), ("conv", {"filters": 2, "kernel": 3, "padding": 1}))
+    a = analyse_text(text, "<rf>")
+    assert [(f.receptive_field.size, f.receptive_field.jump) for f in a.layers] == [
+        ((3, 3), (2, 2)), ((3, 3), (1, 1)), ((5, 5), (1, 1))]
+    text = chain((1, 8, 8), ("upsample", 4), ("conv", {"filters": 2, "kernel": 3, "padding": 1}))
+    rf = _rf(text, "l2")
+    assert rf.as_dict() == {"size": [1.5, 1.5], "jump": [0.25, 0.25], "start": [0, 0]}
+    # fractional: x1.5 then a 2x2 conv: jump 2/3, size 1 + 2/3 (exact, a Fraction)
+    rf = _rf(chain((1, 6, 6), ("upsample", 1.5), ("conv", {"filters": 1, "kernel": 2})), "l2")
+    assert rf.size == (Fraction(5, 3), Fraction(5, 3)) and rf.jump == (Fraction(2, 3),) * 2
+    # bilinear x2 reads 2 inputs from floor(-0.25) = -1: size 2, centred at -0.5
+    rf = _rf(chain((1, 6, 6), ("upsample", {"scale": 2, "mode": "bilinear"})), "l1")
+    assert (rf.size, rf.start) == ((2, 2), (-0.5, -0.5))
+
+
+def test_receptive_field_conv_transpose():
+    # k2 s2 (U-Net): each output reads ceil(2/2) = 1 input, outputs 1/2 apart, output 0 centred at
+    # (0 - 1/2)/2 = -1/4; k3 s2 p1: ceil(3/2) = 2 inputs, centred at (1 - 1)/2 = 0
+    rf = _rf(chain((4, 8, 8), ("conv_transpose", {"filters": 2, "kernel": 2, "stride": 2})), "l1")
+    assert (rf.size, rf.jump, rf.start) == ((1, 1), (0.5, 0.5), (-0.25, -0.25))
+    rf = _rf(chain((4, 8, 8), ("conv_transpose", {"filters": 2, "kernel": 3, "stride": 2, "padding": 1})), "l1")
+    assert (rf.size, rf.start) == ((2, 2), (0.0, 0.0))
+
+
+@pytest.mark.parametrize("type_, args, message", [
+    ("upsample", {"scale": 2, "size": [4, 4]}, "exactly one of scale and size"),
+    ("upsample", {"mode": "bilinear"}, "exactly one of scale and size"),
+    ("upsample", {"scale": 2, "align_corners": True}, "align_corners applies to bilinear and bicubic"),
+    ("upsample", {"scale": 0.1}, "use a larger scale"),
+    ("conv_transpose", {"filters": 2, "kernel": 3, "stride": 2, "output_padding": 2}, "must be smaller than the stride"),
+    ("conv_transpose", {"filters": 2, "kernel": 3, "output_padding": 1, "dilation": 2},
+     "onnxruntime needs output_padding below the stride"),
+    ("conv_transpose", {"filters": 2, "kernel": 3, "padding": "same"}, "padding 'same' is for conv"),
+    ("conv_transpose", {"filters": 3, "kernel": 3, "groups": 2}, "not divisible by groups"),
+    ("conv_transpose", {"filters": 2, "kernel": 1, "padding": 3}, "use less padding"),
+])
+def test_upsampling_errors(type_, args, message):
+    with pytest.raises(SpecError, match=message):
+        run_single(type_, args, (4, 4, 4))
 
 
 def test_no_receptive_field_for_flat_input():
@@ -760,6 +837,10 @@ TORCH_MODULES = {
     "aap-10-3": lambda nn: nn.AdaptiveAvgPool2d(3),
     "aap-rect": lambda nn: nn.AdaptiveAvgPool2d((2, 5)),
     "amp-up": lambda nn: nn.AdaptiveMaxPool2d(5),
+    "convt-groups": lambda nn: nn.ConvTranspose2d(6, 6, (3, 4), (2, 3), (1, 2), (1, 2), 3, dilation=(1, 2)),
+    "convt-unet": lambda nn: nn.ConvTranspose2d(1024, 512, 2, 2),
+    "up-bilinear-frac": lambda nn: nn.Upsample(scale_factor=1.5, mode="bilinear"),
+    "up-bicubic-hw": lambda nn: nn.Upsample(scale_factor=(2.5, 0.7), mode="bicubic", align_corners=True),
     "bn-2d": lambda nn: nn.BatchNorm2d(64),
     "bn-1d": lambda nn: nn.BatchNorm1d(4096),
     "dense-fc6": lambda nn: nn.Linear(9216, 4096),

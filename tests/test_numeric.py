@@ -925,3 +925,132 @@ def test_every_registered_type_is_covered():
     by_name = {t for t in REGISTRY if any(n == t or n.startswith(t + "_") for n in tests)}
     missing = sorted(set(REGISTRY) - by_row - by_name)
     assert not missing, f"layer types without a numeric test: {missing}"
+
+
+# ============================================================================================
+# upsampling: numpy references (float64), and torch as a second reference
+
+
+def conv_transpose_ref(x, w, b, s, pads, op, d, g):
+    """Direct scatter: input pixel (i, j) adds w * x at output (i*s - top + a*d, j*s - left + c*d)."""
+    n, cin, h, wd = x.shape
+    cout_g, (kh, kw) = w.shape[1], w.shape[2:]
+    full = ((h - 1) * s[0] + d[0] * (kh - 1) + 1 + op[0], (wd - 1) * s[1] + d[1] * (kw - 1) + 1 + op[1])
+    y = np.zeros((n, cout_g * g) + full)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    for ci in range(cin):
+        grp = ci // (cin // g)
+        for a in range(kh):
+            for c in range(kw):
+                contrib = np.einsum("nhw,o->nohw", x64[:, ci], w64[ci, :, a, c])
+                y[:, grp * cout_g:(grp + 1) * cout_g,
+                  a * d[0]:a * d[0] + (h - 1) * s[0] + 1:s[0], c * d[1]:c * d[1] + (wd - 1) * s[1] + 1:s[1]] += contrib
+    y = y[:, :, pads[0]:full[0] - pads[2], pads[1]:full[1] - pads[3]]
+    return y if b is None else y + b.astype(np.float64)[None, :, None, None]
+
+
+def resize_ref(x, out, mode, scale=None):
+    """PyTorch's nearest (src = floor(dst / scale)) and bilinear (half-pixel, clamped at 0)."""
+    y = x.astype(np.float64)
+    for axis, (n, o) in enumerate(zip(x.shape[2:], out), start=2):
+        step = 1 / scale[axis - 2] if scale else n / o
+        dst = np.arange(o)
+        if mode == "nearest":
+            y = np.take(y, np.minimum(np.floor(dst * step).astype(int), n - 1), axis=axis)
+            continue
+        src = np.maximum((dst + 0.5) * step - 0.5, 0)
+        lo = np.minimum(np.floor(src).astype(int), n - 1)
+        hi, t = np.minimum(lo + 1, n - 1), src - lo
+        shape = [1] * y.ndim
+        shape[axis] = o
+        t = t.reshape(shape)
+        y = np.take(y, lo, axis=axis) * (1 - t) + np.take(y, hi, axis=axis) * t
+    return y
+
+
+CONV_TRANSPOSE_ROWS = [
+    ("unet-k2-s2", {"filters": 4, "kernel": 2, "stride": 2}, (8, 5, 6)),
+    ("k3-s2-p1-op1", {"filters": 4, "kernel": 3, "stride": 2, "padding": 1, "output_padding": 1}, (6, 5, 6)),
+    ("groups-dilation-rect", {"filters": 6, "kernel": [3, 4], "stride": [2, 3], "padding": [1, 2],
+                              "output_padding": [1, 2], "dilation": [1, 2], "groups": 3}, (6, 4, 5)),
+    # output_padding 1 at stride 1, allowed by dilation 2: lowered through the end padding
+    ("op-by-dilation", {"filters": 3, "kernel": 3, "padding": 1, "output_padding": 1, "dilation": 2,
+                        "bias": False, "activation": "relu"}, (2, 4, 4)),
+    ("k4-s2-p1-tlbr", {"filters": 2, "kernel": 4, "stride": 2, "padding": [1, 0, 2, 1]}, (3, 4, 5)),
+]
+
+
+@pytest.mark.parametrize("args,in_shape", [r[1:] for r in CONV_TRANSPOSE_ROWS], ids=[r[0] for r in CONV_TRANSPOSE_ROWS])
+def test_conv_transpose(args, in_shape):
+    rng = rng_for("convt", args, in_shape)
+    k, s, d = pair(args["kernel"]), pair(args.get("stride", 1)), pair(args.get("dilation", 1))
+    g, f, c = args.get("groups", 1), args["filters"], in_shape[0]
+    p = args.get("padding", 0)
+    pads = (p,) * 4 if isinstance(p, int) else tuple(p) * (2 if len(p) == 2 else 1)
+    arrays = {"t.weight": kernel(rng, (c, f // g, *k))}
+    if args.get("bias", True):
+        arrays["t.bias"] = vector(rng, f)
+    x = randx(rng, in_shape)
+    y = conv_transpose_ref(x, arrays["t.weight"], arrays.get("t.bias"), s, pads, pair(args.get("output_padding", 0)),
+                           d, g)
+    got = check(spec(in_shape, ("conv_transpose", args)), arrays, x, ACT[args.get("activation")](y))
+    torch = pytest.importorskip("torch")
+    if len(set(pads)) == 1 or (pads[:2] == pads[2:]):  # PyTorch pads symmetrically
+        m = torch.nn.ConvTranspose2d(c, f, k, s, pads[:2], pair(args.get("output_padding", 0)), g,
+                                     args.get("bias", True), d)
+        with torch.no_grad():
+            m.weight.copy_(torch.from_numpy(arrays["t.weight"]))
+            if m.bias is not None:
+                m.bias.copy_(torch.from_numpy(arrays["t.bias"]))
+            want = m.double()(torch.from_numpy(x).double())
+            want = torch.relu(want) if args.get("activation") == "relu" else want
+        np.testing.assert_allclose(got, want.numpy(), **TOL)
+
+
+UPSAMPLE_ROWS = [
+    ("nearest-2", {"scale": 2}, (3, 5, 6)),
+    ("nearest-frac", {"scale": [1.5, 2.5]}, (2, 5, 6)),
+    ("nearest-size", {"size": [7, 11]}, (2, 5, 6)),
+    ("bilinear-2", {"scale": 2, "mode": "bilinear"}, (3, 5, 6)),
+    ("bilinear-frac", {"scale": 1.3, "mode": "bilinear"}, (2, 5, 6)),
+    ("bilinear-size-down", {"size": [3, 4], "mode": "bilinear"}, (2, 5, 6)),
+]
+TORCH_UPSAMPLE_ROWS = UPSAMPLE_ROWS + [
+    ("bilinear-align", {"scale": [2.5, 0.7], "mode": "bilinear", "align_corners": True}, (2, 5, 6)),
+    ("bilinear-size-align", {"size": [7, 11], "mode": "bilinear", "align_corners": True}, (2, 5, 6)),
+    ("bicubic-2", {"scale": 2, "mode": "bicubic"}, (2, 5, 6)),
+    ("bicubic-frac", {"scale": [2.5, 0.7], "mode": "bicubic"}, (2, 5, 6)),
+    ("bicubic-align-size", {"size": [7, 11], "mode": "bicubic", "align_corners": True}, (2, 5, 6)),
+    ("bicubic-align-false", {"scale": 1.5, "mode": "bicubic", "align_corners": False}, (2, 5, 6)),
+]
+
+
+def _upsample_out(args, in_shape):
+    """(scale per axis or None, output size): PyTorch's floor(n * scale) or the size given."""
+    if "size" in args:
+        return None, tuple(args["size"])
+    scale = args["scale"] if isinstance(args["scale"], list) else [args["scale"]] * 2
+    return tuple(scale), tuple(math.floor(n * s) for n, s in zip(in_shape[1:], scale))
+
+
+@pytest.mark.parametrize("args,in_shape", [r[1:] for r in UPSAMPLE_ROWS], ids=[r[0] for r in UPSAMPLE_ROWS])
+def test_upsample(args, in_shape):
+    x = randx(rng_for("up", args, in_shape), in_shape)
+    scale, out = _upsample_out(args, in_shape)
+    check(spec(in_shape, ("upsample", args)), {}, x, resize_ref(x, out, args.get("mode", "nearest"), scale))
+
+
+@pytest.mark.parametrize("args,in_shape", [r[1:] for r in TORCH_UPSAMPLE_ROWS],
+                         ids=[r[0] for r in TORCH_UPSAMPLE_ROWS])
+def test_upsample_against_torch(args, in_shape):
+    torch = pytest.importorskip("torch")
+    x = randx(rng_for("up-torch", args, in_shape), in_shape)
+    kw = {"mode": args.get("mode", "nearest")}
+    if "align_corners" in args:
+        kw["align_corners"] = args["align_corners"]
+    if "size" in args:
+        kw["size"] = tuple(args["size"])
+    else:
+        kw["scale_factor"] = tuple(args["scale"]) if isinstance(args["scale"], list) else args["scale"]
+    want = torch.nn.functional.interpolate(torch.from_numpy(x).double(), **kw).numpy()
+    check(spec(in_shape, ("upsample", args)), {}, x, want)
