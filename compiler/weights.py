@@ -48,6 +48,8 @@ def seeded(analysis: Analysis, seed: int = 0):
                     array = rng.uniform(-limit, limit, w.shape).astype(np.float32)
             elif w.role in ("scale", "var"):
                 array = np.ones(w.shape, np.float32)
+            elif w.role == "slope":  # PReLU's, as torch.nn.PReLU initialises it
+                array = np.full(w.shape, 0.25, np.float32)
             else:  # bias, shift, mean
                 array = np.zeros(w.shape, np.float32)
             out[key] = array

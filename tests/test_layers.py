@@ -307,6 +307,21 @@ ROWS = [
     ("tanh", "tanh", None, (6, 28, 28), (6, 28, 28), 0, 0, 0),
     ("softmax", "softmax", {"axis": 0}, (1000,), (1000,), 0, 0, 0),
     ("linear", "linear", None, (3, 4, 4), (3, 4, 4), 0, 0, 0),
+    ("relu6", "relu6", None, (32, 8, 8), (32, 8, 8), 0, 0, 0),
+    ("hardtanh", "hardtanh", {"min_val": -2, "max_val": 2}, (4, 5, 5), (4, 5, 5), 0, 0, 0),
+    ("hardsigmoid", "hardsigmoid", None, (16, 1, 1), (16, 1, 1), 0, 0, 0),
+    ("hardswish", "hardswish", None, (16, 7, 7), (16, 7, 7), 0, 0, 0),
+    ("silu", "silu", None, (10,), (10,), 0, 0, 0),
+    ("gelu", "gelu", None, (8, 4, 4), (8, 4, 4), 0, 0, 0),
+    ("gelu-tanh", "gelu", {"approximate": "tanh"}, (10,), (10,), 0, 0, 0),
+    ("elu", "elu", 0.5, (3, 4, 4), (3, 4, 4), 0, 0, 0),
+    ("selu", "selu", None, (10,), (10,), 0, 0, 0),
+    ("softplus", "softplus", {"beta": 2, "threshold": 10}, (3, 4, 4), (3, 4, 4), 0, 0, 0),
+    ("mish", "mish", None, (3, 4, 4), (3, 4, 4), 0, 0, 0),
+    # prelu: one learned slope per channel (64), or one shared; features count as channels
+    ("prelu", "prelu", None, (64, 8, 8), (64, 8, 8), 64, 0, 0),
+    ("prelu-shared", "prelu", {"shared": True}, (64, 8, 8), (64, 8, 8), 1, 0, 0),
+    ("prelu-flat", "prelu", None, (10,), (10,), 10, 0, 0),
 
     # ---- dense: params = in*units + units; MACs = in*units
     # AlexNet fc6: 9,216*4,096 + 4,096 = 37,748,736 + 4,096
@@ -339,6 +354,8 @@ MERGE_ROWS = [
     ("add-2", "add", None, [(64, 56, 56)] * 2, (64, 56, 56), 0, 0, 0),
     ("add-3", "add", None, [(8, 4, 4)] * 3, (8, 4, 4), 0, 0, 0),
     ("add-flat", "add", None, [(10,)] * 2, (10,), 0, 0, 0),
+    ("mul-2", "mul", None, [(16, 7, 7)] * 2, (16, 7, 7), 0, 0, 0),
+    ("mul-flat", "mul", None, [(10,)] * 3, (10,), 0, 0, 0),
     # GoogLeNet inception 3a: 64 + 128 + 32 + 32 = 256
     ("concat-inception3a", "concat", None, [(64, 28, 28), (128, 28, 28), (32, 28, 28), (32, 28, 28)],
      (256, 28, 28), 0, 0, 0),
@@ -446,6 +463,14 @@ FLOP_ROWS = [
     ("tanh", None, (6, 28, 28), 23_520),
     ("softmax", None, (1000,), 5_000),
     ("linear", None, (3, 4, 4), 0),
+    # relu6 2, hardtanh 2, hardsigmoid 4, hardswish 5, silu 5, gelu 5 (tanh form 13), elu 4,
+    # selu 5, softplus 6, mish 9, prelu 2: times 48 = 3*4*4 elements
+    *[(t, a, (3, 4, 4), n * 48) for t, a, n in [
+        ("relu6", None, 2), ("hardtanh", None, 2), ("hardsigmoid", None, 4), ("hardswish", None, 5),
+        ("silu", None, 5), ("gelu", None, 5), ("gelu", {"approximate": "tanh"}, 13), ("elu", None, 4),
+        ("selu", None, 5), ("softplus", None, 6), ("mish", None, 9), ("prelu", None, 2)]],
+    # an activation shorthand on conv counts the same: 2*1,296 + 144 + 5*144 (silu)
+    ("conv", {"filters": 4, "kernel": 3, "activation": "silu"}, (1, 8, 8), 3_456),
     # data movement is free
     ("flatten", None, (256, 6, 6), 0),
     ("dropout", None, (4096,), 0),
@@ -464,6 +489,47 @@ def test_flops_add_is_inputs_minus_one_times_numel():
     # (3 - 1) * 8*4*4 = 256; with two inputs 1 * 64*56*56 = 200,704
     assert figures(analyse_text(merge_spec("add", None, [(8, 4, 4)] * 3), "<t>")).flops == 256
     assert figures(analyse_text(merge_spec("add", None, [(64, 56, 56)] * 2), "<t>")).flops == 200_704
+
+
+def broadcast_spec(type_, gate_keepdims=True, order=("input", "g")) -> str:
+    """`t` merges a [4, 5, 6] input with its global average, a [4, 1, 1] (or [4]) gate."""
+    return "\n".join([
+        "input: [4, 5, 6]", "layers:",
+        f"  - global_avgpool: {{keepdims: {str(gate_keepdims).lower()}}}", "    name: g",
+        f"  - {type_}:", "    name: t", f"    inputs: {json.dumps(list(order))}", ""])
+
+
+@pytest.mark.parametrize("type_", ["add", "mul"])
+@pytest.mark.parametrize("order", [("input", "g"), ("g", "input")])
+def test_merge_broadcasts_a_gate_and_counts_the_output(type_, order):
+    f = figures(analyse_text(broadcast_spec(type_, order=order), "<t>"))
+    assert f.output_shape == (4, 5, 6)
+    assert f.flops == 4 * 5 * 6  # one op per output element, not per gate element
+
+
+def test_merge_broadcasts_both_ways():
+    # [1, 5, 6] (a one-channel map) times [4, 1, 1]: 4x5x6
+    text = "\n".join(["input: [4, 5, 6]", "layers:",
+                      "  - global_avgpool: {keepdims: true}", "    name: g",
+                      "  - conv: {filters: 1, kernel: 1}", "    name: c", "    inputs: input",
+                      "  - mul:", "    name: t", '    inputs: ["c", "g"]', ""])
+    assert figures(analyse_text(text, "<t>")).output_shape == (4, 5, 6)
+
+
+def test_merge_of_different_ranks_is_refused():
+    with pytest.raises(SpecError, match=r"input #2 has shape \[4\] but input #1 has \[4, 5, 6\]; "
+                                        r"mul needs inputs of the same rank"):
+        analyse_text(broadcast_spec("mul", gate_keepdims=False), "<t>")
+
+
+def test_prelu_is_not_an_activation_shorthand():
+    with pytest.raises(SpecError, match="prelu"):
+        analyse_text(single_spec("conv", {"filters": 2, "kernel": 1, "activation": "prelu"}, (1, 4, 4)), "<t>")
+
+
+def test_hardtanh_bounds_in_order():
+    with pytest.raises(SpecError, match="min_val 2 is above max_val 1"):
+        run_single("hardtanh", {"min_val": 2}, (3,))
 
 
 def test_flops_concat_only_copies():

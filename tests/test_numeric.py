@@ -177,6 +177,37 @@ ACT = {
     "softmax": lambda x: softmax_ref(x, 1),  # channels or features: axis 1 with the batch
 }
 
+# The published formulas, with PyTorch's constants (the torch cross-check below confirms them).
+SELU_ALPHA, SELU_SCALE = 1.6732632423543772, 1.0507009873554805
+_erf = np.vectorize(math.erf)
+
+
+def hardsigmoid_ref(x):
+    return np.clip(x + 3, 0, 6) / 6
+
+
+def softplus_ref(x, beta=1.0, threshold=20.0):
+    return np.where(beta * x > threshold, x, np.logaddexp(0, beta * x) / beta)
+
+
+def elu_ref(x, alpha=1.0):
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+NEW_ACT = {
+    "relu6": lambda x: np.clip(x, 0, 6),
+    "hardtanh": lambda x, lo=-1.0, hi=1.0: np.clip(x, lo, hi),
+    "hardsigmoid": hardsigmoid_ref,
+    "hardswish": lambda x: x * hardsigmoid_ref(x),
+    "silu": lambda x: x / (1 + np.exp(-x)),
+    "gelu": lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2))),
+    "gelu_tanh": lambda x: 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x ** 3))),
+    "elu": elu_ref,
+    "selu": lambda x: SELU_SCALE * elu_ref(x, SELU_ALPHA),
+    "softplus": softplus_ref,
+    "mish": lambda x: x * np.tanh(np.logaddexp(0, x)),
+}
+
 
 def pool_len(n, k, s, begin, end, ceil_mode):
     """PyTorch's pooling_output_shape, with ceil_mode's 'start inside input or left padding' rule."""
@@ -602,6 +633,20 @@ ELEMENTWISE_ROWS = [
     ("sigmoid", None, ACT["sigmoid"]),
     ("tanh", None, ACT["tanh"]),
     ("linear", None, lambda x: x),
+    ("relu6", None, NEW_ACT["relu6"]),
+    ("hardtanh", None, NEW_ACT["hardtanh"]),
+    ("hardtanh", {"min_val": -0.5, "max_val": 2}, lambda x: np.clip(x, -0.5, 2)),
+    ("hardsigmoid", None, NEW_ACT["hardsigmoid"]),
+    ("hardswish", None, NEW_ACT["hardswish"]),
+    ("silu", None, NEW_ACT["silu"]),
+    ("gelu", None, NEW_ACT["gelu"]),
+    ("gelu", {"approximate": "tanh"}, NEW_ACT["gelu_tanh"]),
+    ("elu", None, NEW_ACT["elu"]),
+    ("elu", 0.5, lambda x: elu_ref(x, 0.5)),
+    ("selu", None, NEW_ACT["selu"]),
+    ("softplus", None, NEW_ACT["softplus"]),
+    ("softplus", {"beta": 2, "threshold": 1}, lambda x: softplus_ref(x, 2, 1)),
+    ("mish", None, NEW_ACT["mish"]),
     ("dropout", None, lambda x: x),
     ("dropout", 0.3, lambda x: x),
     ("identity", None, lambda x: x),
@@ -615,6 +660,67 @@ def test_elementwise(type_, args, ref, in_shape):
     rng = rng_for(type_, args, in_shape)
     x = randx(rng, in_shape) * np.float32(3)
     check(spec(in_shape, (type_, args)), {}, x, ref(x.astype(np.float64)))
+
+
+# torch.nn.functional is the reference for the constants: (type, args, torch function). Inputs
+# span +-30, past softplus' threshold and where exp overflows float16, plus exact +-3 and +-6.
+TORCH_ROWS = [
+    ("relu6", None, lambda F, x: F.relu6(x)),
+    ("hardtanh", None, lambda F, x: F.hardtanh(x)),
+    ("hardtanh", {"min_val": -0.5, "max_val": 2}, lambda F, x: F.hardtanh(x, -0.5, 2)),
+    ("hardsigmoid", None, lambda F, x: F.hardsigmoid(x)),
+    ("hardswish", None, lambda F, x: F.hardswish(x)),
+    ("silu", None, lambda F, x: F.silu(x)),
+    ("gelu", None, lambda F, x: F.gelu(x)),
+    ("gelu", {"approximate": "tanh"}, lambda F, x: F.gelu(x, approximate="tanh")),
+    ("elu", None, lambda F, x: F.elu(x)),
+    ("elu", 0.5, lambda F, x: F.elu(x, 0.5)),
+    ("selu", None, lambda F, x: F.selu(x)),
+    ("softplus", None, lambda F, x: F.softplus(x)),
+    ("softplus", {"beta": 2, "threshold": 1}, lambda F, x: F.softplus(x, 2, 1)),
+    ("mish", None, lambda F, x: F.mish(x)),
+]
+
+
+@pytest.mark.parametrize("type_,args,fn", TORCH_ROWS, ids=[f"{t}-{json.dumps(a)}" for t, a, _ in TORCH_ROWS])
+def test_activation_matches_torch(type_, args, fn):
+    torch = pytest.importorskip("torch")
+    rng = rng_for("torch", type_, args)
+    x = np.concatenate([rng.uniform(-30, 30, 200), rng.standard_normal(200) * 3,
+                        [-6, -3, 0, 3, 6, 20, -20, 20.5]]).astype(np.float32).reshape(2, -1)
+    want = fn(torch.nn.functional, torch.from_numpy(x.astype(np.float64))).numpy()
+    check(spec((x.shape[1],), (type_, args)), {}, x, want)
+
+
+def test_prelu_per_channel():
+    rng = rng_for("prelu")
+    slope = vector(rng, 3)
+    x = randx(rng, (3, 4, 5))
+    x64 = x.astype(np.float64)
+    check(spec((3, 4, 5), ("prelu", None)), {"t.weight": slope}, x,
+          np.where(x64 > 0, x64, slope.astype(np.float64)[None, :, None, None] * x64))
+
+
+def test_prelu_shared_and_flat():
+    x = randx(rng_for("prelu-shared"), (6,))
+    x64 = x.astype(np.float64)
+    check(spec((6,), ("prelu", {"shared": True})), {"t.weight": np.array([-0.3], np.float32)}, x,
+          np.where(x64 > 0, x64, -0.3 * x64))
+    slope = vector(rng_for("prelu-flat"), 6)
+    check(spec((6,), ("prelu", None)), {"t.weight": slope}, x, np.where(x64 > 0, x64, slope * x64))
+
+
+def test_prelu_matches_torch_and_seeds_its_slope():
+    torch = pytest.importorskip("torch")
+    module = torch.nn.PReLU(3).double()
+    assert module.weight.tolist() == [0.25] * 3  # torch's initial slope, which seeding gives too
+    a = analyse_text(spec((3, 4, 5), ("prelu", None)), "t.yaml")
+    assert seeded(a, 0)(a.layers[0])["t.weight"].tolist() == [0.25] * 3
+    with torch.no_grad():
+        module.weight.copy_(torch.tensor([0.1, -0.2, 0.7]))
+    x = randx(rng_for("prelu-torch"), (3, 4, 5))
+    state = {f"t.{k}": v.float().numpy() for k, v in module.state_dict().items()}  # torch's key: weight
+    check(spec((3, 4, 5), ("prelu", None)), state, x, module(torch.from_numpy(x).double()).detach().numpy())
 
 
 SOFTMAX_ROWS = [
@@ -720,6 +826,24 @@ def test_add_features_four():
     x64 = x.astype(np.float64)
     d = x64 @ arrays["b1.weight"].T.astype(np.float64) + arrays["b1.bias"]
     check(text, arrays, x, x64 + 2 * d + np.tanh(d))
+
+
+@pytest.mark.parametrize("type_,op", [("add", np.add), ("mul", np.multiply)])
+def test_merge_broadcasts_a_gate(type_, op):
+    """A squeeze-and-excitation gate: the map times (or plus) its [C, 1, 1] global average."""
+    x = randx(rng_for("gate", type_), (3, 4, 5))
+    text = spec((3, 4, 5), ("global_avgpool", {"keepdims": True}, "g", "input"),
+                ("hardsigmoid", None, "s", "g"), (type_, None, "t", ["s", "input"]))
+    x64 = x.astype(np.float64)
+    check(text, {}, x, op(hardsigmoid_ref(x64.mean(axis=(2, 3), keepdims=True)), x64))
+
+
+def test_mul_three():
+    x = randx(rng_for("mul3"), (3, 4, 5))
+    text = spec((3, 4, 5), ("sigmoid", None, "b1", "input"), ("tanh", None, "b2", "input"),
+                ("mul", None, "t", ["input", "b1", "b2"]))
+    x64 = x.astype(np.float64)
+    check(text, {}, x, x64 / (1 + np.exp(-x64)) * np.tanh(x64), oracle=True)
 
 
 def test_concat_channels():

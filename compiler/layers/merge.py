@@ -1,11 +1,16 @@
-"""Merges of two or more inputs: add (residual connections) and concat (Inception, DenseNet).
+"""Merges of two or more inputs: add (residual connections), mul (squeeze-and-excitation gates,
+layer scale) and concat (Inception, DenseNet).
 
-FLOPs: an elementwise merge (add) does inputs - 1 operations per output element; concat only
-copies.
+add and mul broadcast as numpy and ONNX do: shapes of one rank, and along each axis the sizes
+agree or are 1 (a [C, 1, 1] gate stretches over a [C, H, W] map).
+
+FLOPs: an elementwise merge (add, mul) does inputs - 1 operations per output element (of the
+broadcast shape); concat only copies.
 """
 
 from __future__ import annotations
 
+from functools import reduce
 from typing import ClassVar
 
 from ..errors import LayerArgError
@@ -17,7 +22,7 @@ def _describe(shape) -> str:
 
 
 class Elementwise(Layer):
-    """An elementwise merge: inputs of one shape, one ONNX op over all of them.
+    """An elementwise merge: inputs of one rank that broadcast, one ONNX op over all of them.
 
     A new one is a registered subclass that names its `onnx_op`, one that takes any number of
     inputs (Sum, Max, Min, Mean), and says in its docstring what it computes.
@@ -27,20 +32,25 @@ class Elementwise(Layer):
     onnx_op: ClassVar[str]
 
     def output_shape(self, *ins):
-        first = ins[0]
         for i, x in enumerate(ins[1:], start=2):
-            if len(x) != len(first):
-                raise LayerArgError(f"input #{i} has shape {list(x)} but input #1 has {list(first)}; "
-                                    f"{self.type_name} needs inputs of the same shape")
-            if x[0] != first[0]:
-                raise LayerArgError(
-                    f"channel mismatch: input #1 has {first[0]} channels but input #{i} has {x[0]}; "
-                    "project the shortcut with a 1x1 conv (or a zero_pad_shortcut) to the same channels")
-            if x[1:] != first[1:]:
-                raise LayerArgError(
-                    f"spatial mismatch: input #1 is {_describe(first)} but input #{i} is {_describe(x)}; "
-                    "give the shortcut the same stride as the main path")
-        return first
+            for j, y in enumerate(ins[:i - 1], start=1):
+                self._check_pair(j, y, i, x)
+        return tuple(max(sizes) for sizes in zip(*ins))  # pairwise compatible: the one size other than 1
+
+    def _check_pair(self, j, y, i, x):
+        # Same rank only: the batch axis ONNX puts in front must stay aligned.
+        if len(x) != len(y):
+            raise LayerArgError(f"input #{i} has shape {list(x)} but input #{j} has {list(y)}; "
+                                f"{self.type_name} needs inputs of the same rank")
+        clash = [a for a, (m, n) in enumerate(zip(y, x)) if m != n and 1 not in (m, n)]
+        if 0 in clash:
+            raise LayerArgError(
+                f"channel mismatch: input #{j} has {y[0]} channels but input #{i} has {x[0]}; "
+                "project the shortcut with a 1x1 conv (or a zero_pad_shortcut) to the same channels")
+        if clash:
+            raise LayerArgError(
+                f"spatial mismatch: input #{j} is {_describe(y)} but input #{i} is {_describe(x)}; "
+                "give the shortcut the same stride as the main path")
 
     def flops(self, out, *ins):
         return (len(ins) - 1) * numel(out)
@@ -51,9 +61,19 @@ class Elementwise(Layer):
 
 @register("add")
 class Add(Elementwise):
-    """Elementwise sum of its inputs (a residual connection); all shapes must be equal."""
+    """Elementwise sum of its inputs (a residual connection), broadcast."""
 
-    onnx_op = "Sum"
+    onnx_op = "Sum"  # variadic, and broadcasts; compiler/quantize.py turns a two-input one into Add
+
+
+@register("mul")
+class Mul(Elementwise):
+    """Elementwise product of its inputs, broadcast (a [C, 1, 1] gate times a [C, H, W] map)."""
+
+    onnx_op = "Mul"
+
+    def lower(self, g, ins, shapes, out):
+        return reduce(lambda a, b: g.op("Mul", [a, b]), ins)  # ONNX Mul takes two inputs
 
 
 @register("concat")
