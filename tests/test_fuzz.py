@@ -33,6 +33,7 @@ import re
 import tempfile
 import time
 from dataclasses import MISSING, fields
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 
@@ -220,7 +221,8 @@ def check_analysis(a, what) -> None:
             assert isinstance(count, int) and count >= 0, f"layer '{f.node.name}': count {count!r} on:\n{shown(what)}"
         rf = f.receptive_field
         if rf is not None:
-            assert all(isinstance(s, int) and s >= 1 for s in rf.size + rf.jump), (f.node.name, rf)
+            # positive; exact fractions below 1 once an upsample or a transposed conv has divided the jump
+            assert all(isinstance(s, (int, Fraction)) and s > 0 for s in rf.size + rf.jump), (f.node.name, rf)
             assert all(math.isfinite(s) for s in rf.start), (f.node.name, rf)
     preprocess = a.graph.attachments.preprocess or {}
     assert all(_finite(v) for v in preprocess.values()), f"preprocess {preprocess} accepted on:\n{shown(what)}"
