@@ -66,12 +66,11 @@ def quantize(model: onnx.ModelProto, calibration: np.ndarray, source: str,
                "percentile": CalibrationMethod.Percentile}
     input_name = model.graph.input[0].name
     with tempfile.TemporaryDirectory(prefix="convspec-int8-") as tmp, _quiet():
-        fp32, adds, prepared, int8 = (str(Path(tmp) / f"{f}.onnx") for f in ("fp32", "adds", "prepared", "int8"))
+        fp32, prepared, int8 = (str(Path(tmp) / f"{f}.onnx") for f in ("fp32", "prepared", "int8"))
         onnx.save(model, fp32)
-        onnx.save(_sums_as_adds(model), adds)
-        graph = adds
+        graph = fp32
         if recipe.prepare:
-            quant_pre_process(adds, prepared)
+            quant_pre_process(fp32, prepared)
             graph = prepared
         # named in the graph that is quantised: pre-processing fuses and may rename nodes
         exclude = [n.name for n in onnx.load(graph).graph.node if {n.op_type, n.name} & set(recipe.exclude)]
@@ -118,16 +117,6 @@ def _outputs(path: str, input_name: str, inputs: np.ndarray, batch: int = 8) -> 
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     return np.concatenate([session.run(None, {input_name: inputs[i:i + batch]})[0]
                            for i in range(0, len(inputs), batch)])
-
-
-def _sums_as_adds(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy whose two-input Sums (how merge `add` lowers) are Adds: onnxruntime quantises Add
-    into QLinearAdd, but leaves Sum in float between a Dequantize and a Quantize."""
-    model = model.__class__.FromString(model.SerializeToString())
-    for node in model.graph.node:
-        if node.op_type == "Sum" and len(node.input) == 2:
-            node.op_type = "Add"
-    return model
 
 
 class _Reader:

@@ -133,7 +133,7 @@ def test_no_lowering_grows_with_the_input(row):
 
 @pytest.mark.parametrize("row", MERGE_ROWS, ids=[r[0] for r in MERGE_ROWS])
 def test_merges_lower_to_a_node_per_input_at_most(row):
-    """One n-ary node (Sum, Concat), or a chain of binary ones (Mul): never more nodes than inputs,
+    """One n-ary node (Concat), or a chain of binary ones (Add, Mul): never more nodes than inputs,
     whose number the node budget already bounds, and no constants."""
     _, type_, args, shapes = row[:4]
     nodes, constants = _lowered_size(merge_spec(type_, args, shapes))

@@ -22,10 +22,11 @@ def _describe(shape) -> str:
 
 
 class Elementwise(Layer):
-    """An elementwise merge: inputs of one rank that broadcast, one ONNX op over all of them.
+    """An elementwise merge: inputs of one rank that broadcast, folded by a binary ONNX op.
 
-    A new one is a registered subclass that names its `onnx_op`, one that takes any number of
-    inputs (Sum, Max, Min, Mean), and says in its docstring what it computes.
+    A new one is a registered subclass that names its `onnx_op` (Add, Mul, Max, ...) and says in
+    its docstring what it computes. Binary ops rather than n-ary ones (Sum): onnxruntime's int8
+    quantiser turns Add and Mul into QLinearAdd and QLinearMul, and leaves Sum in float.
     """
 
     variadic = True
@@ -56,14 +57,14 @@ class Elementwise(Layer):
         return (len(ins) - 1) * numel(out)
 
     def lower(self, g, ins, shapes, out):
-        return g.op(self.onnx_op, ins)
+        return reduce(lambda a, b: g.op(self.onnx_op, [a, b]), ins)
 
 
 @register("add")
 class Add(Elementwise):
     """Elementwise sum of its inputs (a residual connection), broadcast."""
 
-    onnx_op = "Sum"  # variadic, and broadcasts; compiler/quantize.py turns a two-input one into Add
+    onnx_op = "Add"
 
 
 @register("mul")
@@ -71,9 +72,6 @@ class Mul(Elementwise):
     """Elementwise product of its inputs, broadcast (a [C, 1, 1] gate times a [C, H, W] map)."""
 
     onnx_op = "Mul"
-
-    def lower(self, g, ins, shapes, out):
-        return reduce(lambda a, b: g.op("Mul", [a, b]), ins)  # ONNX Mul takes two inputs
 
 
 @register("concat")
