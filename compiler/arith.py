@@ -122,13 +122,9 @@ def unread(n: int, k_eff: int, stride: int, begin: int, end: int, out: int) -> r
     return range(first, n) if first < n else range(0)
 
 
-def pooled_bins(n: int, out: int) -> list[tuple[int, int]]:
-    """Adaptive pooling bins [start, stop) as PyTorch computes them: floor(i*n/out) .. ceil((i+1)*n/out)."""
-    return [((i * n) // out, -(-((i + 1) * n) // out)) for i in range(out)]
-
-
 def pooled_cover(n: int, out: int) -> int:
-    """The sum of the widths of `pooled_bins(n, out)`, without listing them: n + out - gcd(n, out).
+    """The sum of the widths of adaptive pooling's bins, floor(i*n/out) .. ceil((i+1)*n/out) for i
+    below out, without listing them: n + out - gcd(n, out).
 
     Bin i spans ceil((r_i + n) / out) positions where r_i = i*n mod out; the ceiling adds one
     exactly when out does not divide r_i + n, which happens for all but gcd(n, out) of the bins.
@@ -137,5 +133,5 @@ def pooled_cover(n: int, out: int) -> int:
 
 
 def pooled_widest(n: int, out: int) -> int:
-    """The widest of `pooled_bins(n, out)`: ceil((n + out - gcd(n, out)) / out), from the largest r_i."""
+    """The widest of those bins: ceil((n + out - gcd(n, out)) / out), from the largest r_i."""
     return -(-(n + out - math.gcd(n, out)) // out)

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from compiler.arith import Window, output_size, output_sizes, pair, padding_arg, pooled_bins, resolve, unread
+from compiler.arith import Window, output_size, output_sizes, pair, padding_arg, resolve, unread
 from compiler import arith
 
 # --------------------------------------------------------------------------------------------
@@ -198,7 +198,12 @@ def test_unread_is_the_complement_of_what_windows_read():
 
 
 # --------------------------------------------------------------------------------------------
-# pooled_bins
+# pooled_bins: adaptive pooling's bins listed, the reference for the closed forms convspec uses
+
+
+def pooled_bins(n: int, out: int) -> list[tuple[int, int]]:
+    """Bins [start, stop) as PyTorch computes them: floor(i*n/out) .. ceil((i+1)*n/out)."""
+    return [((i * n) // out, -(-((i + 1) * n) // out)) for i in range(out)]
 
 
 @pytest.mark.parametrize("n, out, expected", [
@@ -231,5 +236,5 @@ def test_adaptive_pooling_closed_forms_match_the_bins():
     costs no time) against the bins themselves."""
     for n in range(1, 48):
         for out in range(1, 48):
-            widths = [b - a for a, b in arith.pooled_bins(n, out)]
+            widths = [b - a for a, b in pooled_bins(n, out)]
             assert (arith.pooled_cover(n, out), arith.pooled_widest(n, out)) == (sum(widths), max(widths)), (n, out)
