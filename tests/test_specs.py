@@ -1,19 +1,16 @@
 """Golden figures for every bundled spec.
 
-torchvision rows come from tests/data/torchvision_figures.json (measured from torchvision 0.28's
-own model definitions; see its "source" field), the paper rows from the papers and decks.
+torchvision rows (and the U-Net's) come from tests/reference.py (measured with PyTorch from
+torchvision 0.28's own model definitions), the paper rows from the papers and decks.
 """
 
-import json
 from pathlib import Path
 
 import pytest
 
 from compiler.pipeline import analyse
 from compiler.zoo import bundled
-
-DATA = Path(__file__).parent / "data" / "torchvision_figures.json"
-TORCHVISION = json.loads(DATA.read_text())["models"]
+from reference import REFERENCE as TORCHVISION
 
 # name: (trainable, non_trainable, macs, output shape), from outside the project
 PUBLISHED = {
