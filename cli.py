@@ -86,6 +86,8 @@ def cmd_summary(args) -> int:
 
     a = analyse(args.spec, args.strict, _limits(args))
     _print_warnings(a)
+    for note in a.notes:  # the warnings an `accept:` acknowledges
+        print(note.render(), file=sys.stderr)
     sys.stdout.write(FORMATS[args.format](a))
     return 0
 

@@ -15,7 +15,7 @@ and says what to change. Exit codes: 1 for an invalid spec, 2 for usage or I/O p
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import difflib
 import os
 
@@ -32,17 +32,28 @@ class Location:
 
 @dataclass(frozen=True)
 class Diagnostic:
-    severity: str  # "error" or "warning"
+    severity: str  # "error", "warning" or "note"
     message: str
     where: Location | None = None
     layer: str | None = None
+    # Where it came from, innermost first, as C compilers add "note: in instantiation of...":
+    # the block instances whose body holds the layer at fault.
+    notes: tuple["Diagnostic", ...] = ()
 
-    def render(self) -> str:
-        """One line. Control characters from the spec (a newline in a key, a terminal escape) are
-        shown escaped, so a message never spans lines or drives the terminal."""
+    def line(self) -> str:
+        """One line, without the notes. Control characters from the spec (a newline in a key, a
+        terminal escape) are shown escaped, so a message never spans lines or drives the terminal."""
         prefix = f"{self.where}: " if self.where else ""
         subject = f"layer '{self.layer}': " if self.layer else ""
         return printable(f"{prefix}{self.severity}: {subject}{self.message}")
+
+    def render(self) -> str:
+        """The line, then one line per note."""
+        return "\n".join([self.line()] + [note.line() for note in self.notes])
+
+    def noted(self, notes: tuple["Diagnostic", ...]) -> "Diagnostic":
+        """The same diagnostic with `notes` after its own (an outer block's come after an inner one's)."""
+        return replace(self, notes=self.notes + notes)
 
 
 class ConvspecError(Exception):
@@ -62,6 +73,11 @@ class ConvspecError(Exception):
 
     def render(self) -> str:
         return "\n".join(d.render() for d in self.diagnostics)
+
+    def noted(self, notes: tuple[Diagnostic, ...]) -> "ConvspecError":
+        """Add `notes` to every diagnostic (the block instance an error happened in)."""
+        self.diagnostics = [d.noted(notes) for d in self.diagnostics]
+        return self
 
     def __str__(self) -> str:
         return self.render()

@@ -6,6 +6,10 @@ unless they name their `inputs`. Names are scoped and dotted: item `conv1` insid
 instance `layer1.0` becomes node `layer1.0.conv1`. Block arguments and `defaults:` are filled in
 here; which node a name means, and the order of the nodes, is wiring.py's job, and labels,
 preprocess and `frozen:` are attachments.py's.
+
+A block may read its input's shape (`${in.channels}`). Expansion then infers the output shapes
+of the nodes made so far that lead to that input, with the layers' own shape rules, when (and
+only when) an expression asks: shapes flow forward, from nodes already made, never back.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .attachments import attach
-from .errors import LayerArgError, Location, SpecError, did_you_mean, shorten as _short
-from .expr import ExprError, is_reference, substitute
-from .ir import INPUT, Expectation, Graph, Node
+from .errors import Diagnostic, LayerArgError, Location, SpecError, did_you_mean, shorten as _short
+from .expr import IN, ExprError, InputShape, is_reference, substitute
+from .infer import layer_error
+from .ir import INPUT, Acceptance, Expectation, Graph, Node
 from .limits import DEFAULT, Limits
 from .registry import REGISTRY
 from .schema import GROUP_KEYS, MAX_REPEAT, META_KEYS, validate_args
@@ -40,6 +45,7 @@ class Scope:
     chain: tuple[str, ...] = ()  # the blocks being expanded, outermost first: a block may not use itself
     depth: int = 1  # lists open, this one included, against limits.depth
     nearby: tuple[str, ...] = ()  # the names of this list's items, for "did you mean"
+    calls: tuple[Diagnostic, ...] = ()  # "note: in block ..." per block instance entered, innermost first
 
     def qualify(self, name: str) -> str:
         return qualify(self.prefix, name)
@@ -53,7 +59,8 @@ class Scope:
         try:
             return substitute(value, self.params or {})
         except ExprError as e:
-            outside = " (block arguments exist only inside a block)" if not self.params and "argument" in str(e) else ""
+            outside = (" (block arguments exist only inside a block)"
+                       if not self.params and "unknown block argument" in str(e) else "")
             raise SpecError(f"{e}{outside}", e.where or where, here) from None
 
     def evaluate(self, value, where, key):
@@ -97,7 +104,10 @@ class Expander:
         self.defaults = doc.get("defaults") or Map()
         self.names = Names()
         self.nodes: list[tuple[Node, tuple[Ref, ...]]] = []  # inputs still references: a name may come later
+        self.made: dict[str, tuple[Node, tuple[Ref, ...]]] = {}  # the same, by name
+        self.shapes: dict[str, tuple] = {INPUT: tuple(doc["input"])}  # inferred on demand, for `in.`
         self.expectations: list[tuple[Expectation, Ref]] = []
+        self.acceptances: list[Acceptance] = []
         self.frozen: set[str] = set()  # nodes made by items marked `frozen: true`
         self.expanded = 0  # items so far, against limits.expanded_items
 
@@ -119,6 +129,7 @@ class Expander:
     def _parse_items(self, items: Seq, scope: Scope, indexed: bool) -> list[Item]:
         parsed, taken, counters = [], {}, {}
         explicit = {raw.get("name") for raw in items if isinstance(raw, Map)}
+        position = 0  # in a sequential, as in an nn.Sequential built from a list: kept items only
         for index, raw in enumerate(items):
             where = items.item_at[index]
             if isinstance(raw, str):
@@ -134,8 +145,12 @@ class Expander:
                 value = raw[op]
                 meta = raw
             name = meta.get("name")
-            if name is None:
-                name = str(index) if indexed else self._auto_name(op, counters, taken, explicit)
+            if name is None and indexed:
+                if "when" in meta and not self._keep(meta, scope, where):
+                    continue  # left out of the group: it takes no position, and nothing can name it
+                name, position = str(position), position + 1
+            elif name is None:
+                name = self._auto_name(op, counters, taken, explicit)
             if name == INPUT:
                 raise SpecError("'input' is reserved for the input of the spec or block; choose another name",
                                 meta.value_at.get("name", where))
@@ -146,6 +161,14 @@ class Expander:
             taken[name] = meta.value_at.get("name", where) if isinstance(meta, Map) else where
             parsed.append(Item(op, value, meta, where, name))
         return parsed
+
+    @staticmethod
+    def _keep(meta: Map, scope: Scope, where) -> bool:
+        """An item's `when`, evaluated."""
+        keep = scope.evaluate(meta["when"], meta.value_at.get("when", where), "when")
+        if not isinstance(keep, bool):
+            raise SpecError(f"'when' must be true or false, got {keep!r}", meta.value_at.get("when", where))
+        return keep
 
     @staticmethod
     def _auto_name(op, counters, taken, explicit) -> str:
@@ -195,10 +218,7 @@ class Expander:
                 raise SpecError("{i} and {n} in a name number the copies of a repeat; this item has no 'repeat'",
                                 item.meta_at("name"), here)
         if "when" in item.meta:
-            keep = scope.evaluate(item.meta["when"], item.meta_at("when"), "when")
-            if not isinstance(keep, bool):
-                raise SpecError(f"'when' must be true or false, got {keep!r}", item.meta_at("when"))
-            if not keep:  # a skipped item passes its input through, under its own name
+            if not self._keep(item.meta, scope, item.where):  # a skipped item passes its input through, under its own name
                 self.names.alias(here, self._inputs(item, scope, previous)[0], item.where)
                 return out
         inputs = self._inputs(item, scope, previous)
@@ -209,6 +229,11 @@ class Expander:
             self.op(item, item.value, here, inputs, scope)
         if item.meta.get("frozen"):
             self.frozen.update(n.name for n, _ in self.nodes[start:])
+        if "accept" in item.meta:
+            kinds = item.meta["accept"]
+            self.acceptances.append(Acceptance(tuple([kinds] if isinstance(kinds, str) else kinds),
+                                               tuple(n.name for n, _ in self.nodes[start:]), item.meta_at("accept"),
+                                               here))
         if "expect" in item.meta:
             produced = tuple(n.name for n, _ in self.nodes[start:])
             self.expectations.append((
@@ -298,9 +323,10 @@ class Expander:
             layer = cls.from_args(args)
         except LayerArgError as e:
             raise SpecError(str(e), args.value_at.get(e.arg, where), here) from None
-        node = Node(here, layer, (), where, dict(args.value_at))
+        node = Node(here, layer, (), where, dict(args.value_at), scope.calls)
         self.names.define(here, where)
         self.nodes.append((node, inputs))
+        self.made[here] = (node, inputs)
 
     def _args(self, cls, item: Item, value, here: str, scope: Scope) -> Map:
         """The layer's arguments: shorthand spelled out, `defaults:` under them, block arguments put in."""
@@ -331,6 +357,9 @@ class Expander:
             raise SpecError(f"block '{op}' uses itself (through {' -> '.join(scope.chain + (op,))})", where, here)
         block = self.blocks[op]
         declared = block.get("args") or Map()
+        if IN in declared:
+            raise SpecError(f"block '{op}' cannot have an argument called '{IN}': `in.channels`, `in.height` and "
+                            "`in.width` read the block's input shape; choose another name", declared.key_at[IN])
         given = value if isinstance(value, Map) else Map()
         if value is not None and not isinstance(value, Map):
             raise SpecError(f"block '{op}' takes a mapping of arguments, got {value!r}", where, here)
@@ -352,14 +381,72 @@ class Expander:
                 raise SpecError(f"block '{op}' needs the argument '{key}'", where, here)
             else:
                 bound[key] = default
-        inner = scope.enter(here, self._single(op, inputs, where), params=bound, chain=scope.chain + (op,))
-        out = self.sequence(block["layers"], inner, indexed=False)
+        source = self._single(op, inputs, where)
+        bound[IN] = InputShape(lambda: self.shape(source))
+        shown = ", ".join(f"{key}: {_yaml(value)}" for key, value in list(given.items())[:6])
+        shown += ", ..." if len(given) > 6 else ""
+        note = Diagnostic("note", f"in block '{op}'" + (f" ({shown})" if shown else ""), where)
+        inner = scope.enter(here, source, params=bound, chain=scope.chain + (op,), calls=(note,) + scope.calls)
+        try:
+            out = self.sequence(block["layers"], inner, indexed=False)
+        except SpecError as e:  # an error inside the body names the instance the user wrote, C-compiler style
+            if not any(note in d.notes for d in e.diagnostics):
+                e.noted((note,))
+            raise
         if block.get("output") == INPUT:  # a block that passes its input through
             out = self._single(op, inputs, where)
         elif "output" in block:
             named = tuple(it["name"] for it in block["layers"] if isinstance(it, Map) and "name" in it)
             out = Ref(qualify(here, block["output"]), block["output"], block.value_at["output"], named, here)
         self.names.alias(here, out, where)
+
+
+    def shape(self, ref: Ref) -> tuple:
+        """The output shape of what `ref` names, inferred from the nodes made so far (for `in.`).
+
+        A name defined later (a forward reference) has no shape yet: ExprError, which the
+        expression reading `in.` reports at its own position.
+        """
+        todo, visiting = [ref], set()
+        while todo:
+            ref = todo[-1]
+            try:
+                name = self.names.resolve(ref)
+            except SpecError:
+                raise ExprError(f"the block's input shape is not known here: it depends on '{ref.text}', which is "
+                                "defined after this point; `in.` needs the layers before the block to come first "
+                                "in the spec") from None
+            if name in self.shapes:
+                todo.pop()
+                continue
+            node, refs = self.made[name]
+            waiting = [r for r in refs if self._resolved(r) not in self.shapes]
+            if waiting and name not in visiting:
+                visiting.add(name)
+                todo.extend(waiting)
+                continue
+            if waiting:  # a cycle through names defined later: wiring reports it
+                raise ExprError(f"the block's input shape is not known here: '{name}' takes its own output as "
+                                "input")
+            names = [self.names.resolve(r) for r in refs]
+            ins = tuple(self.shapes[n] for n in names)
+            try:
+                self.shapes[name] = node.layer.output_shape(*ins)
+            except LayerArgError as e:
+                raise layer_error(node, names, ins, e) from None
+            todo.pop()
+        return self.shapes[self.names.resolve(ref)]
+
+    def _resolved(self, ref: Ref) -> str | None:
+        try:
+            return self.names.resolve(ref)
+        except SpecError:
+            return None
+
+
+def _yaml(value) -> str:
+    """A value as the spec writes it (true, not True), cut to a readable length."""
+    return ("true" if value else "false") if isinstance(value, bool) else _short(value, 30)
 
 
 def _seq(value, where, op) -> Seq:
@@ -430,4 +517,5 @@ def expand(doc: Map, path: str, sources: tuple[str, ...], limits: Limits = DEFAU
     meta = {k: doc[k] for k in ("title", "paper", "description") if k in doc}
     input_shape = tuple(doc["input"])
     attachments = attach(doc, input_shape, [n.name for n in nodes], ex.frozen, sources, limits)
-    return Graph(name, path, meta, input_shape, topological(nodes), outputs, tuple(expectations), attachments)
+    return Graph(name, path, meta, input_shape, topological(nodes), outputs, tuple(expectations), attachments,
+                 tuple(ex.acceptances))

@@ -5,13 +5,19 @@ Allowed: integers, floats, booleans, strings, argument names, + - * / // %, comp
 and/or/not, and `a if cond else b`. No calls, attributes, subscripts or powers. Arithmetic takes
 numbers only (true is not 1), comparisons take two numbers, two strings or two booleans, and an
 expression is ASCII: Python would read a fullwidth `ｆ` as the argument `f`.
+
+Inside a block, `in.channels`, `in.height` and `in.width` read the shape of the block's input.
+`in` is a Python keyword, so `in.` is renamed before parsing, and its shape is asked for (from
+expansion, which infers it) only when an expression reads it.
 """
 
 from __future__ import annotations
 
 import ast
+import io
 import operator
 import re
+import tokenize
 from functools import lru_cache
 
 from .errors import shorten
@@ -24,6 +30,28 @@ _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 _COMPARE = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
             ast.Gt: operator.gt, ast.GtE: operator.ge}
 _NAME = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")  # fullmatch: `$` would allow a final newline
+IN = "in"  # the scope key of a block's input shape: a keyword, so no argument can be named so
+_IN = "__in__"  # what `in.` is renamed to for Python's parser
+DIMENSIONS = ("channels", "height", "width")
+
+
+class InputShape:
+    """What `in.` reads: the shape of a block's input, asked for only when an expression uses it
+    (`shape` raises ExprError when it is not known there)."""
+
+    def __init__(self, shape):
+        self._shape = shape
+
+    def get(self, dimension: str):
+        if dimension not in DIMENSIONS:
+            raise ExprError(f"'in.{dimension}' is not a dimension of the block's input; use in.channels, "
+                            "in.height or in.width")
+        shape = self._shape()
+        axis = DIMENSIONS.index(dimension)
+        if axis >= len(shape):
+            raise ExprError(f"'in.{dimension}': the block's input is {list(shape)}, which has no {dimension} "
+                            "(only a [C, H, W] input has a height and a width)")
+        return shape[axis]
 
 
 class ExprError(ValueError):
@@ -54,16 +82,35 @@ def _parse(source: str):
     if len(source) > MAX_LENGTH:
         raise ExprError(f"expression longer than {MAX_LENGTH} characters")
     try:
-        return ast.parse(source, mode="eval").body
-    except SyntaxError as e:
-        raise ExprError(f"cannot parse '{source}': {e.msg}") from None
+        return ast.parse(_rename_in(source), mode="eval").body
+    except (SyntaxError, tokenize.TokenError) as e:
+        raise ExprError(f"cannot parse '{source}': {getattr(e, 'msg', None) or e.args[0]}") from None
+
+
+def _rename_in(source: str) -> str:
+    """`in.channels` -> `__in__.channels`: Python parses `in` only as an operator."""
+    if "in" not in source:
+        return source
+    tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    for k, token in enumerate(tokens[:-1]):
+        if token.type == tokenize.NAME and token.string == IN and tokens[k + 1].string == ".":
+            tokens[k] = token._replace(string=_IN)
+    return tokenize.untokenize(tokens)
 
 
 def _lookup(name, scope):
-    if name not in scope:
-        known = ", ".join(sorted(scope)) or "none"
+    if name not in scope or name == IN:
+        known = ", ".join(sorted(k for k in scope if k != IN)) or "none"
         raise ExprError(f"unknown block argument '{name}' (arguments here: {known})")
     return scope[name]
+
+
+def _input(dimension: str, scope):
+    """`in.channels`: the block's input shape, which exists only inside a block."""
+    if IN not in scope:
+        raise ExprError(f"'in.{dimension}' reads the shape of a block's input, so it can be used only inside a "
+                        "block's layers (in their arguments, `when` and `repeat`)")
+    return scope[IN].get(dimension)
 
 
 def _number(value):
@@ -94,6 +141,8 @@ def _eval(node, scope):
         if node.id in ("true", "false"):
             return node.id == "true"
         return _lookup(node.id, scope)
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == _IN:
+        return _input(node.attr, scope)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _eval(node.left, scope), _eval(node.right, scope)
         if not (_is_number(left) and _is_number(right)):  # no 'a' * 10**9, and true is not 1

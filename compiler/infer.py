@@ -13,12 +13,12 @@ the jump is 1/2, and a 3x3 conv there adds 2 * 1/2 = 1 input pixel to the size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import Diagnostic, LayerArgError, ShapeError, SpecError
 from .ir import INPUT, Graph, Node
 from .limits import DEFAULT, MAX_ELEMENTS, Limits
-from .registry import GLOBAL, numel
+from .registry import GLOBAL, WARNING_KINDS, numel
 
 BYTES_PER_VALUE = 4  # float32 activations and weights
 
@@ -54,6 +54,7 @@ class Analysis:
     graph: Graph
     layers: tuple[LayerFigures, ...]
     warnings: tuple[Diagnostic, ...]
+    notes: tuple[Diagnostic, ...] = ()  # warnings that an item's `accept:` acknowledges
 
     @property
     def trainable(self) -> int:
@@ -154,13 +155,10 @@ def infer(graph: Graph, strict: bool = False, limits: Limits = DEFAULT) -> Analy
             flops = layer.flops(out, *ins)
             step = layer.window(*ins)
             for message, arg in layer.warnings(*ins):
-                warnings.append(Diagnostic("warning", message, node.arg_at.get(arg, node.where), node.name))
+                warnings.append((node, Diagnostic("warning", message, node.arg_at.get(arg, node.where), node.name,
+                                                  node.notes)))
         except LayerArgError as e:
-            message = str(e)
-            if len(ins) > 1:
-                listed = ", ".join(f"#{i} '{n}' {list(s)}" for i, (n, s) in enumerate(zip(node.inputs, ins), 1))
-                message += f" (inputs: {listed})"
-            raise ShapeError(message, node.arg_at.get(e.arg, node.where), node.name) from None
+            raise layer_error(node, node.inputs, ins, e) from None
         _check_keys(node, weights, owners)
         total += sum(w.size for w in weights)
         _check_params(node, total, limits)
@@ -176,13 +174,41 @@ def infer(graph: Graph, strict: bool = False, limits: Limits = DEFAULT) -> Analy
         figures.append(LayerFigures(node, ins, out, trainable, sum(w.size for w in weights) - trainable,
                                     macs, flops, rf))
 
+    warnings, notes = _accept(graph, warnings)
     warnings.extend(_unused(graph))
-    analysis = Analysis(graph, tuple(figures), tuple(warnings))
+    analysis = Analysis(graph, tuple(figures), tuple(warnings), tuple(notes))
     _check_expectations(analysis)
     if strict and warnings:
-        raise SpecError.many([Diagnostic("error", w.message + " (an error under --strict)", w.where, w.layer)
+        raise SpecError.many([replace(w, severity="error", message=w.message + " (an error under --strict)")
                               for w in warnings])
     return analysis
+
+
+def layer_error(node: Node, names, ins, e: LayerArgError) -> ShapeError:
+    """A layer rule's complaint, located at the argument at fault, with the inputs when there are several."""
+    message = str(e)
+    if len(ins) > 1:
+        listed = ", ".join(f"#{i} '{n}' {list(s)}" for i, (n, s) in enumerate(zip(names, ins), 1))
+        message += f" (inputs: {listed})"
+    return ShapeError(message, node.arg_at.get(e.arg, node.where), node.name).noted(node.notes)
+
+
+def _accept(graph: Graph, raised) -> tuple[list, list]:
+    """Split the layers' warnings into those still to report and those an `accept:` acknowledges
+    (kept as notes). An acceptance that acknowledges nothing is an error: the reason has gone."""
+    accepted, stale = {}, []
+    for acceptance in graph.acceptances:
+        for kind in acceptance.kinds:
+            matched = [w for node, w in raised if node.name in acceptance.nodes and node.layer.warning_kind == kind]
+            if not matched:
+                stale.append(Diagnostic("error", f"'accept: {kind}' acknowledges {WARNING_KINDS[kind]}, but no layer "
+                                        "of this item raises that warning now; remove the 'accept'",
+                                        acceptance.where, acceptance.subject))
+            accepted.update((id(w), w) for w in matched)
+    if stale:
+        raise SpecError.many(stale)
+    notes = [replace(w, severity="note", message=w.message + " (accepted)") for w in accepted.values()]
+    return [w for _, w in raised if id(w) not in accepted], notes
 
 
 def _receptive_field(inputs, shapes, step) -> ReceptiveField | None:

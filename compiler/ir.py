@@ -17,6 +17,7 @@ class Node:
     inputs: tuple[str, ...]  # node names, or "input" for the spec's input
     where: Location | None = None  # the layer item in the spec
     arg_at: dict = field(default_factory=dict, compare=False)  # argument -> Location
+    notes: tuple = field(default=(), compare=False)  # note Diagnostics: the block instances it is in, innermost first
 
     @property
     def type(self) -> str:
@@ -33,6 +34,17 @@ class Expectation:
     values: dict
     where: Location | None = None
     value_at: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """An item's `accept:`: warnings of these kinds from the nodes it made are known and kept as
+    notes; an acceptance that no warning needs is an error, so it cannot outlive its reason."""
+
+    kinds: tuple[str, ...]
+    nodes: tuple[str, ...]
+    where: Location | None = None
+    subject: str = ""  # the item's name, for messages
 
 
 @dataclass(frozen=True)
@@ -56,3 +68,4 @@ class Graph:
     outputs: tuple[str, ...]
     expectations: tuple[Expectation, ...] = ()
     attachments: Attachments = Attachments()
+    acceptances: tuple[Acceptance, ...] = ()

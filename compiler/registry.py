@@ -26,6 +26,9 @@ REGISTRY: dict[str, type["Layer"]] = {}
 
 GLOBAL = "global"  # a window() result: every output depends on the whole input map
 
+# The kinds of warning a layer raises, which an item's `accept:` acknowledges by name.
+WARNING_KINDS = {"untiled": "a window (conv, pool, channel pool) that does not tile its input"}
+
 
 @dataclass(frozen=True)
 class Kind:
@@ -88,6 +91,7 @@ class Layer:
     variadic: ClassVar[bool] = False  # merges (add, concat) take two or more inputs
     relu_like: ClassVar[bool] = False  # ends in relu or the like: seeded kernels are He-, not Glorot-initialised
     fp32: ClassVar[bool] = False  # stays float32 in an fp16 model (compiler/half.py): float16 would overflow
+    warning_kind: ClassVar[str] = "untiled"  # what its warnings() are, in WARNING_KINDS: so far, only untiled windows
 
     # -- rules (override what applies) -------------------------------------------------
     def output_shape(self, *ins: Shape) -> Shape:

@@ -78,7 +78,7 @@ def to_dict(a: Analysis) -> dict:
             }
             for f in a.layers
         ],
-        "warnings": [d.render() for d in a.warnings],
+        "warnings": [d.line() for d in a.warnings],  # one line each; the block notes are on stderr
     }
 
 

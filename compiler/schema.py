@@ -15,14 +15,14 @@ import jsonschema
 
 from . import layers as _layers  # noqa: F401  (fills the registry the schema is generated from)
 from .errors import Diagnostic, SpecError, did_you_mean, shorten
-from .registry import BOOL, NON_NEGATIVE_INT, NUMBER, POSITIVE_INT, POSITIVE_NUMBER, REGISTRY, SIZE2, Kind
+from .registry import BOOL, NON_NEGATIVE_INT, NUMBER, POSITIVE_INT, POSITIVE_NUMBER, REGISTRY, SIZE2, WARNING_KINDS, Kind
 from .source import Map, locate
 
 # Dotted segments of letters, digits and _; `{i}` (0-based) and `{n}` (1-based) number repeats.
 NAME_PATTERN = r"^(?:[A-Za-z0-9_]|\{[in]\})+(?:\.(?:[A-Za-z0-9_]|\{[in]\})+)*$"
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"  # a block's name, a block argument's name
 EXPRESSION = {"type": "string", "pattern": r"^\$", "description": "a block argument: $name or ${expression}"}
-META_KEYS = ("name", "inputs", "expect", "when", "repeat", "rest", "frozen")
+META_KEYS = ("name", "inputs", "expect", "when", "repeat", "rest", "frozen", "accept")
 GROUP_KEYS = ("sequential", "stages")
 SCHEMA_URL = "https://convspec.dev/schema/spec.json"
 MAX_REPEAT = 10_000  # copies per repeat
@@ -50,6 +50,9 @@ KEYS = {
     "repeat": Kind(dict(POSITIVE_INT.schema, maximum=MAX_REPEAT),
                    f"an integer from 1 to {MAX_REPEAT} (or, in a layer item, a block expression)"),
     "rest": Kind({"type": "object"}, "a mapping of argument overrides"),
+    "accept": Kind({"anyOf": [{"enum": list(WARNING_KINDS)},
+                              {"type": "array", "items": {"enum": list(WARNING_KINDS)}, "minItems": 1}]},
+                   "a kind of warning, or a list of them: " + ", ".join(f"'{k}' ({v})" for k, v in WARNING_KINDS.items())),
     # Argument names are what `$name` and `${...}` can say: ASCII identifiers, so a fullwidth `ｆ`
     # is refused here rather than folded into `f` by the expression parser.
     "args": Kind({"type": "object", "propertyNames": {"pattern": IDENTIFIER}},
@@ -131,6 +134,8 @@ def spec_schema(detailed: bool = True) -> dict:
         "rest": _key("rest", "argument overrides for every copy after the first"),
         "frozen": {"type": "boolean", "description": "keep this item's weights fixed when training (recorded in "
                                                      "the model's metadata; counted as non-trainable)"},
+        "accept": _key("accept", "warnings known and accepted for this item's layers (kept as notes; "
+                                 "--strict passes); an accept that no warning needs is an error"),
         "sequential": {"type": "array", "items": {"$ref": "#/$defs/item"},  # expansion refuses an empty group
                        "description": "a group whose unnamed layers are named by position (0, 1, ...)"},
         "stages": {"$ref": "#/$defs/stages"},
