@@ -289,7 +289,7 @@ class Expander:
             self.names.alias(here, out, where)
         elif op == "stages":
             # The stages land in the enclosing scope: layer1..layer4, not stages1.layer1.
-            items = _stage_items(value, where)
+            items = _stage_items(value, where, self.limits.expanded_items - self.expanded)
             out = self.sequence(items, scope.enter(scope.prefix, self._single(op, inputs, where)), indexed=False)
             self.names.alias(here, out, where)
         elif op in self.blocks:
@@ -468,23 +468,58 @@ def _merge(base: Map, top, where) -> Map:
     return out
 
 
-def _stage_items(table: Map, where) -> Seq:
-    """A stage table is shorthand for one repeated item per row."""
+def _stage_items(table: Map, where, room: int) -> Seq:
+    """A stage table is shorthand for one repeated item per row; `rest` (the table's, under the
+    row's) changes the copies after the first of each row.
+
+    With `number_from`, copies are numbered across the rows instead (features.1 ... features.17,
+    torchvision's flat Sequential), so each copy becomes an item of its own, named `<name>.<k>`.
+    `room` is what the item budget has left: the copies are counted before they are made.
+    """
+    rows = table["table"]
+    flat = table.get("number_from")
     pattern = table.get("name", "stage{n}")
-    items = Seq()
-    for k, row in enumerate(table["table"]):
-        at = table["table"].item_at[k]
-        args = _merge(table.get("args") or Map(), Map((key, v) for key, v in row.items() if key != "repeat"), at)
-        args.value_at.update({key: row.value_at[key] for key in row if key != "repeat"})
-        item = Map({table["block"]: args, "repeat": row["repeat"], "name": pattern.format(n=k + 1, i=k)})
-        item.value_at = {table["block"]: at, "repeat": row.value_at["repeat"], "name": table.value_at.get("name", at)}
-        if "rest" in table:
-            item["rest"] = table["rest"]
-            item.value_at["rest"] = table.value_at["rest"]
-        item.where = at
-        items.append(item)
-        items.item_at.append(at)
+    if flat is not None:
+        if "{n}" in pattern or "{i}" in pattern or "name" not in table:
+            raise SpecError(f"with 'number_from', 'name' is the prefix of every copy (like `name: features`, giving "
+                            f"features.{flat}, features.{flat + 1}, ...), without {{n}} or {{i}}",
+                            table.value_at.get("name", table.key_at["number_from"]))
+        total = sum(row["repeat"] for row in rows)
+        if total > room:
+            raise SpecError(f"the stage table makes {total:,} copies, more than the {room:,} items left of the "
+                            "limit; reduce the repeats (--max-layers raises the limit)", table.key_at["table"])
+    block = table["block"]
+    items, number = Seq(), flat
+    for k, row in enumerate(rows):
+        at = rows.item_at[k]
+        own = Map((key, v) for key, v in row.items() if key not in ("repeat", "rest"))
+        own.value_at = {key: row.value_at[key] for key in own}
+        args = _merge(table.get("args") or Map(), own, at)
+        rest = _merge(table.get("rest") or Map(), row.get("rest"), at) if "rest" in table or "rest" in row else None
+        rest_at = row.value_at["rest"] if "rest" in row else table.value_at.get("rest")
+        if flat is None:
+            item = _row_item(block, args, at, repeat=row["repeat"], repeat_at=row.value_at["repeat"],
+                             name=pattern.format(n=k + 1, i=k), name_at=table.value_at.get("name", at))
+            if rest is not None:
+                item["rest"], item.value_at["rest"] = rest, rest_at
+            items.append(item)
+            items.item_at.append(at)
+            continue
+        for copy in range(row["repeat"]):
+            value = args if copy == 0 or rest is None else _merge(args, rest, rest_at)
+            items.append(_row_item(block, value, at, name=f"{pattern}.{number}", name_at=table.value_at["name"]))
+            items.item_at.append(at)
+            number += 1
     return items
+
+
+def _row_item(block, args, at, name, name_at, repeat=None, repeat_at=None) -> Map:
+    item = Map({block: args, "name": name})
+    item.value_at = {block: at, "name": name_at}
+    if repeat is not None:
+        item["repeat"], item.value_at["repeat"] = repeat, repeat_at
+    item.where = at
+    return item
 
 
 def expand(doc: Map, path: str, sources: tuple[str, ...], limits: Limits = DEFAULT,

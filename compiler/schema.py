@@ -61,6 +61,7 @@ KEYS = {
     "append": Kind({"type": "array", "items": {"$ref": "#/$defs/item"}}, "a list of layers"),
     "output": Kind(_SHAPE, "a shape, [C, H, W] or [features]"),
     "params": _COUNT,
+    "number_from": _COUNT,
     "trainable": _COUNT,
     "non_trainable": _COUNT,
     "macs": _COUNT,
@@ -163,9 +164,13 @@ def spec_schema(detailed: bool = True) -> dict:
             "name": _key("name", "stage name pattern, {n} 1-based or {i} 0-based (default stage{n})"),
             "args": _key("args", "arguments common to every stage"),
             "rest": _key("rest", "overrides for every block after the first of a stage"),
+            "number_from": _key("number_from", "number the copies across the rows from this number, "
+                                               "<name>.<number> (torchvision's flat Sequential), not per row"),
             "table": {"type": "array", "minItems": 1, "description": "one row per stage: repeat plus arguments",
                       "items": {"type": "object", "required": ["repeat"],
-                                "properties": {"repeat": KEYS["repeat"].schema}}},
+                                "properties": {"repeat": KEYS["repeat"].schema,
+                                               "rest": _key("rest", "this row's overrides for its copies after "
+                                                                    "the first (over the table's `rest`)")}}},
         },
     }
     block = {

@@ -166,11 +166,12 @@ def guarded(fn, *args, what, hard: float = HARD_S, budget: float = BUDGET_S, **k
 
 
 # -- the property -------------------------------------------------------------------------------
-LINE = re.compile(r"^(?P<path>\S(?:.*?)):(?P<line>\d+):(?P<col>\d+): (?P<severity>error|warning): (?P<message>\S.*)$")
+LINE = re.compile(r"^(?P<path>\S(?:.*?)):(?P<line>\d+):(?P<col>\d+): (?P<severity>error|warning|note): (?P<message>\S.*)$")
 
 
 def check_error(err: ConvspecError, what) -> None:
-    """Every line of the rendered error is `path:line:col: error: message`; exit code 1."""
+    """Every line of the rendered error is `path:line:col: error: message`, or a note about the one before
+    (the block instance it is in); exit code 1."""
     text = err.render()
     assert text, f"{type(err).__name__} renders as nothing on:\n{shown(what)}"
     assert str(err) == text
@@ -179,8 +180,9 @@ def check_error(err: ConvspecError, what) -> None:
         f"{text}\n--- on:\n{shown(what)}"
     for k, line in enumerate(text.split("\n"), 1):
         m = LINE.match(line)
-        assert m and m["severity"] == "error", \
-            f"line {k} of the message is not `path:line:col: error: message`: {line!r}\n--- whole message:\n{text}\n" \
+        assert m and (m["severity"] == "error" or k > 1 and m["severity"] == "note"), \
+            f"line {k} of the message is not `path:line:col: error: message` (or a note after one): {line!r}\n" \
+            f"--- whole message:\n{text}\n" \
             f"--- on:\n{shown(what)}"
         assert int(m["line"]) >= 1 and int(m["col"]) >= 1, line
         if m["path"].endswith("spec.yaml") and isinstance(what, (str, bytes)):  # the input's own lines
@@ -231,7 +233,7 @@ def check_analysis(a, what) -> None:
             assert len(preprocess.get(key, [0])) in (1, a.graph.input_shape[0]), \
                 f"preprocess.{key} {preprocess[key]} accepted for {a.graph.input_shape[0]} channels on:\n{shown(what)}"
     for w in a.warnings:
-        m = LINE.match(w.render())
+        m = LINE.match(w.line())
         assert m and m["severity"] == "warning", f"warning not positioned: {w.render()!r} on:\n{shown(what)}"
     for fmt, render in FORMATS.items():
         assert isinstance(render(a), str), fmt
