@@ -101,6 +101,7 @@ class Expander:
             if name in REGISTRY or name in GROUP_KEYS or name in META_KEYS or name == INPUT:
                 raise SpecError(f"a block cannot be called '{name}': that name is taken by the spec language; "
                                 "choose another", self.blocks.key_at[name])
+        _check_types(doc, self.blocks)
         self.defaults = doc.get("defaults") or Map()
         self.names = Names()
         self.nodes: list[tuple[Node, tuple[Ref, ...]]] = []  # inputs still references: a name may come later
@@ -296,10 +297,8 @@ class Expander:
             self._block(item, value, here, inputs, scope)
         elif op in REGISTRY:
             self._layer(item, value, here, inputs, scope)
-        else:
-            known = list(REGISTRY) + list(self.blocks) + list(GROUP_KEYS)
-            hint = did_you_mean(op, known) or "; run `convspec layers` for the list"
-            raise SpecError(f"unknown layer type '{op}'{hint}", where)
+        else:  # _check_types reports these up front; kept for a type that appears by another road
+            raise _unknown_type(op, where, self.blocks)
 
     def _single(self, op, inputs, where) -> Ref:
         if len(inputs) != 1:
@@ -442,6 +441,37 @@ class Expander:
             return self.names.resolve(ref)
         except SpecError:
             return None
+
+
+def _unknown_type(op: str, where, blocks) -> SpecError:
+    hint = did_you_mean(op, list(REGISTRY) + list(blocks) + list(GROUP_KEYS)) or "; run `convspec layers` for the list"
+    return SpecError(f"unknown layer type '{op}'{hint}", where)
+
+
+def _check_types(doc: Map, blocks: Map) -> None:
+    """Every unknown layer type in the spec, each at its item, in one report: the top-level
+    layers, every block's (used or not), sequential groups and stage tables."""
+    unknown, todo = [], [doc.get("layers")] + [b.get("layers") for b in blocks.values() if isinstance(b, Map)]
+    while todo:
+        items = todo.pop()
+        if not isinstance(items, Seq):
+            continue
+        for raw, where in zip(items, items.item_at):
+            ops = [raw] if isinstance(raw, str) else [k for k in raw if k not in META_KEYS] if isinstance(raw, Map) else []
+            if len(ops) != 1:
+                continue  # expansion says what is wrong with it
+            op = ops[0]
+            value = raw.get(op) if isinstance(raw, Map) else None
+            if op == "sequential":
+                todo.append(value)
+            elif op == "stages" and isinstance(value, Map) and isinstance(value.get("block"), str):
+                if value["block"] not in REGISTRY and value["block"] not in blocks:
+                    unknown.append(_unknown_type(value["block"], value.value_at["block"], blocks))
+            elif op not in REGISTRY and op not in blocks and op not in GROUP_KEYS:
+                unknown.append(_unknown_type(op, where, blocks))
+    if unknown:
+        found = sorted((e.diagnostics[0] for e in unknown), key=lambda d: (d.where.path, d.where.line, d.where.col))
+        raise SpecError.many(found)
 
 
 def _yaml(value) -> str:

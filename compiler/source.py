@@ -206,15 +206,30 @@ def _yaml_error(e: yaml.MarkedYAMLError, text: str, path: str, depth_limit: int)
         # libyaml (PyYAML 6.0.4 on) stops deep flow nesting itself, before our own check sees an
         # event: the spec is refused either way, so say it in our words, at the parser's position.
         return SpecError(f"{_too_deep(depth_limit)}; the YAML parser stopped at: {e.problem}", where)
+    line = lines[mark.line] if mark and mark.line < len(lines) else ""
+    expression = _unquoted_expression(line, mark.column if mark else 0)
+    if expression:  # `{filters: ${a}}`: YAML took the expression's `{` for a nested mapping
+        start, text = expression
+        flow = "mapping {...}" if "mapping" in (e.context or "") else "list [...]"
+        return SpecError(f"invalid YAML: the expression {text} is unquoted inside a flow {flow}, so YAML reads its "
+                         f"'{{' as the start of a mapping; quote it: \"{text}\"", Location(path, mark.line + 1, start + 1))
     message = e.problem or "invalid YAML"
     if e.context:  # "while parsing a flow mapping at line 3: did not find expected ',' or '}'"
         at = f" at line {e.context_mark.line + 1}" if e.context_mark else ""
         joint = ", " if message.startswith("but ") else ": "
         message = f"{e.context}{at}{joint}{message}"
-    line = lines[mark.line] if mark and mark.line < len(lines) else ""
     if "\t" in line[: len(line) - len(line.lstrip())] or "\t" in line:
         message += "; tabs cannot indent YAML, use spaces"
     return SpecError(f"invalid YAML: {message}", where)
+
+
+def _unquoted_expression(line: str, column: int) -> tuple[int, str] | None:
+    """The `${...}` (its column and text) written unquoted at or just before `column` of `line`."""
+    for match in re.finditer(r"\$\{[^{}]*\}?", line):
+        quoted = line[:match.start()].count('"') % 2 or line[:match.start()].count("'") % 2
+        if match.start() <= column <= match.end() and not quoted:
+            return match.start(), match.group()
+    return None
 
 
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
