@@ -2,7 +2,8 @@
 
 The child may change the input size and any top-level key, add or override blocks and
 defaults, `replace:` top-level layers by name (a new head keeps the old name unless it gives
-one), and `append:` layers at the end. The base's `expect:` figures, title and description are
+one), `append:` layers at the end, and `set:` single nested values by their path
+(`layers/stages/stages/table/2/repeat: 23`). The base's `expect:` figures, title and description are
 dropped: they describe the base, and a new head or input size changes them. The merge happens before validation and
 expansion, so the rest of the pipeline sees one ordinary spec, with every value still pointing
 at the file it came from.
@@ -18,7 +19,7 @@ from .source import Map, Seq, Spent, load, read_text
 from .zoo import SPECS_DIR, bundled, referenced_file
 
 MAX_CHAIN = 8  # specs in one extends chain
-CHILD_ONLY = ("extends", "replace", "append")
+CHILD_ONLY = ("extends", "replace", "append", "set")
 
 
 def extend(doc: Map, path: str, validate, limits: Limits = DEFAULT, spent: Spent | None = None,
@@ -33,6 +34,10 @@ def extend(doc: Map, path: str, validate, limits: Limits = DEFAULT, spent: Spent
     """
     spent = spent if spent is not None else Spent()
     if "extends" not in doc:
+        for key in CHILD_ONLY[1:]:
+            if key in doc:
+                raise SpecError(f"'{key}' changes the spec named by 'extends', and this spec extends none; "
+                                "add `extends: BASE`, or write the layers out", doc.key_at[key])
         return doc, (path,)
     where = doc.value_at["extends"]
     chain = chain + (path,)
@@ -49,7 +54,12 @@ def extend(doc: Map, path: str, validate, limits: Limits = DEFAULT, spent: Spent
     base = load(read_text(base_path, limits, spent), shown, limits, spent)
     validate(base, shown)
     base, sources = extend(base, shown, validate, limits, spent, chain)
-    return _merge(_without_expectations(base), doc), (path,) + sources
+    merged = _merge(_without_expectations(base), doc)
+    if "set" in doc:  # a value set by path may not fit where it lands: check the whole again
+        for text, value in doc["set"].items():
+            merged = _set_path(merged, text, value, doc["set"].key_at[text], doc["set"].value_at[text])
+        validate(merged, path)
+    return merged, (path,) + sources
 
 
 def _base_path(ref: str, child: str, where, limits: Limits) -> Path:
@@ -101,6 +111,53 @@ def _merge(base: Map, child: Map) -> Map:
         layers.item_at.append(child["append"].item_at[k])
     _set(out, "layers", layers, out, "layers")
     return out
+
+
+def _set_path(doc: Map, text: str, value, key_at, value_at) -> Map:
+    """`doc` with the value at the path `text` replaced: segments split by `/`; in a list, a number
+    is a 0-based index, and in a list of layers a name picks the layer. Only what exists can be
+    set, so a typo cannot add a key the base never had. The path's containers are copied."""
+    parts = text.split("/")
+    out = node = _copy(doc)
+    for depth, part in enumerate(parts):
+        here = "/".join(parts[:depth]) or "the spec"
+        if isinstance(node, Map):
+            if part not in node:
+                hint = did_you_mean(part, list(node)) or f"; its keys are: {', '.join(node) or 'none'}"
+                raise SpecError(f"'set' path '{text}': {here} has no '{part}'{hint}", key_at)
+            key = part
+        elif isinstance(node, Seq):
+            names = [it.get("name") if isinstance(it, Map) else None for it in node]
+            if part.isdigit() and int(part) < len(node):
+                key = int(part)
+            elif part in names:
+                key = names.index(part)
+            else:
+                known = [n for n in names if isinstance(n, str)]
+                hint = did_you_mean(part, known) or (f"; its named items are: {', '.join(known)}" if known else "")
+                raise SpecError(f"'set' path '{text}': {here} is a list of {len(node)} (0 to {len(node) - 1}), "
+                                f"with no item '{part}'{hint}", key_at)
+        else:
+            raise SpecError(f"'set' path '{text}': {here} is the value {node!r}, which has nothing inside it; "
+                            f"set '{here}' itself", key_at)
+        if depth == len(parts) - 1:
+            _put(node, key, value, value_at, key_at)
+        else:
+            child = _copy(node[key])
+            _put(node, key, child, None, None)
+            node = child
+    return out
+
+
+def _put(container, key, value, value_at, key_at) -> None:
+    """Store into a Map or Seq, keeping (or, with value_at, moving) its position."""
+    container[key] = value
+    if value_at is None:
+        return
+    if isinstance(container, Map):
+        container.value_at[key], container.key_at[key] = value_at, key_at
+    else:
+        container.item_at[key] = value_at
 
 
 def _single(item, where) -> Map:

@@ -29,9 +29,7 @@ def graph_of(text: str, path: str, limits: Limits = DEFAULT, spent: Spent | None
     spent = spent if spent is not None else Spent(bytes=len(text.encode("utf-8", "surrogatepass")))
     doc = load(text, path, limits, spent)
     validate(doc, path)
-    sources = (path,)
-    if "extends" in doc:
-        doc, sources = extend(doc, path, validate, limits, spent)
+    doc, sources = extend(doc, path, validate, limits, spent)  # a spec without `extends` comes back as it is
     _check_input_size(doc)
     return expand(doc, path, sources, limits, spent)
 

@@ -218,6 +218,10 @@ def spec_schema(detailed: bool = True) -> dict:
             "replace": {"type": "object", "additionalProperties": {"$ref": "#/$defs/item"},
                         "description": "with extends: top-level layers of the base to replace, by name"},
             "append": _key("append", "with extends: layers added after the base's"),
+            "set": {"type": "object", "propertyNames": {"pattern": r"^[^/]+(?:/[^/]+)*$"},
+                    "description": "with extends: single values of the base to change, by their path "
+                                   "(`layers/stages/stages/table/2/repeat: 23`): keys, 0-based list indices "
+                                   "and layer names, split by /"},
             "frozen": {"type": "array", "items": {"type": "string"},
                        "description": "layer names (or dotted prefixes) whose weights stay fixed when training"},
             "labels": _key("labels", "a text file of class labels, one per line, relative to the spec"),
@@ -306,6 +310,7 @@ EXPECTS = {name: kind.expects for name, kind in KEYS.items()} | {
     "table": "a non-empty list of rows, each {repeat: N, ...arguments}",
     "expect": "a mapping of expected figures (" + ", ".join(_expect_schema()["properties"]) + ")",
     "replace": "a mapping from a top-level layer name to the layer that replaces it",
+    "set": "a mapping from a path into the base spec (like layers/stages/stages/table/2/repeat) to its new value",
     "frozen": "true or false on a layer; at the top level, a list of layer names or dotted prefixes",
     "preprocess": "a mapping with resize, scale, mean and std",
 }
