@@ -475,8 +475,13 @@ def _check_types(doc: Map, blocks: Map) -> None:
 
 
 def _yaml(value) -> str:
-    """A value as the spec writes it (true, not True), cut to a readable length."""
-    return ("true" if value else "false") if isinstance(value, bool) else _short(value, 30)
+    """A value as the spec writes it (true, not True), cut to a readable length; a large list or
+    mapping is not spelled out (a note is made for every block instance, so it must stay cheap)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)) and count_nodes(value, 8) > 8:
+        return "[...]" if isinstance(value, list) else "{...}"
+    return _short(value, 30)
 
 
 def _seq(value, where, op) -> Seq:

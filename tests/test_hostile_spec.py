@@ -31,10 +31,10 @@ FRONT_ERRORS = {
     "octal.yaml": "octal.yaml:3:21: error: '017' has a leading zero, so YAML 1.1 reads it as the octal number 15; "
                   "write 17, or quote it if it is text",
     "boolean_arithmetic.yaml": "boolean_arithmetic.yaml:6:25: error: layer 'b1.conv1': arithmetic needs numbers, "
-                               "got true and 1",
+                               "got true and 1\nboolean_arithmetic.yaml:8:5: note: in block 'b'",
     "fullwidth_expression.yaml": "fullwidth_expression.yaml:6:25: error: layer 'b1.conv1': '${ｆ * 2}' holds the "
                                  "non-ASCII character 'ｆ' (U+FF46); expressions are ASCII, and block arguments are "
-                                 "named with letters, digits and _",
+                                 "named with letters, digits and _\nfullwidth_expression.yaml:8:5: note: in block 'b'",
     "fullwidth_argument.yaml": "fullwidth_argument.yaml:4:11: error: 'blocks.b.args' must be a mapping of arguments, "
                                "each named with ASCII letters, digits and _ (not starting with a digit); got {'ｆ': 8}",
 }
@@ -98,7 +98,8 @@ def test_arguments_holding_references_count_too(tmp_path, value):
             f"  outer:\n    args: {{n: 1}}\n    layers:\n      - inner: {{v: {value}}}\n"
             f"layers:\n  - outer: {{n: 2}}\n    repeat: 10000\n")
     proc = check(tmp_path, spec, timeout=15)
-    assert proc.returncode == 1 and proc.stderr.endswith(NODES + "\n"), proc.stderr
+    assert proc.returncode == 1 and proc.stderr.endswith(f"{NODES}\nspec.yaml:11:5: note: in block 'outer' (n: 2)\n"), \
+        proc.stderr
 
 
 def test_many_declared_arguments_count_in_every_instance(tmp_path):
@@ -127,7 +128,7 @@ def test_an_inputs_list_counts_in_every_copy(tmp_path, width, repeat):
             f"layers:\n  - b: null\n    repeat: {repeat}\n")
     proc = check(tmp_path, spec, timeout=15)
     assert proc.returncode == 1 and proc.stderr.startswith("spec.yaml:6:17: error: layer 'b1."), proc.stderr
-    assert proc.stderr.endswith(f".add1': {NODES}\n")
+    assert proc.stderr.endswith(f".add1': {NODES}\nspec.yaml:8:5: note: in block 'b'\n")
 
 
 @pytest.mark.parametrize("length, repeat", [(1_000_000, 10_000), (1_001, 2), (600, 10_000)])
@@ -142,7 +143,7 @@ def test_a_long_name_is_refused_before_its_copies_are_made(tmp_path, length, rep
         return
     assert (proc.returncode, proc.stderr) == (1, f"spec.yaml:6:15: error: layer '{('stage.0.' + 'a' * length)[:60]} ...': "
                                                  f"the layer's dotted name is {full:,} characters long, more than "
-                                                 "1,000; use shorter names\n")
+                                                 "1,000; use shorter names\nspec.yaml:8:5: note: in block 'b'\n")
 
 
 # -- item 10: a layer named like a weight --------------------------------------------------------
@@ -311,7 +312,8 @@ def test_booleans_are_not_numbers_in_expressions(tmp_path, expression, args, err
     spec = (f"input: [3, 8, 8]\nblocks:\n  b:\n    args: {args}\n    layers:\n"
             f"      - conv: {{filters: \"{expression}\", kernel: 3}}\nlayers:\n  - b\n")
     proc = check(tmp_path, spec)
-    assert (proc.returncode, proc.stderr) == (1, f"spec.yaml:6:25: error: layer 'b1.conv1': {error}\n")
+    assert (proc.returncode, proc.stderr) == (1, f"spec.yaml:6:25: error: layer 'b1.conv1': {error}\n"
+                                                 "spec.yaml:8:5: note: in block 'b'\n")
 
 
 @pytest.mark.parametrize("expression, args", [
@@ -338,7 +340,8 @@ def test_an_expression_is_ascii(tmp_path, char, folded, form):
     proc = check(tmp_path, spec)
     assert (proc.returncode, proc.stderr) == (1, f"spec.yaml:6:25: error: layer 'b1.conv1': '{expression}' holds the "
                                                  f"non-ASCII character '{char}' (U+{ord(char):04X}); expressions are "
-                                                 "ASCII, and block arguments are named with letters, digits and _\n")
+                                                 "ASCII, and block arguments are named with letters, digits and _\n"
+                                                 "spec.yaml:8:5: note: in block 'b'\n")
 
 
 @pytest.mark.parametrize("char, folded", FOLDING)
