@@ -30,6 +30,9 @@ class Location:
         return f"{self.path}:{self.line}:{self.col}"
 
 
+MAX_NOTES = 5  # "note: in block" lines after one diagnostic
+
+
 @dataclass(frozen=True)
 class Diagnostic:
     severity: str  # "error", "warning" or "note"
@@ -48,8 +51,13 @@ class Diagnostic:
         return printable(f"{prefix}{self.severity}: {subject}{self.message}")
 
     def render(self) -> str:
-        """The line, then one line per note."""
-        return "\n".join([self.line()] + [note.line() for note in self.notes])
+        """The line, then one line per note; of a deep chain, the innermost notes and the outermost
+        (the line the user wrote at the top), saying how many are left out between them."""
+        notes = [note.line() for note in self.notes[:MAX_NOTES]]
+        if len(self.notes) > MAX_NOTES:
+            notes[-1] = replace(self.notes[-1], message=f"{self.notes[-1].message}, through "
+                                f"{len(self.notes) - MAX_NOTES} more blocks not shown").line()
+        return "\n".join([self.line()] + notes)
 
     def noted(self, notes: tuple["Diagnostic", ...]) -> "Diagnostic":
         """The same diagnostic with `notes` after its own (an outer block's come after an inner one's)."""

@@ -60,7 +60,7 @@ class Scope:
             return substitute(value, self.params or {})
         except ExprError as e:
             outside = (" (block arguments exist only inside a block)"
-                       if not self.params and "unknown block argument" in str(e) else "")
+                       if not self.params and "argument" in str(e) and "'in." not in str(e) else "")
             raise SpecError(f"{e}{outside}", e.where or where, here) from None
 
     def evaluate(self, value, where, key):
