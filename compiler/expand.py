@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .attachments import attach
-from .errors import Diagnostic, LayerArgError, Location, SpecError, did_you_mean, shorten as _short
+from .errors import Diagnostic, LayerArgError, Location, ShapeError, SpecError, did_you_mean, shorten as _short
 from .expr import IN, ExprError, InputShape, is_reference, substitute
 from .infer import layer_error
 from .ir import INPUT, Acceptance, Expectation, Graph, Node
@@ -388,10 +388,10 @@ class Expander:
         inner = scope.enter(here, source, params=bound, chain=scope.chain + (op,), calls=(note,) + scope.calls)
         try:
             out = self.sequence(block["layers"], inner, indexed=False)
-        except SpecError as e:  # an error inside the body names the instance the user wrote, C-compiler style
-            if not any(note in d.notes for d in e.diagnostics):
-                e.noted((note,))
+        except ShapeError:  # a layer's, found by `in.`: it carries the notes of where that layer is
             raise
+        except SpecError as e:  # an error inside the body names the instance the user wrote, C-compiler style
+            raise e.noted((note,))
         if block.get("output") == INPUT:  # a block that passes its input through
             out = self._single(op, inputs, where)
         elif "output" in block:

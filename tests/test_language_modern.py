@@ -411,3 +411,19 @@ def test_mobilenet_v2_has_torchvisions_state_dict_keys():
     # torchvision adds the shortcut in 10 of the 17 blocks (stride 1 and equal channels)
     adds = {f.node.name.rsplit(".", 1)[0] for f in a.layers if f.node.type == "add"}
     assert adds == {f"features.{i}" for i, m in enumerate(model.features) if getattr(m, "use_res_connect", False)}
+
+
+def test_a_layer_that_fails_before_a_block_reads_its_shape_is_reported_as_itself():
+    text = """input: [3, 6, 6]
+blocks:
+  b:
+    layers:
+      - conv: {filters: "${in.channels}", kernel: 1}
+layers:
+  - conv: {filters: 4, kernel: 7}
+  - b
+"""
+    # PyTorch's (6 - 7)/1 + 1 = 0 rows: the stem's own error, with no note of the block after it
+    assert error(text).startswith("spec.yaml:7:32: error: layer 'conv1': kernel 7 is larger than the padded input "
+                                  "height 6")
+    assert "note" not in error(text)
