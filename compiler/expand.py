@@ -219,7 +219,7 @@ class Expander:
                 raise SpecError("{i} and {n} in a name number the copies of a repeat; this item has no 'repeat'",
                                 item.meta_at("name"), here)
         if "when" in item.meta:
-            if not self._keep(item.meta, scope, item.where):  # a skipped item passes its input through, under its own name
+            if not self._keep(item.meta, scope, item.where):  # skipped: it passes its input on, under its own name
                 self.names.alias(here, self._inputs(item, scope, previous)[0], item.where)
                 return out
         inputs = self._inputs(item, scope, previous)
@@ -399,7 +399,6 @@ class Expander:
             out = Ref(qualify(here, block["output"]), block["output"], block.value_at["output"], named, here)
         self.names.alias(here, out, where)
 
-
     def shape(self, ref: Ref) -> tuple:
         """The output shape of what `ref` names, inferred from the nodes made so far (for `in.`).
 
@@ -457,7 +456,8 @@ def _check_types(doc: Map, blocks: Map) -> None:
         if not isinstance(items, Seq):
             continue
         for raw, where in zip(items, items.item_at):
-            ops = [raw] if isinstance(raw, str) else [k for k in raw if k not in META_KEYS] if isinstance(raw, Map) else []
+            ops = [raw] if isinstance(raw, str) else [k for k in raw if k not in META_KEYS] \
+                if isinstance(raw, Map) else []
             if len(ops) != 1:
                 continue  # expansion says what is wrong with it
             op = ops[0]

@@ -15,7 +15,8 @@ import jsonschema
 
 from . import layers as _layers  # noqa: F401  (fills the registry the schema is generated from)
 from .errors import Diagnostic, SpecError, did_you_mean, shorten
-from .registry import BOOL, NON_NEGATIVE_INT, NUMBER, POSITIVE_INT, POSITIVE_NUMBER, REGISTRY, SIZE2, WARNING_KINDS, Kind
+from .registry import (BOOL, NON_NEGATIVE_INT, NUMBER, POSITIVE_INT, POSITIVE_NUMBER, REGISTRY, SIZE2, WARNING_KINDS,
+                       Kind)
 from .source import Map, locate
 
 # Dotted segments of letters, digits and _; `{i}` (0-based) and `{n}` (1-based) number repeats.
@@ -52,7 +53,8 @@ KEYS = {
     "rest": Kind({"type": "object"}, "a mapping of argument overrides"),
     "accept": Kind({"anyOf": [{"enum": list(WARNING_KINDS)},
                               {"type": "array", "items": {"enum": list(WARNING_KINDS)}, "minItems": 1}]},
-                   "a kind of warning, or a list of them: " + ", ".join(f"'{k}' ({v})" for k, v in WARNING_KINDS.items())),
+                   "a kind of warning, or a list of them: "
+                   + ", ".join(f"'{k}' ({v})" for k, v in WARNING_KINDS.items())),
     # Argument names are what `$name` and `${...}` can say: ASCII identifiers, so a fullwidth `ｆ`
     # is refused here rather than folded into `f` by the expression parser.
     "args": Kind({"type": "object", "propertyNames": {"pattern": IDENTIFIER}},

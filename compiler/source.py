@@ -212,7 +212,8 @@ def _yaml_error(e: yaml.MarkedYAMLError, text: str, path: str, depth_limit: int)
         start, text = expression
         flow = "mapping {...}" if "mapping" in (e.context or "") else "list [...]"
         return SpecError(f"invalid YAML: the expression {text} is unquoted inside a flow {flow}, so YAML reads its "
-                         f"'{{' as the start of a mapping; quote it: \"{text}\"", Location(path, mark.line + 1, start + 1))
+                         f"'{{' as the start of a mapping; quote it: \"{text}\"",
+                         Location(path, mark.line + 1, start + 1))
     message = e.problem or "invalid YAML"
     if e.context:  # "while parsing a flow mapping at line 3: did not find expected ',' or '}'"
         at = f" at line {e.context_mark.line + 1}" if e.context_mark else ""

@@ -166,7 +166,8 @@ def guarded(fn, *args, what, hard: float = HARD_S, budget: float = BUDGET_S, **k
 
 
 # -- the property -------------------------------------------------------------------------------
-LINE = re.compile(r"^(?P<path>\S(?:.*?)):(?P<line>\d+):(?P<col>\d+): (?P<severity>error|warning|note): (?P<message>\S.*)$")
+LINE = re.compile(r"^(?P<path>\S(?:.*?)):(?P<line>\d+):(?P<col>\d+): (?P<severity>error|warning|note): "
+                  r"(?P<message>\S.*)$")
 
 
 def check_error(err: ConvspecError, what) -> None:

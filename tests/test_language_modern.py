@@ -200,8 +200,8 @@ layers:
     # A 7x7 kernel on a 6x6 map: PyTorch's (6 - 7)/1 + 1 = 0 rows.
     assert error(text).splitlines()[1:] == ["spec.yaml:10:9: note: in block 'inner' (k: 7)",
                                             "spec.yaml:12:5: note: in block 'outer' (k: 7)"]
-    assert error(text).startswith("spec.yaml:6:36: error: layer 'outer1.inner1.conv1': kernel 7 is larger than the padded "
-                                 "input height 6")
+    assert error(text).startswith("spec.yaml:6:36: error: layer 'outer1.inner1.conv1': kernel 7 is larger than "
+                                  "the padded input height 6")
 
 
 def test_summary_json_keeps_one_line_per_warning(tmp_path):
@@ -243,7 +243,8 @@ def test_accept_keeps_a_known_untiled_window_out_of_strict(tmp_path):
 
 
 def test_an_accept_with_nothing_to_accept_is_an_error():
-    text = SQUEEZENET_STEM.format(accept="\n    accept: untiled").replace("kernel: 7, stride: 2", "kernel: 8, stride: 2")
+    stem = SQUEEZENET_STEM.format(accept="\n    accept: untiled")
+    text = stem.replace("kernel: 7, stride: 2", "kernel: 8, stride: 2")  # (224 - 8)/2 + 1 = 109: it tiles
     assert error(text) == ("spec.yaml:5:13: error: layer 'features.0': 'accept: untiled' acknowledges a window "
                            "(conv, pool, channel pool) that does not tile its input, but no layer of this item raises "
                            "that warning now; remove the 'accept'")
