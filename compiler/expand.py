@@ -384,7 +384,9 @@ class Expander:
         bound[IN] = InputShape(lambda: self.shape(source))
         shown = ", ".join(f"{key}: {_yaml(value)}" for key, value in list(given.items())[:6])
         shown += ", ..." if len(given) > 6 else ""
-        note = Diagnostic("note", f"in block '{op}'" + (f" ({shown})" if shown else ""), where)
+        # The instance as the user wrote it: where a child spec `set:` one of its arguments, that line.
+        written = next((at for at in given.value_at.values() if at and where and at.path != where.path), where)
+        note = Diagnostic("note", f"in block '{op}'" + (f" ({shown})" if shown else ""), written)
         inner = scope.enter(here, source, params=bound, chain=scope.chain + (op,), calls=(note,) + scope.calls)
         try:
             out = self.sequence(block["layers"], inner, indexed=False)

@@ -428,3 +428,12 @@ layers:
     assert error(text).startswith("spec.yaml:7:32: error: layer 'conv1': kernel 7 is larger than the padded input "
                                   "height 6")
     assert "note" not in error(text)
+
+
+def test_a_value_set_into_a_base_row_is_the_line_the_note_names(tmp_path):
+    (tmp_path / "r.yaml").write_text("extends: resnet101\nset:\n  layers/stages/stages/table/2/planes: -3\n")
+    proc = run_cli(tmp_path, "check", "r.yaml")
+    assert proc.stderr.splitlines() == [
+        f"{SPECS_DIR / 'resnet50.yaml'}:15:25: error: layer 'layer3.0.conv1': argument 'filters' of conv must be a "
+        "positive integer; got -3",
+        "r.yaml:3:40: note: in block 'bottleneck' (planes: -3, stride: 2, downsample: true)"]
