@@ -119,6 +119,7 @@ class Expander:
     def _parse_items(self, items: Seq, scope: Scope, indexed: bool) -> list[Item]:
         parsed, taken, counters = [], {}, {}
         explicit = {raw.get("name") for raw in items if isinstance(raw, Map)}
+        position = 0  # in a sequential, as in nn.Sequential: what `when` leaves out takes no position
         for index, raw in enumerate(items):
             where = items.item_at[index]
             if isinstance(raw, str):
@@ -134,8 +135,12 @@ class Expander:
                 value = raw[op]
                 meta = raw
             name = meta.get("name")
-            if name is None:
-                name = str(index) if indexed else self._auto_name(op, counters, taken, explicit)
+            if name is None and indexed:
+                if not self._kept(meta, scope):
+                    continue  # unnamed, nothing can refer to it: the next item takes its input and position
+                name, position = str(position), position + 1
+            elif name is None:
+                name = self._auto_name(op, counters, taken, explicit)
             if name == INPUT:
                 raise SpecError("'input' is reserved for the input of the spec or block; choose another name",
                                 meta.value_at.get("name", where))
@@ -194,13 +199,9 @@ class Expander:
             if "{i}" in item.name or "{n}" in item.name:
                 raise SpecError("{i} and {n} in a name number the copies of a repeat; this item has no 'repeat'",
                                 item.meta_at("name"), here)
-        if "when" in item.meta:
-            keep = scope.evaluate(item.meta["when"], item.meta_at("when"), "when")
-            if not isinstance(keep, bool):
-                raise SpecError(f"'when' must be true or false, got {keep!r}", item.meta_at("when"))
-            if not keep:  # a skipped item passes its input through, under its own name
-                self.names.alias(here, self._inputs(item, scope, previous)[0], item.where)
-                return out
+        if not self._kept(item.meta, scope):  # a skipped item passes its input through, under its own name
+            self.names.alias(here, self._inputs(item, scope, previous)[0], item.where)
+            return out
         inputs = self._inputs(item, scope, previous)
         start = len(self.nodes)
         if "repeat" in item.meta:
@@ -216,6 +217,17 @@ class Expander:
                             item.meta_at("expect"), item.meta["expect"].value_at),
                 out))
         return out
+
+    @staticmethod
+    def _kept(meta, scope: Scope) -> bool:
+        """An item's `when`: true when it has none."""
+        if "when" not in meta:
+            return True
+        at = meta.value_at.get("when", meta.where)
+        keep = scope.evaluate(meta["when"], at, "when")
+        if not isinstance(keep, bool):
+            raise SpecError(f"'when' must be true or false, got {keep!r}", at)
+        return keep
 
     def _inputs(self, item: Item, scope: Scope, previous: Ref) -> tuple[Ref, ...]:
         if "inputs" not in item.meta:
