@@ -21,6 +21,7 @@ import onnxruntime as ort
 import pytest
 
 from clirun import run_cli
+from compiler.errors import SpecError
 from compiler.lower import lower
 from compiler.pipeline import analyse_text
 from compiler.weights import imported
@@ -282,3 +283,31 @@ def test_errors_are_located_and_say_what_to_change(tmp_path, text, where, phrase
     for phrase in phrases:
         assert phrase in line, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# -- ConvNeXt-T: stochastic depth as torchvision sets it --------------------------------------
+
+@pytest.mark.slow  # building torchvision's model: about 6 s on a shared machine
+def test_stochastic_depth_rates_are_torchvisions_and_shown(tmp_path):
+    """convnext_tiny's 18 rates rise as torchvision's (0.1 * k / 17), and `summary --format json`
+    shows each block's rate and mode."""
+    model = torchvision().models.convnext_tiny(weights=None)
+    expected = {name.removesuffix(".stochastic_depth"): (round(m.p, 12), m.mode) for name, m in model.named_modules()
+                if type(m).__name__ == "StochasticDepth"}
+    proc = run_cli(tmp_path, "summary", "convnext_tiny", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    shown = {row["name"].removesuffix(".stochastic_depth"): (round(row["args"]["rate"], 12), row["args"]["mode"])
+             for row in json.loads(proc.stdout)["layers"] if row["type"] == "stochastic_depth"}
+    assert len(shown) == 18 and shown == expected
+
+
+def test_repeat_copy_number_in_arguments():
+    """`$i` in a repeated item's arguments is the copy's number: 4, 6, 8 filters; outside a repeat
+    it is no argument at all."""
+    text = ("input: [3, 8, 8]\nblocks:\n  b:\n    args: {base: null}\n    layers:\n"
+            "      - conv: {filters: \"${base + 2 * i}\", kernel: 1}\n        name: c\n        repeat: 3\n"
+            "layers:\n  - b: {base: 4}\n    name: blk\n")
+    a = analyse_text(text, "t.yaml")
+    assert [(f.node.name, f.output_shape[0]) for f in a.layers] == [("blk.c.0", 4), ("blk.c.1", 6), ("blk.c.2", 8)]
+    with pytest.raises(SpecError, match=r"6:25: error: layer 'blk.c': unknown block argument 'i'"):
+        analyse_text(text.replace("        repeat: 3\n", ""), "t.yaml")
