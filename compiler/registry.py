@@ -71,7 +71,8 @@ class Weight:
 
     `on_block`: the tensor is held by the enclosing block, as torchvision's CNBlock holds its
     `layer_scale` directly (no module of its own): the key is then `<block name>.<name>`, the
-    node's name less its last dotted part (`features.1.0.gamma` -> `features.1.0.layer_scale`).
+    node's name less its last dotted part (`features.1.0.gamma` -> `features.1.0.layer_scale`;
+    a node without a dot holds it under its own name, `gamma.layer_scale`).
     """
 
     name: str

@@ -311,3 +311,17 @@ def test_repeat_copy_number_in_arguments():
     assert [(f.node.name, f.output_shape[0]) for f in a.layers] == [("blk.c.0", 4), ("blk.c.1", 6), ("blk.c.2", 8)]
     with pytest.raises(SpecError, match=r"6:25: error: layer 'blk.c': unknown block argument 'i'"):
         analyse_text(text.replace("        repeat: 3\n", ""), "t.yaml")
+
+
+@pytest.mark.parametrize("opset", [18, 24])
+def test_layernorm_groupnorm_instancenorm_at_the_oldest_and_newest_opsets(opset):
+    """The lowerings use ops of every opset convspec writes (LayerNormalization from 17)."""
+    ln, gn = perturbed(torch.nn.LayerNorm(8)), perturbed(torch.nn.GroupNorm(2, 8))
+    text = spec((8, 4, 5), ("layernorm", {}, "ln"), ("groupnorm", 2, "gn"), ("instancenorm", None, "t"))
+    a = analyse_text(text, "t.yaml")
+    model = lower(a, imported(a, {**prefixed("ln", ln), **prefixed("gn", gn)}, "torch"), opset=opset).to_model()
+    assert model.opset_import[0].version == opset
+    x = randn(2, 8, 4, 5)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = F.instance_norm(gn(ln(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)))
+    expect_close(session.run(None, {"input": x.numpy()})[0], expected)
