@@ -124,8 +124,10 @@ def _check_keys(node, weights, owners: dict) -> None:
         if other.name == key:  # a layer named like this weight: point at the layer to rename
             raise SpecError(f"the name '{key}' is also the key of a weight of layer '{node.name}' ({node.where}); "
                             f"{why}, so rename the layer", other.where, other.name)
+        fix = ("it belongs to the enclosing block, which holds one, so give one of the layers a block of its own"
+               if w.on_block else f"{why}, so rename one of the layers")
         raise SpecError(f"its weight '{key}' has the same key as a weight of layer '{other.name}' ({other.where}); "
-                        f"{why}, so rename one of the layers", node.where, node.name)
+                        f"{fix}", node.where, node.name)
 
 
 def _check_elements(node, out) -> None:

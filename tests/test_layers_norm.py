@@ -270,6 +270,10 @@ ERRORS = [
     ("input: [6, 4, 4]\nblocks:\n  b:\n    layers:\n      - layer_scale:\n        name: layer_scale\n"
      "layers:\n  - b:\n    name: blk\n", "5:9",
      ["'blk.layer_scale' is also the key of its own weight", "rename the layer", "blk.gamma"]),
+    ("input: [6, 4, 4]\nblocks:\n  b:\n    layers:\n      - layer_scale\n      - layer_scale\n"
+     "layers:\n  - b:\n    name: blk\n", "6:9",
+     ["its weight 'blk.layer_scale' has the same key as a weight of layer 'blk.layer_scale1'",
+      "give one of the layers a block of its own"]),
 ]
 
 
