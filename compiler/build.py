@@ -82,7 +82,7 @@ def compile_spec(analysis: Analysis, weights: str | None = None, seed: int = 0,
     meta.add(key="convspec.weights", value=Path(weights).name if weights else f"seeded:{seed}")
     attached = analysis.graph.attachments
     if attached.frozen:  # for training tools: which weights to keep fixed
-        frozen = [f"{f.node.name}.{w.name}" for f in analysis.layers if f.node.name in attached.frozen
+        frozen = [w.key(f.node.name) for f in analysis.layers if f.node.name in attached.frozen
                   for w in f.node.layer.weights(*f.input_shapes)]
         meta.add(key="convspec.frozen", value=json.dumps(frozen))
     if attached.preprocess is not None:

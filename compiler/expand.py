@@ -258,7 +258,8 @@ class Expander:
             local = item.name.format(i=i, n=i + 1) if pattern else f"{item.name}.{i}"
             here = scope.qualify(local)
             value = item.value if i == 0 or rest is None else _merge(item.value or Map(), rest, item.meta_at("rest"))
-            self.op(item, value, here, current, scope)
+            # `$i` in a copy's arguments is its number, as `{i}` in its name (ConvNeXt's rising drop rates)
+            self.op(item, value, here, current, replace(scope, params={**(scope.params or {}), "i": i}))
             last = Ref(here, local, item.where)
             current = (last,)
         if not pattern:

@@ -112,16 +112,22 @@ def _check_keys(node, weights, owners: dict) -> None:
     """Each weight key (`c1.weight`) must name nothing else: ONNX gives layer outputs and weights
     one namespace, and onnxruntime refuses a model where a layer is called like another's weight."""
     for w in weights:
-        key = f"{node.name}.{w.name}"
+        key = w.key(node.name)
         other = owners.setdefault(key, node)
+        why = "ONNX keeps layer outputs and weights in one namespace"
+        if key == node.name:  # a weight held by the enclosing block (Weight.on_block), keyed like the layer
+            raise SpecError(f"the layer's name '{key}' is also the key of its own weight, which belongs to the "
+                            f"enclosing block; {why}, so rename the layer (say, '{key.rsplit('.', 1)[0]}.gamma')",
+                            node.where, node.name)
         if other is node:
             continue
-        why = "ONNX keeps layer outputs and weights in one namespace"
         if other.name == key:  # a layer named like this weight: point at the layer to rename
             raise SpecError(f"the name '{key}' is also the key of a weight of layer '{node.name}' ({node.where}); "
                             f"{why}, so rename the layer", other.where, other.name)
+        fix = ("it belongs to the enclosing block, which holds one, so give one of the layers a block of its own"
+               if w.on_block else f"{why}, so rename one of the layers")
         raise SpecError(f"its weight '{key}' has the same key as a weight of layer '{other.name}' ({other.where}); "
-                        f"{why}, so rename one of the layers", node.where, node.name)
+                        f"{fix}", node.where, node.name)
 
 
 def _check_elements(node, out) -> None:

@@ -36,10 +36,12 @@ class Builder:
         self.weights: list = []  # (key, float32 array), in order of use
         self.node = ""  # the spec node being lowered
         self._weights: dict = {}
+        self._keys: dict = {}
         self._count = 0
 
-    def begin(self, node_name: str, weights: dict) -> None:
-        self.node, self._weights, self._count = node_name, weights, 0
+    def begin(self, node_name: str, weights: dict, keys: dict) -> None:
+        """Lower the node `node_name`: `weights` are its arrays by key, `keys` its weight names' keys."""
+        self.node, self._weights, self._keys, self._count = node_name, weights, keys, 0
 
     def op(self, op_type: str, inputs: list[str], **attrs) -> str:
         """Emit one ONNX node; return the name of its output value."""
@@ -50,8 +52,8 @@ class Builder:
         return out
 
     def weight(self, name: str) -> str:
-        """The initializer holding this node's weight `name` (its key: `<node>.<name>`)."""
-        key = f"{self.node}.{name}"
+        """The initializer holding this node's weight `name` (its key: `<node>.<name>`, see Weight.key)."""
+        key = self._keys[name]
         self.weights.append((key, np.ascontiguousarray(self._weights[key], dtype=np.float32)))
         return key
 
@@ -115,7 +117,8 @@ def lower(analysis: Analysis, weights_for, opset: int = DEFAULT_OPSET, progress=
     g = Builder()
     for k, figures in enumerate(analysis.layers):
         node = figures.node
-        g.begin(node.name, weights_for(figures))
+        keys = {w.name: w.key(node.name) for w in node.layer.weights(*figures.input_shapes)}
+        g.begin(node.name, weights_for(figures), keys)
         value = node.layer.lower(g, list(node.inputs), figures.input_shapes, figures.output_shape)
         g.finish(value, list(node.inputs))
         if progress:

@@ -67,16 +67,27 @@ def arg(kind: Kind, doc: str, default=MISSING, convert=None):
 
 @dataclass(frozen=True)
 class Weight:
-    """One weight tensor of a layer. Its key is `<node name>.<name>`, as in torchvision."""
+    """One weight tensor of a layer. Its key is `<node name>.<name>`, as in torchvision.
+
+    `on_block`: the tensor is held by the enclosing block, as torchvision's CNBlock holds its
+    `layer_scale` directly (no module of its own): the key is then `<block name>.<name>`, the
+    node's name less its last dotted part (`features.1.0.gamma` -> `features.1.0.layer_scale`;
+    a node without a dot holds it under its own name, `gamma.layer_scale`).
+    """
 
     name: str
     shape: tuple
     trainable: bool = True
-    role: str = "kernel"  # kernel, bias, scale, shift, mean, var, slope: how it is initialised
+    role: str = "kernel"  # kernel, bias, scale, shift, mean, var, slope, layer_scale: how it is initialised
+    on_block: bool = False
 
     @property
     def size(self) -> int:
         return numel(self.shape)
+
+    def key(self, node: str) -> str:
+        owner = node.rsplit(".", 1)[0] if self.on_block and "." in node else node
+        return f"{owner}.{self.name}"
 
 
 class Layer:

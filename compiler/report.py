@@ -2,7 +2,8 @@
 
 The JSON keys are a stable interface (DESIGN.md): name, input_shape, output_shape,
 params {total, trainable, non_trainable}, macs, flops, and layers [{name, type, inputs,
-output_shape, params, macs, flops, receptive_field}]. Keys may be added, never renamed.
+output_shape, params, macs, flops, receptive_field}]. Keys may be added, never renamed: each
+layer also has its `args`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import fields
 
 from .errors import printable
 from .infer import Analysis, LayerFigures
@@ -50,6 +52,13 @@ def output_shape(a: Analysis):
 
 
 # -- JSON -------------------------------------------------------------------------------------
+def arguments(layer) -> dict:
+    """The layer's arguments, normalised, defaults filled in: what a training tool needs of the
+    layers that act only while training (stochastic_depth's rate and mode, dropout's rate)."""
+    return {f.name: list(v) if isinstance(v, tuple) else v
+            for f in fields(layer) for v in [getattr(layer, f.name)]}
+
+
 def to_dict(a: Analysis) -> dict:
     g = a.graph
     return {
@@ -67,6 +76,7 @@ def to_dict(a: Analysis) -> dict:
             {
                 "name": f.node.name,
                 "type": f.node.type,
+                "args": arguments(f.node.layer),
                 "inputs": list(f.node.inputs),
                 "output_shape": list(f.output_shape),
                 "params": f.params,

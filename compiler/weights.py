@@ -37,7 +37,7 @@ def seeded(analysis: Analysis, seed: int = 0):
     def weights_for(figures: LayerFigures) -> dict:
         out = {}
         for w in figures.node.layer.weights(*figures.input_shapes):
-            key = f"{figures.node.name}.{w.name}"
+            key = w.key(figures.node.name)
             rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
             if w.role == "kernel":
                 fan_in, fan_out = _fans(w.shape)
@@ -50,6 +50,8 @@ def seeded(analysis: Analysis, seed: int = 0):
                 array = np.ones(w.shape, np.float32)
             elif w.role == "slope":  # PReLU's, as torch.nn.PReLU initialises it
                 array = np.full(w.shape, 0.25, np.float32)
+            elif w.role == "layer_scale":  # ConvNeXt's, as torchvision's CNBlock initialises it
+                array = np.full(w.shape, 1e-6, np.float32)
             else:  # bias, shift, mean
                 array = np.zeros(w.shape, np.float32)
             out[key] = array
@@ -88,9 +90,9 @@ def imported(analysis: Analysis, arrays: dict, source: str, strict: bool = True,
     """
     # Shapes and dtypes come from the files' headers; only the arrays that fit are ever read.
     arrays = {k: v if isinstance(v, Stored) else Stored.of(np.asarray(v)) for k, v in arrays.items()}
-    keys_of = {f.node.name: [f"{f.node.name}.{w.name}" for w in f.node.layer.weights(*f.input_shapes)]
+    keys_of = {f.node.name: [w.key(f.node.name) for w in f.node.layer.weights(*f.input_shapes)]
                for f in analysis.layers}
-    shapes = {f"{f.node.name}.{w.name}": w.shape for f in analysis.layers
+    shapes = {w.key(f.node.name): w.shape for f in analysis.layers
               for w in f.node.layer.weights(*f.input_shapes)}
     ignored = {k for k in arrays if k.endswith("num_batches_tracked")}  # a PyTorch counter, not a weight
     missing = [k for k in shapes if k not in arrays]
