@@ -6,7 +6,8 @@ plus the warnings its layer raises (`--strict` makes them errors) and the `expec
 Receptive field, per spatial axis, with k the dilated kernel, s the stride, p the begin pad:
     size' = size + (k - 1) * jump;  jump' = jump * s;  start' = start + ((k - 1)/2 - p) * jump
 where start is the input coordinate (0-based pixel centres) of the centre of the first
-output's field. Merges take the union of their inputs' fields. Upsampling layers give a
+output's field. Merges take the union of their inputs' fields (crop's second input only gives a
+size). Upsampling layers give a
 stride below 1 as a Fraction (arith.Step), so jumps and sizes stay exact: after a 2x upsample
 the jump is 1/2, and a 3x3 conv there adds 2 * 1/2 = 1 input pixel to the size.
 """
@@ -190,7 +191,7 @@ def infer(graph: Graph, strict: bool = False, limits: Limits = DEFAULT) -> Analy
 def _receptive_field(inputs, shapes, step) -> ReceptiveField | None:
     if any(f is None for f in inputs):
         return None
-    if len(inputs) > 1:
+    if len(inputs) > 1 and step is None:  # a merge; with a step (crop), a second input only gives a size
         return _union(inputs)
     rf, x = inputs[0], shapes[0]
     if step is None:
