@@ -327,3 +327,67 @@ def test_errors_are_located_and_say_what_to_change(items, message):
     with pytest.raises(SpecError) as e:
         analyse_text(text((8, 6, 6), items), "t.yaml")
     assert str(e.value) == message
+
+
+# -- the 2015 U-Net against a PyTorch one written from the paper ------------------------------------
+
+class TorchUNet(torch.nn.Module):
+    """Ronneberger et al. 2015, Figure 1, with the spec's names as its state_dict keys."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+
+        def double(cin, c):
+            return nn.ModuleDict({"conv1": nn.Conv2d(cin, c, 3), "conv2": nn.Conv2d(c, c, 3)})
+
+        widths = [64, 128, 256, 512, 1024]
+        for level, (cin, c) in enumerate(zip([1] + widths[:3], widths[:4]), 1):
+            self.add_module(f"down{level}", double(cin, c))
+        self.bottom = double(512, 1024)
+        for level, c in enumerate([512, 256, 128, 64], 1):
+            self.add_module(f"up{level}", nn.ModuleDict({"up": nn.ConvTranspose2d(2 * c, c, 2, 2),
+                                                         "conv": double(2 * c, c)}))
+        self.out = nn.Conv2d(64, 2, 1)
+
+    @staticmethod
+    def twice(block, x):
+        return F.relu(block["conv2"](F.relu(block["conv1"](x))))
+
+    def forward(self, x):
+        skips = []
+        for level in range(1, 5):
+            x = self.twice(getattr(self, f"down{level}"), x)
+            skips.append(x)
+            x = F.max_pool2d(x, 2)
+        x = self.twice(self.bottom, x)
+        for level in range(1, 5):
+            step, skip = getattr(self, f"up{level}"), skips[-level]
+            x = step["up"](x)
+            top, left = (skip.shape[2] - x.shape[2]) // 2, (skip.shape[3] - x.shape[3]) // 2
+            skip = skip[:, :, top:top + x.shape[2], left:left + x.shape[3]]
+            x = self.twice(step["conv"], torch.cat([skip, x], dim=1))
+        return self.out(x)
+
+
+@pytest.mark.slow  # 31 M weights, twice
+def test_unet_spec_matches_a_torch_unet(tmp_path):
+    """The bundled spec on a 188x188 tile (the smallest that the paper's crops allow: 4x4 out),
+    with the torch model's weights loaded by name."""
+    from compiler.pipeline import analyse
+    from compiler.weights import imported
+
+    (tmp_path / "small.yaml").write_text("extends: unet\nname: small\ninput: [1, 188, 188]\n")
+    a = analyse(str(tmp_path / "small.yaml"))
+    assert a.output_shapes == ((2, 4, 4),)
+    torch.manual_seed(0)
+    model = TorchUNet().eval()
+    assert sum(p.numel() for p in model.parameters()) == a.params == 31_030_658
+    arrays = {k: v.numpy() for k, v in model.state_dict().items()}
+    onnx_model = lower(a, imported(a, arrays, "torch")).to_model()
+    x = randx(1, 188, 188)
+    session = ort.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(["out"], {"input": x})[0]
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
