@@ -45,7 +45,8 @@ class Names:
         head, k = _output_of(name)
         taken = [(head, name)] if head is not None and k < self.outputs.get(head, 0) else []
         taken += [(name, v) for v in (f"{name}.{k}" for k in range(outputs if outputs > 1 else 0)) if v in self.defined]
-        for node, value in taken:
+        if taken:
+            node, value = taken[0]
             raise SpecError(f"the name '{value}' is taken by output {value.rsplit('.', 1)[1]} of '{node}', "
                             f"which has {self.outputs.get(node, outputs)} outputs; rename the layer", where, name)
         self.defined[name] = where
@@ -124,7 +125,7 @@ def _listed(name: str, count: int) -> str:
 
 def topological(nodes: list[Node]) -> tuple[Node, ...]:
     """Order nodes so inputs come first, keeping the written order where it is free; report cycles."""
-    by_name = {v: n for n in nodes for v in output_values(n)}  # each value -> the node making it
+    by_value = {v: n for n in nodes for v in output_values(n)}  # each value -> the node making it
     state: dict[str, int] = {}  # 1 = on the stack, 2 = done
     order: list[Node] = []
     for root in nodes:
@@ -135,16 +136,16 @@ def topological(nodes: list[Node]) -> tuple[Node, ...]:
         while stack:  # iterative: a chain of thousands of layers must not hit the recursion limit
             node, pending = stack[-1]
             for value in pending:
-                if value not in by_name or state.get(by_name[value].name) == 2:
+                if value not in by_value or state.get(by_value[value].name) == 2:
                     continue
-                name = by_name[value].name
+                name = by_value[value].name
                 if state.get(name) == 1:
                     path = [n.name for n, _ in stack]
                     cycle = path[path.index(name):] + [name]
                     raise SpecError(f"the layers form a cycle: {' -> '.join(cycle)}; "
-                                    "a layer cannot depend on its own output", by_name[value].where, name)
+                                    "a layer cannot depend on its own output", by_value[value].where, name)
                 state[name] = 1
-                stack.append((by_name[value], iter(by_name[value].inputs)))
+                stack.append((by_value[value], iter(by_value[value].inputs)))
                 break
             else:
                 stack.pop()
