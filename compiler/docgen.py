@@ -32,7 +32,7 @@ def layer_rows() -> list[dict]:
             "type": cls.type_name,
             "family": cls.family,
             "summary": cls.summary(),
-            "inputs": "2+" if cls.variadic else "1",
+            "inputs": "2+" if cls.variadic else "1 or 2" if cls.second_input else "1",
             "shorthand": cls.shorthand,
             "arguments": [{"name": f.name, "required": f.default is MISSING,
                            "default": None if f.default is MISSING else f.default,

@@ -230,8 +230,8 @@ class Expander:
         return keep
 
     def _inputs(self, item: Item, scope: Scope, previous: Ref) -> tuple[Ref, ...]:
-        if "inputs" not in item.meta:
-            return (previous,)
+        if "inputs" not in item.meta:  # the previous item's output; an error about it points here
+            return (replace(previous, where=item.where, owner=scope.qualify(item.name)),)
         names = item.meta["inputs"]
         names = [names] if isinstance(names, str) else list(names)
         self._spend(len(names), item.meta_at("inputs"), scope.qualify(item.name))  # each copy has its own list
@@ -301,7 +301,10 @@ class Expander:
         if cls.variadic and len(inputs) < 2:
             raise SpecError(f"{op} merges two or more inputs, got {len(inputs)}; "
                             "list them with `inputs: [a, b]`", where, here)
-        if not cls.variadic and len(inputs) != 1:
+        if cls.second_input and len(inputs) > 2:
+            raise SpecError(f"{op} takes one input, or two where the second is {cls.second_input}; got "
+                            f"{len(inputs)} ({', '.join(r.text for r in inputs)})", where, here)
+        if not cls.variadic and not cls.second_input and len(inputs) != 1:
             raise SpecError(f"{op} takes one input, got {len(inputs)} ({', '.join(r.text for r in inputs)}); "
                             "merge them first with an add or concat layer", where, here)
         if len(self.nodes) >= self.limits.layers:
@@ -312,7 +315,7 @@ class Expander:
         except LayerArgError as e:
             raise SpecError(str(e), args.value_at.get(e.arg, where), here) from None
         node = Node(here, layer, (), where, dict(args.value_at))
-        self.names.define(here, where)
+        self.names.define(here, where, layer.outputs())
         self.nodes.append((node, inputs))
 
     def _args(self, cls, item: Item, value, here: str, scope: Scope) -> Map:
@@ -427,16 +430,19 @@ def expand(doc: Map, path: str, sources: tuple[str, ...], limits: Limits = DEFAU
 
     nodes = [replace(node, inputs=tuple(names.resolve(r) for r in refs)) for node, refs in ex.nodes]
     outputs_raw = doc.get("outputs")
+    # a layer with several outputs, last or listed by its bare name, gives the graph all of them
     if outputs_raw is None:
-        outputs = (names.resolve(last),)
+        outputs = names.values(names.resolve(last, whole=True))
     else:
         written = [outputs_raw] if isinstance(outputs_raw, str) else list(outputs_raw)
-        outputs = tuple(names.resolve(Ref(n, n, doc.value_at["outputs"], tuple(names.defined))) for n in written)
+        outputs = tuple(v for n in written
+                        for v in names.values(names.resolve(Ref(n, n, doc.value_at["outputs"], tuple(names.defined)),
+                                                            whole=True)))
     if INPUT in outputs:
         raise SpecError("the spec's output is its own input: no layer is used; check `outputs:` and the "
                         "items skipped with `when:`", doc.value_at.get("outputs", doc.where))
 
-    expectations = [replace(e, output=names.resolve(ref)) for e, ref in ex.expectations]
+    expectations = [replace(e, output=names.resolve(ref, whole=True)) for e, ref in ex.expectations]
     if "expect" in doc:
         expectations.append(Expectation(name, outputs[0], tuple(n.name for n in nodes), dict(doc["expect"]),
                                         doc.value_at["expect"], doc["expect"].value_at))

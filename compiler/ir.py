@@ -23,6 +23,12 @@ class Node:
         return self.layer.type_name
 
 
+def output_values(node: Node) -> tuple[str, ...]:
+    """The values a node makes: its name, or `name.0`, `name.1`... for a layer with several outputs."""
+    count = node.layer.outputs()
+    return (node.name,) if count == 1 else tuple(f"{node.name}.{k}" for k in range(count))
+
+
 @dataclass(frozen=True)
 class Expectation:
     """An `expect:` mapping: figures that `check` verifies for one layer item or the whole spec."""

@@ -2,8 +2,9 @@
 
 The JSON keys are a stable interface (DESIGN.md): name, input_shape, output_shape,
 params {total, trainable, non_trainable}, macs, flops, and layers [{name, type, inputs,
-output_shape, params, macs, flops, receptive_field}]. Keys may be added, never renamed: each
-layer also has its `args`.
+output_shape, params, macs, flops, receptive_field}]. Keys may be added, never renamed: a layer
+with several outputs (split, chunk) adds `output_shapes`, one per output; its `output_shape` is
+all of them as one. Each layer also has its `args`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ def rf_text(f: LayerFigures) -> str:
     return str(h) if h == w else f"{h}x{w}"
 
 
+def layer_shape_text(f: LayerFigures) -> str:
+    """A layer's output; a split's outputs one by one: [2, 4, 4] + [6, 4, 4]."""
+    return " + ".join(shape_text(s) for s in f.output_shapes)
+
+
 def output_shape(a: Analysis):
     shapes = a.output_shapes
     return list(shapes[0]) if len(shapes) == 1 else [list(s) for s in shapes]
@@ -85,6 +91,7 @@ def to_dict(a: Analysis) -> dict:
                 "macs": f.macs,
                 "flops": f.flops,
                 "receptive_field": f.receptive_field.as_dict() if f.receptive_field else None,
+                **({"output_shapes": [list(s) for s in f.output_shapes]} if len(f.output_shapes) > 1 else {}),
             }
             for f in a.layers
         ],
@@ -136,7 +143,7 @@ def _rows(a: Analysis, exact: bool):
         inputs = [", ".join(_relative(n, scope) for n in f.node.inputs)] if branching else []
         params = f"{f.params:,}" if exact else (human(f.params) if f.params else "0")
         macs = f"{f.macs:,}" if exact else (human(f.macs) if f.macs else "0")
-        rows.append([f.node.name, f.node.type] + inputs + [shape_text(f.output_shape), params, macs, rf_text(f)])
+        rows.append([f.node.name, f.node.type] + inputs + [layer_shape_text(f), params, macs, rf_text(f)])
     numeric = {header.index(c) for c in ("Params", "MACs", "RF")}
     return header, rows, numeric
 

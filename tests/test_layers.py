@@ -361,6 +361,21 @@ ROWS = [
     ("zps-s3", "zero_pad_shortcut", {"channels": 8, "stride": 3}, (4, 10, 11), (8, 4, 4), 0, 0, 0),
     # stride 1, channels only
     ("zps-s1", "zero_pad_shortcut", {"channels": 6, "stride": 1}, (4, 5, 5), (6, 5, 5), 0, 0, 0),
+
+    # ---- shape and layout (their values: tests/test_layers_shape.py)
+    # 3*4*4 = 48; 48 / (6*2) = 4
+    ("reshape-flat", "reshape", [-1], (3, 4, 4), (48,), 0, 0, 0),
+    ("reshape-regroup", "reshape", {"shape": [6, 2, -1]}, (3, 4, 4), (6, 2, 4), 0, 0, 0),
+    ("unflatten", "unflatten", None, (10,), (10, 1, 1), 0, 0, 0),
+    ("unflatten-shape", "unflatten", {"shape": [-1, 2, 2]}, (12,), (3, 2, 2), 0, 0, 0),
+    ("channel-shuffle", "channel_shuffle", 3, (6, 5, 5), (6, 5, 5), 0, 0, 0),
+    # a split's output_shape is its parts together: 2 + 6 = 8 channels
+    ("split", "split", [2, 6], (8, 4, 4), (8, 4, 4), 0, 0, 0),
+    ("chunk", "chunk", 3, (8, 4, 4), (8, 4, 4), 0, 0, 0),
+    # 5 + 1 + 0 = 6 rows, 5 + 2 + 3 = 10 columns
+    ("pad-sides", "pad", [1, 2, 0, 3], (3, 5, 5), (3, 6, 10), 0, 0, 0),
+    ("pad-reflect", "pad", {"padding": 2, "mode": "reflect"}, (3, 5, 5), (3, 9, 9), 0, 0, 0),
+    ("crop", "crop", {"size": [3, 4]}, (2, 8, 8), (2, 3, 4), 0, 0, 0),
 ]
 
 # (id, type, args, input shapes, output shape, trainable, non-trainable, MACs) of the merge itself
