@@ -18,8 +18,8 @@ from .errors import Diagnostic, SpecError, did_you_mean, shorten
 from .registry import BOOL, NON_NEGATIVE_INT, NUMBER, POSITIVE_INT, POSITIVE_NUMBER, REGISTRY, SIZE2, Kind
 from .source import Map, locate
 
-# Dotted segments of letters, digits and _; `{i}` (0-based) and `{n}` (1-based) number repeats.
-NAME_PATTERN = r"^(?:[A-Za-z0-9_]|\{[in]\})+(?:\.(?:[A-Za-z0-9_]|\{[in]\})+)*$"
+# Dotted segments of letters, digits, _ and - (RegNet's block1-0); `{i}`/`{n}` number repeats.
+NAME_PATTERN = r"^(?:[A-Za-z0-9_-]|\{[in]\})+(?:\.(?:[A-Za-z0-9_-]|\{[in]\})+)*$"
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"  # a block's name, a block argument's name
 EXPRESSION = {"type": "string", "pattern": r"^\$", "description": "a block argument: $name or ${expression}"}
 META_KEYS = ("name", "inputs", "expect", "when", "repeat", "rest", "frozen")
@@ -42,7 +42,7 @@ KEYS = {
     "layers": _LAYERS,
     "sequential": _LAYERS,  # its words; its schema leaves an empty group to expansion
     "name": Kind({"type": "string", "pattern": NAME_PATTERN},
-                 "a name made of letters, digits and _, in dotted parts (layer1.0.conv1); "
+                 "a name made of letters, digits, _ and -, in dotted parts (layer1.0.conv1); "
                  "{i} or {n} number the copies of a repeat"),
     "inputs": _NAMES,
     "outputs": _NAMES,
