@@ -1,0 +1,260 @@
+"""A layered (Sugiyama-style) layout of a DAG, drawn top to bottom; no Graphviz, no dependencies.
+
+1. Ranks: the longest path from a source, so every edge points down.
+2. Rows: each edge becomes a chain of items, one per row it passes: its label in the row right
+   under its source (rows are doubled: node rows and label rows alternate), then a point in each
+   row it crosses. So labels and long edges take room like boxes and nothing is drawn over them.
+3. Order: barycentre sweeps, down and up, keeping the order with the fewest crossings.
+4. Coordinates: each row is placed as near as its neighbours in the rows above (then below) want,
+   in order and without overlap: an isotonic regression, solved exactly by pooling adjacent
+   violators. Long edges pull hardest, so they run straight.
+5. Edges: vertical through every row they cross, straight between rows, from a port on the
+   source's bottom to a port on the target's top. Segments between rows cannot cross a box.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+NODE_GAP = 28.0  # horizontal room between two boxes in a row
+POINT_GAP = 14.0  # horizontal room around an edge passing through a row
+ROW_GAP = 12.0  # vertical room between rows, where edges bend
+MARGIN = 16.0
+SWEEPS = 12  # barycentre sweeps (down and up); the best order seen is kept
+PLACEMENT_PASSES = 8
+
+
+@dataclass(frozen=True)
+class Placement:
+    width: float
+    height: float
+    boxes: tuple  # per node: (left, top, width, height)
+    edges: tuple  # per edge: the points of its polyline, from the source's bottom to the target's top
+    labels: tuple  # per edge: the centre of its label
+
+
+@dataclass
+class _Item:
+    row: int
+    width: float
+    height: float
+    node: int | None = None  # a node's index; None for an edge's label or pass-through point
+    label: bool = False
+    up: list = None  # items in the row above it is joined to
+    down: list = None  # items in the row below
+    x: float = 0.0
+    index: int = 0  # its position in its row
+
+    def __post_init__(self):
+        self.up, self.down = [], []
+
+
+def layered(sizes, edges, label_sizes) -> Placement:
+    """`sizes`: (width, height) per node; `edges`: (source, target) pairs of a DAG; `label_sizes`:
+    (width, height) per edge. Nodes are first ordered as numbered, so a good numbering helps."""
+    order = _topological(len(sizes), edges)
+    rank = [0] * len(sizes)
+    into = [[] for _ in sizes]
+    for u, v in edges:
+        into[v].append(u)
+    for v in order:
+        rank[v] = max((rank[u] + 1 for u in into[v]), default=0)
+    items = [_Item(2 * rank[i], w, h, node=i) for i, (w, h) in enumerate(sizes)]
+    out_edges = [[] for _ in sizes]
+    for k, (u, v) in enumerate(edges):
+        out_edges[u].append(k)
+    rows = [[] for _ in range(2 * max(rank, default=0) + 1)]
+    chain_of = {}
+    for u in order:  # the first order in each row: the nodes' order, each edge right after its source
+        rows[items[u].row].append(items[u])
+        for k in out_edges[u]:
+            v = edges[k][1]
+            chain = [items[u]]
+            for row in range(2 * rank[u] + 1, 2 * rank[v]):
+                label = row == 2 * rank[u] + 1
+                w, h = label_sizes[k] if label else (0.0, 0.0)
+                item = _Item(row, w, h, label=label)
+                rows[row].append(item)
+                chain.append(item)
+            chain.append(items[v])
+            for a, b in zip(chain, chain[1:]):
+                a.down.append(b)
+                b.up.append(a)
+            chain_of[k] = chain
+    _order(rows)
+    _place(rows)
+    return _geometry(rows, items, [chain_of[k] for k in range(len(edges))], sizes)
+
+
+def _topological(count: int, edges) -> list[int]:
+    """Kahn's order, the lowest-numbered ready node first."""
+    waiting = [0] * count
+    out = [[] for _ in range(count)]
+    for u, v in edges:
+        out[u].append(v)
+        waiting[v] += 1
+    ready = [v for v in range(count) if not waiting[v]]
+    order = []
+    while ready:
+        u = heapq.heappop(ready)
+        order.append(u)
+        for v in out[u]:
+            waiting[v] -= 1
+            if not waiting[v]:
+                heapq.heappush(ready, v)
+    if len(order) != count:
+        raise ValueError("the graph has a cycle")
+    return order
+
+
+# -- order -----------------------------------------------------------------------------------
+def _order(rows) -> None:
+    _number(rows)
+    best, fewest = [list(r) for r in rows], _crossings(rows)
+    for sweep in range(SWEEPS):
+        down = sweep % 2 == 0
+        for row in (rows[1:] if down else rows[-2::-1]):
+            _sort_by_barycentre(row, "up" if down else "down")
+        crossings = _crossings(rows)
+        if crossings < fewest:
+            best, fewest = [list(r) for r in rows], crossings
+        if fewest == 0:
+            break
+    rows[:] = best
+    _number(rows)
+
+
+def _number(rows) -> None:
+    for row in rows:
+        for i, item in enumerate(row):
+            item.index = i
+
+
+def _sort_by_barycentre(row, side: str) -> None:
+    def key(item):
+        neighbours = getattr(item, side)
+        if not neighbours:
+            return item.index  # nothing to follow: it stays about where it is
+        return sum(n.index for n in neighbours) / len(neighbours)
+
+    row.sort(key=key)  # stable: ties keep their order
+    for i, item in enumerate(row):
+        item.index = i
+
+
+def _crossings(rows) -> int:
+    total = 0
+    for row in rows[:-1]:
+        ends = sorted((a.index, b.index) for a in row for b in a.down)
+        for i, (a1, b1) in enumerate(ends):  # rows are a few dozen items wide at most: pairs will do
+            total += sum(1 for a2, b2 in ends[i + 1:] if a2 > a1 and b2 < b1)
+    return total
+
+
+# -- coordinates -------------------------------------------------------------------------------
+def _gap(a, b) -> float:
+    room = NODE_GAP if a.node is not None and b.node is not None else POINT_GAP
+    return (a.width + b.width) / 2 + room
+
+
+def _pull(a, b) -> float:
+    """How hard two joined items pull into line: long edges most, so they run straight."""
+    return 1.0 if a.node is not None and b.node is not None else 2.0 if a.node is not None or b.node is not None else 8.0
+
+
+def _place(rows) -> None:
+    for row in rows:  # packed from the left to start
+        x = 0.0
+        for i, item in enumerate(row):
+            x = x + _gap(row[i - 1], item) if i else item.width / 2
+            item.x = x
+    for p in range(PLACEMENT_PASSES):
+        order = rows[1:] if p % 2 == 0 else rows[-2::-1]
+        for row in order:
+            _fit(row, "up" if p % 2 == 0 else "down")
+    for row in rows:  # a last pass, both sides at once, evens out what the sweeps left
+        _fit(row, "both")
+    left = min((item.x - item.width / 2 for row in rows for item in row), default=0.0)
+    for row in rows:
+        for item in row:
+            item.x += MARGIN - left
+
+
+def _fit(row, side: str) -> None:
+    """Move the row's items as near to where their neighbours want them, in order, without overlap.
+
+    With offsets o (the least distance from the first item), x_i - o_i must not decrease:
+    the weighted least-squares fit is an isotonic regression, solved by pooling adjacent violators.
+    """
+    targets, weights = [], []
+    for item in row:
+        neighbours = item.up + item.down if side == "both" else getattr(item, side)
+        if neighbours:
+            pulls = [_pull(item, n) for n in neighbours]
+            targets.append(sum(p * n.x for p, n in zip(pulls, neighbours)) / sum(pulls))
+            weights.append(sum(pulls))
+        else:
+            targets.append(item.x)
+            weights.append(0.5)
+    offsets = [0.0]
+    for a, b in zip(row, row[1:]):
+        offsets.append(offsets[-1] + _gap(a, b))
+    blocks = []  # [mean, weight, count]
+    for t, o, w in zip(targets, offsets, weights):
+        blocks.append([t - o, w, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            m2, w2, c2 = blocks.pop()
+            m1, w1, c1 = blocks.pop()
+            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, c1 + c2])
+    i = 0
+    for mean, _, count in blocks:
+        for _ in range(count):
+            row[i].x = mean + offsets[i]
+            i += 1
+
+
+# -- geometry ----------------------------------------------------------------------------------
+def _geometry(rows, items, chains, sizes) -> Placement:
+    tops, y = [], MARGIN
+    for row in rows:
+        tops.append(y)
+        y += max((item.height for item in row), default=0.0) + ROW_GAP
+    height = y - ROW_GAP + MARGIN
+    width = max((item.x + item.width / 2 for row in rows for item in row), default=0.0) + MARGIN
+
+    def middle(item):
+        return tops[item.row] + max(i.height for i in rows[item.row]) / 2
+
+    boxes = tuple((it.x - it.width / 2, middle(it) - it.height / 2, it.width, it.height) for it in items)
+    lines, labels = [], []
+    ports_out = _ports(items, chains, 0, 1, boxes)
+    ports_in = _ports(items, chains, -1, -2, boxes)
+    for k, chain in enumerate(chains):
+        (sx, sy), (tx, ty) = ports_out[k], ports_in[k]
+        points = [(sx, sy)]
+        for item in chain[1:-1]:
+            row_height = max(i.height for i in rows[item.row])
+            points += [(item.x, tops[item.row]), (item.x, tops[item.row] + row_height)]
+        points.append((tx, ty))
+        lines.append(tuple(points))
+        labels.append((chain[1].x, middle(chain[1])))
+    return Placement(width, height, boxes, tuple(lines), tuple(labels))
+
+
+def _ports(items, chains, end: int, toward: int, boxes) -> dict:
+    """Where each edge leaves its source's bottom (end 0) or enters its target's top (end -1):
+    spread along the side, in the order of the items they come from or go to, so they do not cross."""
+    by_node = {}
+    for k, chain in enumerate(chains):
+        by_node.setdefault(id(chain[end]), []).append(k)
+    ports = {}
+    for edges in by_node.values():
+        node = chains[edges[0]][end]
+        left, top, width, height = boxes[node.node]
+        edges.sort(key=lambda k: chains[k][toward].x)
+        spread = min(width * 0.6, 24.0 * (len(edges) - 1))
+        for j, k in enumerate(edges):
+            x = node.x if len(edges) == 1 else node.x - spread / 2 + spread * j / (len(edges) - 1)
+            ports[k] = (x, top + height if end == 0 else top)
+    return ports
