@@ -5,16 +5,17 @@
    under its source (rows are doubled: node rows and label rows alternate), then a point in each
    row it crosses. So labels and long edges take room like boxes and nothing is drawn over them.
 3. Order: barycentre sweeps, down and up, keeping the order with the fewest crossings.
-4. Coordinates: each row is placed as near as its neighbours in the rows above (then below) want,
-   in order and without overlap: an isotonic regression, solved exactly by pooling adjacent
-   violators. Long edges pull hardest, so they run straight.
+4. Coordinates: Sugiyama's priority method, sweeping down and up: chains of boxes run straight,
+   fans open evenly under their box, long edges run straight beside them and bend at their ends.
 5. Edges: vertical through every row they cross, straight between rows, from a port on the
    source's bottom to a port on the target's top. Segments between rows cannot cross a box.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import math
 from dataclasses import dataclass
 
 NODE_GAP = 28.0  # horizontal room between two boxes in a row
@@ -22,7 +23,7 @@ POINT_GAP = 14.0  # horizontal room around an edge passing through a row
 ROW_GAP = 12.0  # vertical room between rows, where edges bend
 MARGIN = 16.0
 SWEEPS = 12  # barycentre sweeps (down and up); the best order seen is kept
-PLACEMENT_PASSES = 8
+PLACEMENT_SWEEPS = 5  # down, up, down, up, down
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class _Item:
     width: float
     height: float
     node: int | None = None  # a node's index; None for an edge's label or pass-through point
-    label: bool = False
+    long: bool = False  # a point of an edge that spans more than one rank
     up: list = None  # items in the row above it is joined to
     down: list = None  # items in the row below
     x: float = 0.0
@@ -74,7 +75,9 @@ def layered(sizes, edges, label_sizes) -> Placement:
             for row in range(2 * rank[u] + 1, 2 * rank[v]):
                 label = row == 2 * rank[u] + 1
                 w, h = label_sizes[k] if label else (0.0, 0.0)
-                item = _Item(row, w, h, label=label)
+                if label and rank[v] == rank[u] + 1:  # the label sits over its box: keep the box's room,
+                    w = max(w, sizes[v][0])  # so a fan of short edges opens as wide as its boxes
+                item = _Item(row, w, h, long=rank[v] > rank[u] + 1)
                 rows[row].append(item)
                 chain.append(item)
             chain.append(items[v])
@@ -153,65 +156,71 @@ def _crossings(rows) -> int:
 
 
 # -- coordinates -------------------------------------------------------------------------------
-def _gap(a, b) -> float:
-    room = NODE_GAP if a.node is not None and b.node is not None else POINT_GAP
-    return (a.width + b.width) / 2 + room
-
-
-def _pull(a, b) -> float:
-    """How hard two joined items pull into line: long edges most, so they run straight."""
-    return 1.0 if a.node is not None and b.node is not None else 2.0 if a.node is not None or b.node is not None else 8.0
-
-
 def _place(rows) -> None:
+    """Sugiyama's priority method: row by row, down then up, each item is put where its neighbours
+    on that side want it, in order of priority (long edges first, then the best-connected boxes);
+    an item never pushes one placed before it, only the ones of lower priority."""
     for row in rows:  # packed from the left to start
-        x = 0.0
         for i, item in enumerate(row):
-            x = x + _gap(row[i - 1], item) if i else item.width / 2
-            item.x = x
-    for p in range(PLACEMENT_PASSES):
-        order = rows[1:] if p % 2 == 0 else rows[-2::-1]
-        for row in order:
-            _fit(row, "up" if p % 2 == 0 else "down")
-    for row in rows:  # a last pass, both sides at once, evens out what the sweeps left
-        _fit(row, "both")
-    left = min((item.x - item.width / 2 for row in rows for item in row), default=0.0)
+            item.x = row[i - 1].x + _gap(row[i - 1], item) if i else 0.0
+    for sweep in range(PLACEMENT_SWEEPS):
+        down = sweep % 2 == 0
+        for row in (rows[1:] if down else rows[-2::-1]):
+            _settle(row, "up" if down else "down")
+    left = min(i.x - i.width / 2 for row in rows for i in row)
     for row in rows:
         for item in row:
             item.x += MARGIN - left
 
 
-def _fit(row, side: str) -> None:
-    """Move the row's items as near to where their neighbours want them, in order, without overlap.
+def _gap(a, b) -> float:
+    room = NODE_GAP if a.node is not None and b.node is not None else POINT_GAP
+    return (a.width + b.width) / 2 + room
 
-    With offsets o (the least distance from the first item), x_i - o_i must not decrease:
-    the weighted least-squares fit is an isotonic regression, solved by pooling adjacent violators.
-    """
-    targets, weights = [], []
-    for item in row:
-        neighbours = item.up + item.down if side == "both" else getattr(item, side)
-        if neighbours:
-            pulls = [_pull(item, n) for n in neighbours]
-            targets.append(sum(p * n.x for p, n in zip(pulls, neighbours)) / sum(pulls))
-            weights.append(sum(pulls))
-        else:
-            targets.append(item.x)
-            weights.append(0.5)
-    offsets = [0.0]
+
+def _settle(row, side: str) -> None:
+    offsets = [0.0]  # the least distance of each item from the first
     for a, b in zip(row, row[1:]):
         offsets.append(offsets[-1] + _gap(a, b))
-    blocks = []  # [mean, weight, count]
-    for t, o, w in zip(targets, offsets, weights):
-        blocks.append([t - o, w, 1])
-        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
-            m2, w2, c2 = blocks.pop()
-            m1, w1, c1 = blocks.pop()
-            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, c1 + c2])
-    i = 0
-    for mean, _, count in blocks:
-        for _ in range(count):
-            row[i].x = mean + offsets[i]
-            i += 1
+    wanted = [_wanted(item, side) for item in row]
+    rank = sorted(range(len(row)), key=lambda i: (-_priority(row[i], side), i))
+    placed = []  # indices placed so far, kept sorted
+    for i in rank:
+        at = bisect.bisect(placed, i)
+        low = row[placed[at - 1]].x + offsets[i] - offsets[placed[at - 1]] if at else -math.inf
+        high = row[placed[at]].x - (offsets[placed[at]] - offsets[i]) if at < len(placed) else math.inf
+        row[i].x = min(max(wanted[i], low), high)
+        placed.insert(at, i)
+
+
+def _priority(item, side: str) -> float:
+    """Boxes and their edges of one rank first, so chains stay straight; then a long edge's inside,
+    which runs straight where boxes leave it room; its ends last, so that is where it bends."""
+    if not item.long:
+        return 10.0 + len(getattr(item, side))
+    return 5.0 if all(n.long for n in item.up + item.down) else 1.0
+
+
+def _wanted(item, side: str) -> float:
+    """The mean of the neighbours' positions; an only child of a node with several children on
+    this side wants its own share of the space under (or over) it, so fans open evenly."""
+    near = getattr(item, side)
+    near = [n for n in near if n.long == item.long] or near  # a box follows its chain, not long edges
+    if not near:
+        return item.x
+    if len(near) > 1:
+        return sum(n.x for n in near) / len(near)
+    parent = near[0]
+    siblings = sorted((s for s in getattr(parent, "down" if side == "up" else "up") if s.long == item.long),
+                      key=lambda s: s.index)
+    if len(siblings) == 1:
+        return parent.x
+    span, start = 0.0, 0.0
+    for a, b in zip(siblings, siblings[1:]):
+        span += _gap(a, b)
+        if b is item:
+            start = span
+    return parent.x - span / 2 + start
 
 
 # -- geometry ----------------------------------------------------------------------------------
