@@ -88,6 +88,8 @@ class _Box:
     name: str
     kind: str  # a key of FILLS
     lines: list  # (text, size, bold)
+    params: int = 0
+    macs: int = 0
 
 
 def text_width(text: str, size: float) -> float:
@@ -132,13 +134,14 @@ def diagram(analysis: Analysis, collapse: bool = False) -> Scene:
         lines += [(" · ".join(_figures(params, macs)), TEXT_SIZE, False)] if params or macs else []
         for n in instance.nodes:
             unit[n] = len(boxes)
-        boxes.append(_Box(instance.name, "block", lines))
+        boxes.append(_Box(instance.name, "block", lines, params, macs))
     for f in analysis.layers:
         if f.node.name in unit:
             continue
         unit[f.node.name] = len(boxes)
         details = " · ".join([f.node.type] + _figures(f.params, f.macs))
-        boxes.append(_Box(f.node.name, _kind(f), [(f.node.name, TITLE_SIZE, True), (details, TEXT_SIZE, False)]))
+        boxes.append(_Box(f.node.name, _kind(f), [(f.node.name, TITLE_SIZE, True), (details, TEXT_SIZE, False)],
+                          f.params, f.macs))
     # A collapsed box takes the place of its first node, for the layout's first order.
     first = {}
     for i, f in enumerate(analysis.layers):
@@ -160,7 +163,8 @@ def diagram(analysis: Analysis, collapse: bool = False) -> Scene:
         boxes.append(_Box("output" if len(graph.outputs) == 1 else f"output {k + 1}", "output",
                           [("output" if len(graph.outputs) == 1 else f"output {k + 1}", TITLE_SIZE, True)]))
         edges.append((unit[out], len(boxes) - 1, out))
-    return _scene(graph.name, boxes, edges, shapes)
+    title = f"{graph.name}: {graph.meta['title']}" if graph.meta.get("title") else graph.name
+    return _scene(title, boxes, edges, shapes)
 
 
 def _kind(f) -> str:
@@ -203,5 +207,6 @@ def _scene(title: str, boxes, edges, shapes) -> Scene:
         for text, size, bold in box.lines:
             shapes_.append(Text(left + width / 2, y + size * LINE / 2, text, size, bold))
             y += size * LINE
-        groups.append(Group("node", {"name": box.name, "kind": box.kind}, tuple(shapes_)))
+        attrs = {"name": box.name, "kind": box.kind, "params": box.params, "macs": box.macs}
+        groups.append(Group("node", attrs, tuple(shapes_)))
     return Scene(placement.width, placement.height, title, tuple(groups))

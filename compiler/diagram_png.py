@@ -15,11 +15,18 @@ FONTS = {False: ("DejaVuSansMono.ttf", "Menlo.ttc", "consola.ttf"),
          True: ("DejaVuSansMono-Bold.ttf", "Menlo.ttc", "consolab.ttf")}
 
 
-def to_png(scene: Scene) -> bytes:
+def require_pillow() -> None:
     try:
-        from PIL import Image, ImageDraw
+        import PIL.ImageDraw  # noqa: F401
     except ImportError:
-        raise UsageError("drawing a PNG needs Pillow: pip install pillow (or write an .svg, which needs nothing)") from None
+        raise UsageError("drawing a PNG needs Pillow, which is missing: pip install pillow "
+                         "(or write an .svg, which needs nothing more)") from None
+
+
+def to_png(scene: Scene) -> bytes:
+    require_pillow()
+    from PIL import Image, ImageDraw
+
     width, height = math.ceil(scene.width), math.ceil(scene.height)
     if width * height > MAX_PIXELS:
         raise UsageError(f"the PNG would be {width:,} x {height:,} pixels, too large to draw; write an .svg "
