@@ -196,17 +196,18 @@ def _scene(title: str, boxes, edges, shapes) -> Scene:
         head = ((x1, y1), (base[0] - dy * ARROW / 2, base[1] + dx * ARROW / 2),
                 (base[0] + dy * ARROW / 2, base[1] - dx * ARROW / 2))
         w, h = _label_size(text)
-        groups.append(Group("edge", {"from": boxes[u].name, "to": boxes[v].name, "shape": text}, (
+        groups.append(Group("edge", {"from": f"n{u}", "to": f"n{v}", "shape": text}, (
             Line(tuple(points[:-1]) + (base,)), Polygon(head),
             Rect(lx - w / 2, ly - h / 2, w, h, "#ffffff", "#d0d7de", 1.0, h / 2),
             Text(lx, ly, text, LABEL_SIZE, color=LABEL_INK))))
-    for box, (left, top, width, height) in zip(boxes, placement.boxes):
+    for k, (box, (left, top, width, height)) in enumerate(zip(boxes, placement.boxes)):
         shapes_ = [Rect(left, top, width, height, FILLS[box.kind], INK, 1.6 if box.kind == "block" else 1.0,
                         height / 2 if box.kind in ("input", "output") else 4.0)]
         y = top + PAD_Y
         for text, size, bold in box.lines:
             shapes_.append(Text(left + width / 2, y + size * LINE / 2, text, size, bold))
             y += size * LINE
-        attrs = {"name": box.name, "kind": box.kind, "params": box.params, "macs": box.macs}
+        # a box's id, not its name, ties edges to it: a layer may be called "output" too
+        attrs = {"id": f"n{k}", "name": box.name, "kind": box.kind, "params": box.params, "macs": box.macs}
         groups.append(Group("node", attrs, tuple(shapes_)))
     return Scene(placement.width, placement.height, title, tuple(groups))

@@ -46,6 +46,7 @@ class _Item:
     down: list = None  # items in the row below
     x: float = 0.0
     index: int = 0  # its position in its row
+    split: "_Item | None" = None  # for a merge, the box its branches part from (its immediate dominator)
 
     def __post_init__(self):
         self.up, self.down = [], []
@@ -62,6 +63,8 @@ def layered(sizes, edges, label_sizes) -> Placement:
     for v in order:
         rank[v] = max((rank[u] + 1 for u in into[v]), default=0)
     items = [_Item(2 * rank[i], w, h, node=i) for i, (w, h) in enumerate(sizes)]
+    for v, split in _splits(order, into).items():
+        items[v].split = items[split]
     out_edges = [[] for _ in sizes]
     for k, (u, v) in enumerate(edges):
         out_edges[u].append(k)
@@ -109,6 +112,26 @@ def _topological(count: int, edges) -> list[int]:
     if len(order) != count:
         raise ValueError("the graph has a cycle")
     return order
+
+
+def _splits(order, into) -> dict:
+    """For each node with several inputs, the node all its paths from the top pass last (its
+    immediate dominator: Cooper, Harvey and Kennedy's intersection, one pass in a DAG)."""
+    idom, depth, splits = {}, {}, {}
+
+    def meet(a, b):
+        while a != b and a is not None and b is not None:
+            a, b = (idom[a], b) if depth[a] >= depth[b] else (a, idom[b])
+        return a if a == b else None
+
+    for v in order:
+        d = into[v][0] if into[v] else None
+        for u in into[v][1:]:
+            d = meet(d, u)
+        idom[v], depth[v] = d, depth[d] + 1 if d is not None else 0
+        if len(into[v]) > 1 and d is not None:
+            splits[v] = d
+    return splits
 
 
 # -- order -----------------------------------------------------------------------------------
@@ -204,6 +227,8 @@ def _priority(item, side: str) -> float:
 def _wanted(item, side: str) -> float:
     """The mean of the neighbours' positions; an only child of a node with several children on
     this side wants its own share of the space under (or over) it, so fans open evenly."""
+    if side == "up" and item.split is not None:  # a merge closes under where its branches parted,
+        return item.split.x  # so a fan and its merge line up, and the chain goes on straight
     near = getattr(item, side)
     near = [n for n in near if n.long == item.long] or near  # a box follows its chain, not long edges
     if not near:

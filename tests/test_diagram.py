@@ -51,25 +51,35 @@ layers:
 """
 # By hand: 3x3 convs with padding 1 keep 32x32; the 2x2 pool halves it; 16*16*16 = 4096 features.
 HAND_SHAPES = {"stem": "16x32x32", "block1.conv1": "16x32x32", "block1.add1": "16x32x32", "pool": "16x16x16",
-               "flatten1": "4096", "fc": "10", "input": "3x32x32"}
+               "flatten1": "4096", "fc": "10", "<input>": "3x32x32"}
 
 
 def parse(path: Path):
-    """(svg root, {name: (left, top, right, bottom)}, [(from, to, shape, points, tip)])."""
+    """(svg root, {name: (left, top, right, bottom)}, [(from, to, shape, points, tip)]); the terminals
+    are named <input> and <output> here (a layer may be called output: lenet5's is)."""
     root = ET.parse(path).getroot()
-    boxes, edges = {}, []
+    boxes, edges, names = {}, [], {}
     for g in root.iter(f"{SVG}g"):
         if g.get("class") == "node":
             r = g.find(f"{SVG}rect")
             left, top = float(r.get("x")), float(r.get("y"))
-            boxes[g.get("data-name")] = (left, top, left + float(r.get("width")), top + float(r.get("height")))
-        elif g.get("class") == "edge":
+            name = box_name(g)
+            assert name not in boxes
+            names[g.get("data-id")] = name
+            boxes[name] = (left, top, left + float(r.get("width")), top + float(r.get("height")))
+            assert g.get("data-name") in "".join(t.text for t in g.iter(f"{SVG}text"))  # the name is on the box
+    for g in root.iter(f"{SVG}g"):
+        if g.get("class") == "edge":
             points = [tuple(map(float, p.split(","))) for p in g.find(f"{SVG}polyline").get("points").split()]
             tip = tuple(map(float, g.find(f"{SVG}polygon").get("points").split()[0].split(",")))
             label = "".join(t.text for t in g.iter(f"{SVG}text"))
             assert label == g.get("data-shape")  # the shape is written on the edge, not only in an attribute
-            edges.append((g.get("data-from"), g.get("data-to"), label, points, tip))
+            edges.append((names[g.get("data-from")], names[g.get("data-to")], label, points, tip))
     return root, boxes, edges
+
+
+def box_name(g) -> str:
+    return f"<{g.get('data-name')}>" if g.get("data-kind") in ("input", "output") else g.get("data-name")
 
 
 def assert_drawing(boxes, edges):
@@ -100,7 +110,7 @@ def test_every_layer_is_a_box_and_every_edge_runs_down_with_its_shape(tmp_path):
     root, boxes, edges = parse(draw(tmp_path, "tiny.yaml", "tiny.svg"))
     layers = {"stem", "block1.conv1", "block1.relu1", "block1.conv2", "block1.add1",
               "block2.conv1", "block2.relu1", "block2.conv2", "block2.add1", "pool", "flatten1", "fc"}
-    assert set(boxes) == layers | {"input", "output"}
+    assert set(boxes) == layers | {"<input>", "<output>"}
     assert_drawing(boxes, edges)
     shape_from = {source: shape for source, _, shape, _, _ in edges}
     for name, shape in HAND_SHAPES.items():
@@ -114,7 +124,7 @@ def test_every_layer_is_a_box_and_every_edge_runs_down_with_its_shape(tmp_path):
 def test_collapsed_blocks_are_one_box_each_with_their_totals(tmp_path):
     (tmp_path / "tiny.yaml").write_text(RESIDUAL)
     root, boxes, edges = parse(draw(tmp_path, "tiny.yaml", "tiny.svg", "--collapse"))
-    assert set(boxes) == {"input", "stem", "block1", "block2", "pool", "flatten1", "fc", "output"}
+    assert set(boxes) == {"<input>", "stem", "block1", "block2", "pool", "flatten1", "fc", "<output>"}
     assert_drawing(boxes, edges)
     block1 = next(g for g in root.iter(f"{SVG}g") if g.get("data-name") == "block1")
     assert int(block1.get("data-params")) == 2 * (3 * 3 * 16 * 16 + 16)  # two 3x3 convs, 16 -> 16, with bias
@@ -139,7 +149,7 @@ def test_collapse_draws_the_block_instances_of_the_bundled_networks(tmp_path, sp
     ref = REFERENCE[spec]  # every layer is counted once, in its block's box or its own
     assert sum(int(g.get("data-params")) for g in drawn.values()) == ref["params_trainable"] + ref["params_non_trainable"]
     assert sum(int(g.get("data-macs")) for g in drawn.values()) == ref["macs"]
-    assert [s for s, t, *_ in edges if t == "output"] and boxes["output"][1] == max(b[1] for b in boxes.values())
+    assert [s for s, t, *_ in edges if t == "<output>"] and boxes["<output>"][1] == max(b[1] for b in boxes.values())
 
 
 @pytest.mark.slow  # importing torch takes seconds
@@ -192,7 +202,7 @@ def test_the_png_is_the_same_picture(tmp_path):
         width, height = float(root.get("width")), float(root.get("height"))
         assert image.size == (int(-(-width // 1)), int(-(-height // 1)))
         pixels = image.convert("RGB")
-        fills = {g.get("data-name"): g.find(f"{SVG}rect").get("fill") for g in root.iter(f"{SVG}g")
+        fills = {box_name(g): g.find(f"{SVG}rect").get("fill") for g in root.iter(f"{SVG}g")
                  if g.get("class") == "node"}
         for name, (left, top, right, bottom) in boxes.items():  # inside each box, left of its text: its fill
             colour = "#%02x%02x%02x" % pixels.getpixel((int(left) + 4, int((top + bottom) / 2)))
@@ -256,3 +266,13 @@ def test_layout_of_a_diamond_with_a_long_edge():
 def test_layout_refuses_a_cycle():
     with pytest.raises(ValueError, match="cycle"):
         layered([(10.0, 10.0)] * 2, [(0, 1), (1, 0)], [(5.0, 5.0)] * 2)
+
+
+@pytest.mark.slow  # every bundled spec, both ways: about 10 s
+def test_every_bundled_spec_draws_cleanly_both_ways(tmp_path):
+    from compiler.zoo import bundled
+
+    for path in bundled():
+        for flags in ((), ("--collapse",)):
+            _, boxes, edges = parse(draw(tmp_path, str(path), f"{path.stem}{len(flags)}.svg", *flags))
+            assert_drawing(boxes, edges)
