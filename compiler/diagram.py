@@ -23,6 +23,7 @@ LINE = 1.35  # line height, in em
 PAD_X, PAD_Y = 10.0, 5.0
 ARROW = 7.0  # length of an arrowhead
 INK, EDGE, LABEL_INK = "#1f2328", "#57606a", "#424a53"
+FRAME_FILL, FRAME_EDGE, FRAME_PAD = "#f3f6f9", "#b6c2cf", 6.0  # a block's frame, expanded
 
 # Fills say what a box does, from its figures, not from a list of layer names.
 FILLS = {"input": "#efe3f7", "output": "#efe3f7", "block": "#dff3dc", "weighted": "#dce9fb",
@@ -164,7 +165,10 @@ def diagram(analysis: Analysis, collapse: bool = False) -> Scene:
                           [("output" if len(graph.outputs) == 1 else f"output {k + 1}", TITLE_SIZE, True)]))
         edges.append((unit[out], len(boxes) - 1, out))
     title = f"{graph.name}: {graph.meta['title']}" if graph.meta.get("title") else graph.name
-    return _scene(title, boxes, edges, shapes)
+    # Expanded, the blocks that --collapse would draw as one box are framed instead.
+    frames = [(b.name, b.block, sorted({unit[n] for n in b.nodes})) for b in collapsed_instances(analysis)] \
+        if not collapse else []
+    return _scene(title, boxes, edges, shapes, frames)
 
 
 def _kind(f) -> str:
@@ -183,11 +187,19 @@ def _label_size(text: str) -> tuple[float, float]:
     return text_width(text, LABEL_SIZE) + 8, LABEL_SIZE * LINE + 2
 
 
-def _scene(title: str, boxes, edges, shapes) -> Scene:
+def _scene(title: str, boxes, edges, shapes, frames) -> Scene:
     labels = [shape_label(shapes[source]) for _, _, source in edges]
     placement = layered([_box_size(b) for b in boxes], [(u, v) for u, v, _ in edges],
                         [_label_size(t) for t in labels])
     groups = []
+    for name, block, members in frames:  # first, so they lie behind the boxes and edges
+        corners = [placement.boxes[m] for m in members]
+        left = min(c[0] for c in corners) - FRAME_PAD
+        top = min(c[1] for c in corners) - FRAME_PAD
+        right = max(c[0] + c[2] for c in corners) + FRAME_PAD
+        bottom = max(c[1] + c[3] for c in corners) + FRAME_PAD
+        groups.append(Group("block", {"name": name, "block": block},
+                            (Rect(left, top, right - left, bottom - top, FRAME_FILL, FRAME_EDGE, 1.0, 8.0),)))
     for (u, v, _), text, points, (lx, ly) in zip(edges, labels, placement.edges, placement.labels):
         (x0, y0), (x1, y1) = points[-2], points[-1]
         length = max(((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5, 1e-9)

@@ -168,6 +168,23 @@ def test_a_collapsed_box_holds_what_torchvision_s_module_holds(tmp_path):
     del torch
 
 
+def test_expanded_blocks_are_framed_around_their_layers_only(tmp_path):
+    root, boxes, _ = parse(draw(tmp_path, "resnet50", "r.svg"))
+    frames = {}
+    for g in root.iter(f"{SVG}g"):
+        if g.get("class") == "block":
+            r = g.find(f"{SVG}rect")
+            left, top = float(r.get("x")), float(r.get("y"))
+            frames[g.get("data-name")] = (left, top, left + float(r.get("width")), top + float(r.get("height")))
+            assert g.get("data-block") == "bottleneck"
+    assert sorted(frames) == sorted(f"layer{s + 1}.{i}" for s, n in enumerate((3, 4, 6, 3)) for i in range(n))
+    for name, (left, top, right, bottom) in frames.items():
+        for box, (l2, t2, r2, b2) in boxes.items():
+            inside = left <= l2 and r2 <= right and top <= t2 and b2 <= bottom
+            apart = right <= l2 or r2 <= left or bottom <= t2 or b2 <= top
+            assert inside if box.startswith(name + ".") else apart, (name, box)
+
+
 def test_googlenet_expanded_shows_branches_and_merges(tmp_path):
     _, boxes, edges = parse(draw(tmp_path, "googlenet", "g.svg"))
     assert len(boxes) == 197 + 2
