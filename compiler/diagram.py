@@ -194,9 +194,11 @@ def _scene(title: str, boxes, edges, shapes, frames) -> Scene:
     groups = []
     for name, block, members in frames:  # first, so they lie behind the boxes and edges
         corners = [placement.boxes[m] for m in members]
-        left = min(c[0] for c in corners) - FRAME_PAD
+        inside = set(members)  # its edges too: a skip connection runs inside its block's frame
+        xs = [x for (u, v, _), points in zip(edges, placement.edges) if u in inside and v in inside for x, _ in points]
+        left = min([c[0] for c in corners] + xs) - FRAME_PAD
         top = min(c[1] for c in corners) - FRAME_PAD
-        right = max(c[0] + c[2] for c in corners) + FRAME_PAD
+        right = max([c[0] + c[2] for c in corners] + xs) + FRAME_PAD
         bottom = max(c[1] + c[3] for c in corners) + FRAME_PAD
         groups.append(Group("block", {"name": name, "block": block},
                             (Rect(left, top, right - left, bottom - top, FRAME_FILL, FRAME_EDGE, 1.0, 8.0),)))
