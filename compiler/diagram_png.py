@@ -8,7 +8,7 @@ import math
 from .diagram import Line, Polygon, Rect, Scene, Text
 from .errors import UsageError
 
-MAX_PIXELS = 150_000_000  # about 450 MB of RGB: past this, say so rather than exhaust the memory
+MAX_PIXELS = 80_000_000  # 240 MB of RGB (ResNet-152 expanded is 43 M): past this, say so, not run out of memory
 # Monospace like the SVG's; Pillow finds these in the system's font folders. Without them its
 # built-in font is used, which is narrower, so text still fits its box.
 FONTS = {False: ("DejaVuSansMono.ttf", "Menlo.ttc", "consola.ttf"),

@@ -90,7 +90,7 @@ def layered(sizes, edges, label_sizes) -> Placement:
             chain_of[k] = chain
     _order(rows)
     _place(rows)
-    return _geometry(rows, items, [chain_of[k] for k in range(len(edges))], sizes)
+    return _geometry(rows, items, [chain_of[k] for k in range(len(edges))])
 
 
 def _topological(count: int, edges) -> list[int]:
@@ -170,19 +170,30 @@ def _sort_by_barycentre(row, side: str) -> None:
 
 
 def _crossings(rows) -> int:
+    """Edge crossings between each two rows: the inversions among the edges' lower ends once they
+    are sorted by their upper ends (counted with a Fenwick tree, so wide rows stay fast)."""
     total = 0
-    for row in rows[:-1]:
+    for row, below in zip(rows, rows[1:]):
         ends = sorted((a.index, b.index) for a in row for b in a.down)
-        for i, (a1, b1) in enumerate(ends):  # rows are a few dozen items wide at most: pairs will do
-            total += sum(1 for a2, b2 in ends[i + 1:] if a2 > a1 and b2 < b1)
+        tree = [0] * (len(below) + 1)  # how many ends seen so far, by lower index
+        for seen, (_, b) in enumerate(ends):
+            i, at_most = b + 1, 0  # ends seen with a lower end at or left of b
+            while i:
+                at_most += tree[i]
+                i -= i & -i
+            total += seen - at_most
+            i = b + 1
+            while i <= len(below):
+                tree[i] += 1
+                i += i & -i
     return total
 
 
 # -- coordinates -------------------------------------------------------------------------------
 def _place(rows) -> None:
     """Sugiyama's priority method: row by row, down then up, each item is put where its neighbours
-    on that side want it, in order of priority (long edges first, then the best-connected boxes);
-    an item never pushes one placed before it, only the ones of lower priority."""
+    on that side want it, in order of priority (see _priority); an item never pushes one placed
+    before it, only those of lower priority."""
     for row in rows:  # packed from the left to start
         for i, item in enumerate(row):
             item.x = row[i - 1].x + _gap(row[i - 1], item) if i else 0.0
@@ -205,7 +216,8 @@ def _settle(row, side: str) -> None:
     offsets = [0.0]  # the least distance of each item from the first
     for a, b in zip(row, row[1:]):
         offsets.append(offsets[-1] + _gap(a, b))
-    wanted = [_wanted(item, side) for item in row]
+    fans = {}  # id(parent) -> its children's offsets from the middle of their fan, computed once
+    wanted = [_wanted(item, side, fans) for item in row]
     rank = sorted(range(len(row)), key=lambda i: (-_priority(row[i], side), i))
     placed = []  # indices placed so far, kept sorted
     for i in rank:
@@ -224,7 +236,7 @@ def _priority(item, side: str) -> float:
     return 5.0 if all(n.long for n in item.up + item.down) else 1.0
 
 
-def _wanted(item, side: str) -> float:
+def _wanted(item, side: str, fans: dict) -> float:
     """The mean of the neighbours' positions; an only child of a node with several children on
     this side wants its own share of the space under (or over) it, so fans open evenly."""
     if side == "up" and item.split is not None:  # a merge closes under where its branches parted,
@@ -236,20 +248,19 @@ def _wanted(item, side: str) -> float:
     if len(near) > 1:
         return sum(n.x for n in near) / len(near)
     parent = near[0]
-    siblings = sorted((s for s in getattr(parent, "down" if side == "up" else "up") if s.long == item.long),
-                      key=lambda s: s.index)
-    if len(siblings) == 1:
-        return parent.x
-    span, start = 0.0, 0.0
-    for a, b in zip(siblings, siblings[1:]):
-        span += _gap(a, b)
-        if b is item:
-            start = span
-    return parent.x - span / 2 + start
+    key = (id(parent), item.long)
+    if key not in fans:
+        children = sorted((c for c in getattr(parent, "down" if side == "up" else "up") if c.long == item.long),
+                          key=lambda c: c.index)
+        starts = [0.0]
+        for a, b in zip(children, children[1:]):
+            starts.append(starts[-1] + _gap(a, b))
+        fans[key] = {id(c): start - starts[-1] / 2 for c, start in zip(children, starts)}
+    return parent.x + fans[key].get(id(item), 0.0)
 
 
 # -- geometry ----------------------------------------------------------------------------------
-def _geometry(rows, items, chains, sizes) -> Placement:
+def _geometry(rows, items, chains) -> Placement:
     tops, y = [], MARGIN
     for row in rows:
         tops.append(y)
@@ -262,8 +273,8 @@ def _geometry(rows, items, chains, sizes) -> Placement:
 
     boxes = tuple((it.x - it.width / 2, middle(it) - it.height / 2, it.width, it.height) for it in items)
     lines, labels = [], []
-    ports_out = _ports(items, chains, 0, 1, boxes)
-    ports_in = _ports(items, chains, -1, -2, boxes)
+    ports_out = _ports(chains, 0, 1, boxes)
+    ports_in = _ports(chains, -1, -2, boxes)
     for k, chain in enumerate(chains):
         (sx, sy), (tx, ty) = ports_out[k], ports_in[k]
         points = [(sx, sy)]
@@ -276,7 +287,7 @@ def _geometry(rows, items, chains, sizes) -> Placement:
     return Placement(width, height, boxes, tuple(lines), tuple(labels))
 
 
-def _ports(items, chains, end: int, toward: int, boxes) -> dict:
+def _ports(chains, end: int, toward: int, boxes) -> dict:
     """Where each edge leaves its source's bottom (end 0) or enters its target's top (end -1):
     spread along the side, in the order of the items they come from or go to, so they do not cross."""
     by_node = {}

@@ -293,3 +293,21 @@ def test_every_bundled_spec_draws_cleanly_both_ways(tmp_path):
         for flags in ((), ("--collapse",)):
             _, boxes, edges = parse(draw(tmp_path, str(path), f"{path.stem}{len(flags)}.svg", *flags))
             assert_drawing(boxes, edges)
+
+
+def _segments_cross(p, q, r, s) -> bool:
+    def side(a, b, c):
+        return (b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])
+
+    return side(p, q, r) * side(p, q, s) < 0 and side(r, s, p) * side(r, s, q) < 0
+
+
+def test_layout_undoes_crossings_that_the_numbering_would_make():
+    # 0 fans out to 1 and 2; 1 feeds 4 and 2 feeds 3: in the numbering's order the two edges cross
+    sizes = [(60.0, 20.0)] * 5
+    edges = [(0, 1), (0, 2), (2, 3), (1, 4)]
+    p = layered(sizes, edges, [(30.0, 12.0)] * 4)
+    segments = [(a, b) for line in p.edges for a, b in zip(line, line[1:])]
+    assert not any(_segments_cross(*s, *t) for i, s in enumerate(segments) for t in segments[i + 1:])
+    left = {k: p.boxes[k][0] for k in range(5)}
+    assert (left[1] < left[2]) == (left[4] < left[3])
