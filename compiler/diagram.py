@@ -161,8 +161,8 @@ def diagram(analysis: Analysis, collapse: bool = False) -> Scene:
                 seen.add(edge)
                 edges.append(edge)
     for k, out in enumerate(graph.outputs):
-        boxes.append(_Box("output" if len(graph.outputs) == 1 else f"output {k + 1}", "output",
-                          [("output" if len(graph.outputs) == 1 else f"output {k + 1}", TITLE_SIZE, True)]))
+        name = "output" if len(graph.outputs) == 1 else f"output {k + 1}"
+        boxes.append(_Box(name, "output", [(name, TITLE_SIZE, True)]))
         edges.append((unit[out], len(boxes) - 1, out))
     title = f"{graph.name}: {graph.meta['title']}" if graph.meta.get("title") else graph.name
     # Expanded, the blocks that --collapse would draw as one box are framed instead.
