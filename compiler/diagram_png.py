@@ -9,6 +9,7 @@ from .diagram import Line, Polygon, Rect, Scene, Text
 from .errors import UsageError
 
 MAX_PIXELS = 80_000_000  # 240 MB of RGB (ResNet-152 expanded is 43 M): past this, say so, not run out of memory
+SMOOTH_PIXELS = 8_000_000  # up to this size, drawn at twice the size and scaled down: smooth slanted lines
 # Monospace like the SVG's; Pillow finds these in the system's font folders. Without them its
 # built-in font is used, which is narrower, so text still fits its box.
 FONTS = {False: ("DejaVuSansMono.ttf", "Menlo.ttc", "consola.ttf"),
@@ -31,43 +32,50 @@ def to_png(scene: Scene) -> bytes:
     if width * height > MAX_PIXELS:
         raise UsageError(f"the PNG would be {width:,} x {height:,} pixels, too large to draw; write an .svg "
                          "instead, or pass --collapse for one box per block")
-    image = Image.new("RGB", (width, height), "#ffffff")
+    scale = 2 if width * height <= SMOOTH_PIXELS else 1  # Pillow's lines have no antialiasing of their own
+    image = Image.new("RGB", (width * scale, height * scale), "#ffffff")
     draw = ImageDraw.Draw(image)
     fonts = {}
     for group in scene.groups:
         for shape in group.shapes:
-            _draw(draw, shape, fonts)
+            _draw(draw, shape, fonts, scale)
+    if scale != 1:
+        image = image.resize((width, height), Image.LANCZOS)
     out = io.BytesIO()
     image.save(out, "PNG", optimize=False)
     return out.getvalue()
 
 
-def _draw(draw, shape, fonts) -> None:
+def _draw(draw, shape, fonts, scale: int) -> None:
+    def at(*points):
+        return [(x * scale, y * scale) for x, y in points]
+
     if isinstance(shape, Rect):
-        box = (shape.left, shape.top, shape.left + shape.width, shape.top + shape.height)
-        draw.rounded_rectangle(box, radius=shape.radius, fill=shape.fill, outline=shape.stroke,
-                               width=max(1, round(shape.stroke_width)))
+        box = at((shape.left, shape.top), (shape.left + shape.width, shape.top + shape.height))
+        draw.rounded_rectangle(box, radius=shape.radius * scale, fill=shape.fill, outline=shape.stroke,
+                               width=max(1, round(shape.stroke_width * scale)))
     elif isinstance(shape, Line):
-        draw.line(shape.points, fill=shape.color, width=max(1, round(shape.width)), joint="curve")
+        draw.line(at(*shape.points), fill=shape.color, width=max(1, round(shape.width * scale)), joint="curve")
     elif isinstance(shape, Polygon):
-        draw.polygon(shape.points, fill=shape.fill)
+        draw.polygon(at(*shape.points), fill=shape.fill)
     elif isinstance(shape, Text):
-        draw.text((shape.x, shape.y), shape.text, fill=shape.color, anchor="mm", font=_font(fonts, shape))
+        draw.text(at((shape.x, shape.y))[0], shape.text, fill=shape.color, anchor="mm",
+                  font=_font(fonts, shape.size * scale, shape.bold))
     else:
         raise TypeError(f"no PNG drawing for {type(shape).__name__}")
 
 
-def _font(fonts: dict, text: Text):
+def _font(fonts: dict, size: float, bold: bool):
     from PIL import ImageFont
 
-    key = (text.size, text.bold)
+    key = (size, bold)
     if key not in fonts:
-        for name in FONTS[text.bold]:
+        for name in FONTS[bold]:
             try:
-                fonts[key] = ImageFont.truetype(name, round(text.size))
+                fonts[key] = ImageFont.truetype(name, round(size))
                 break
             except OSError:
                 continue
         else:
-            fonts[key] = ImageFont.load_default(round(text.size))
+            fonts[key] = ImageFont.load_default(round(size))
     return fonts[key]
