@@ -222,7 +222,7 @@ def test_the_png_is_the_same_picture(tmp_path):
         fills = {box_name(g): g.find(f"{SVG}rect").get("fill") for g in root.iter(f"{SVG}g")
                  if g.get("class") == "node"}
         for name, (left, top, right, bottom) in boxes.items():  # inside each box, left of its text: its fill
-            colour = "#%02x%02x%02x" % pixels.getpixel((int(left) + 4, int((top + bottom) / 2)))
+            colour = "#%02x%02x%02x" % pixels.getpixel((int(left) + 7, int((top + bottom) / 2)))
             assert colour == fills[name], name
 
 
