@@ -136,6 +136,31 @@ def cmd_layers(args) -> int:
     return 0
 
 
+def cmd_diagram(args) -> int:
+    from compiler.diagram import diagram
+    from compiler.diagram_png import require_pillow, to_png
+    from compiler.diagram_svg import to_svg
+    from compiler.errors import UsageError
+    from compiler.output import check_writable, write_bytes
+    from compiler.pipeline import analyse
+
+    renderers = {".svg": lambda scene: to_svg(scene).encode("utf-8"), ".png": to_png}
+    check_writable([args.output], args.force)  # before the work, not after it
+    kind = os.path.splitext(args.output)[1].lower()
+    if kind not in renderers:
+        raise UsageError(f"{args.output}: cannot tell the picture's format from "
+                         f"{repr(kind) if kind else 'a name without an extension'}; end it with .svg or .png")
+    if kind == ".png":
+        require_pillow()
+    analysis = analyse(args.spec, limits=_limits(args))
+    _print_warnings(analysis)
+    scene = diagram(analysis, collapse=args.collapse)
+    write_bytes(args.output, renderers[kind](scene), args.force)
+    boxes = sum(1 for g in scene.groups if g.kind == "node")
+    print(f"wrote {args.output}: {analysis.graph.name}, {boxes} boxes, {scene.width:.0f} x {scene.height:.0f} px")
+    return 0
+
+
 # -- compile, run, bench, export: these import onnx and onnxruntime, check and summary never do --
 def _model(ref: str, args):
     """For runtime/: an .onnx file as it is, or a spec compiled with seeded or --weights weights."""
@@ -388,6 +413,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--kind", choices=["auto", "gpu", "cpu"], default="auto", help="instance group kind")
     e.add_argument("--force", action="store_true", help="replace the model and config if they exist")
     e.set_defaults(run=cmd_export)
+
+    d = sub.add_parser("diagram", help="draw the architecture, top to bottom, as SVG or PNG")
+    d.add_argument("spec", metavar="SPEC")
+    d.add_argument("-o", "--output", required=True, metavar="OUT.svg|OUT.png", help="the format follows the extension")
+    how = d.add_mutually_exclusive_group()
+    how.add_argument("--collapse", action="store_true",
+                     help="one box per block instance (an Inception module, a residual block), with its totals")
+    how.add_argument("--expand", action="store_true", help="one box per layer (the default)")
+    d.add_argument("--force", action="store_true", help="replace the output file if it exists")
+    _limit_args(d)
+    d.set_defaults(run=cmd_diagram)
 
     ly = sub.add_parser("layers", help="list the layer types and their arguments")
     ly.add_argument("--format", choices=["table", "json", "markdown"], default="table")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from .attachments import attach
 from .errors import LayerArgError, Location, SpecError, did_you_mean, shorten as _short
 from .expr import ExprError, is_reference, substitute
-from .ir import INPUT, Expectation, Graph, Node
+from .ir import INPUT, BlockInstance, Expectation, Graph, Node
 from .limits import DEFAULT, Limits
 from .registry import REGISTRY
 from .schema import GROUP_KEYS, MAX_REPEAT, META_KEYS, validate_args
@@ -99,6 +99,7 @@ class Expander:
         self.nodes: list[tuple[Node, tuple[Ref, ...]]] = []  # inputs still references: a name may come later
         self.expectations: list[tuple[Expectation, Ref]] = []
         self.frozen: set[str] = set()  # nodes made by items marked `frozen: true`
+        self.instances: list[BlockInstance] = []  # every block use, for diagrams
         self.expanded = 0  # items so far, against limits.expanded_items
 
     # -- lists ---------------------------------------------------------------------------
@@ -369,7 +370,9 @@ class Expander:
             else:
                 bound[key] = default
         inner = scope.enter(here, self._single(op, inputs, where), params=bound, chain=scope.chain + (op,))
+        start = len(self.nodes)
         out = self.sequence(block["layers"], inner, indexed=False)
+        self.instances.append(BlockInstance(here, op, tuple(n.name for n, _ in self.nodes[start:])))
         if block.get("output") == INPUT:  # a block that passes its input through
             out = self._single(op, inputs, where)
         elif "output" in block:
@@ -449,4 +452,5 @@ def expand(doc: Map, path: str, sources: tuple[str, ...], limits: Limits = DEFAU
     meta = {k: doc[k] for k in ("title", "paper", "description") if k in doc}
     input_shape = tuple(doc["input"])
     attachments = attach(doc, input_shape, [n.name for n in nodes], ex.frozen, sources, limits)
-    return Graph(name, path, meta, input_shape, topological(nodes), outputs, tuple(expectations), attachments)
+    return Graph(name, path, meta, input_shape, topological(nodes), outputs, tuple(expectations), attachments,
+                 tuple(ex.instances))

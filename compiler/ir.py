@@ -42,6 +42,15 @@ class Expectation:
 
 
 @dataclass(frozen=True)
+class BlockInstance:
+    """One use of a `blocks:` entry: what a diagram draws as one box when collapsed."""
+
+    name: str  # its dotted name, e.g. layer1.0; its nodes' names start with it
+    block: str  # the block's name in `blocks:`, e.g. bottleneck
+    nodes: tuple[str, ...]  # the nodes it made, those of the instances nested in it included
+
+
+@dataclass(frozen=True)
 class Attachments:
     """What travels with the model beyond its graph: how to feed it, what its outputs mean, which
     weights stay fixed, and the files it was written in. Compiling writes them into its metadata."""
@@ -62,3 +71,4 @@ class Graph:
     outputs: tuple[str, ...]
     expectations: tuple[Expectation, ...] = ()
     attachments: Attachments = Attachments()
+    blocks: tuple[BlockInstance, ...] = ()  # inner instances before the ones they are nested in
