@@ -450,3 +450,18 @@ def test_bundled_alexnet_paper_augments_as_the_paper_does(tmp_path):
     result = run_cli(tmp_path, "augment", "run", "alexnet_paper", "i.png", "i.png", "-o", "a.npz")
     assert result.returncode == 0, result.stderr
     assert np.load(tmp_path / "a.npz")["input"].shape == (2, 3, 227, 227)
+
+
+def test_docs_name_every_transform_and_argument():
+    from dataclasses import fields
+
+    from compiler.augment import TRANSFORMS
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "spec.md").read_text()
+    section = text[text.index("## Data augmentation"):text.index("## Conventions")]
+    rows = {line.split("|")[1]: line for line in section.splitlines() if line.startswith("| `")}
+    for name, cls in TRANSFORMS.items():
+        row = next((r for key, r in rows.items() if f"`{name}`" in key), None)
+        assert row, f"docs/spec.md's augment table has no row for {name}"
+        for f in fields(cls):
+            assert f"`{f.name}`" in row, f"docs/spec.md: {name}'s row does not name its argument {f.name}"
