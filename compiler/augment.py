@@ -27,6 +27,7 @@ from typing import ClassVar
 import jsonschema
 
 from .errors import SpecError, did_you_mean, shorten
+from .limits import MAX_ELEMENTS
 from .registry import Kind, arg, arguments
 from .source import Map, Seq
 
@@ -490,6 +491,9 @@ def plan(section, input_shape: tuple, preprocess: dict | None) -> Augment:
     if "size" in section:
         _check(SIZE, section["size"], "'augment.size'", section.value_at["size"])
         size = _pair(section["size"])
+        if channels * size[0] * size[1] > MAX_ELEMENTS:
+            raise SpecError(f"'augment.size' {list(size)} makes {channels * size[0] * size[1]:,} values per image, more "
+                            f"than {MAX_ELEMENTS:,}; use a smaller size", section.value_at["size"])
     items = section.get("transforms")
     if not isinstance(items, Seq) or not 1 <= len(items) <= MAX_TRANSFORMS:
         raise SpecError(f"'augment.transforms' must be a list of 1 to {MAX_TRANSFORMS} transforms, like "
@@ -525,8 +529,8 @@ def plan(section, input_shape: tuple, preprocess: dict | None) -> Augment:
 
 
 def _check(kind: Kind, value, subject: str, where) -> None:
-    if isinstance(value, bool) or not jsonschema.Draft202012Validator(kind.schema).is_valid(value) \
-            or isinstance(value, list) and any(isinstance(v, bool) for v in value):
+    # jsonschema takes no boolean for a number; the loader has refused .nan and .inf already
+    if not jsonschema.Draft202012Validator(kind.schema).is_valid(value):
         raise SpecError(f"{subject} must be {kind.expects}; got {shorten(value)}", where)
 
 

@@ -345,6 +345,10 @@ def test_input_is_normalised_as_preprocess_says():
     ("random_crop: {size: 10}", (3, 8, 8), None, "the crop [10, 10] is larger than the image [8, 8]", 5),
     ("random_crop: {size: 6}", (3, 8, 8), None, "the transforms make 6x6 images, but the input is 8x8", 5),
     ("hflip", (3, 8, 8), (9, 9), "the transforms make 9x9 images, but the input is 8x8", 5),
+    ("hflip: {p: .nan}", (3, 8, 8), None, "'.nan' is not a finite number", 5),
+    ("rotate: {degrees: [.inf, 1]}", (3, 8, 8), None, "'.inf' is not a finite number", 5),
+    ("hflip: {p: true}", (3, 8, 8), None, "argument 'p' of hflip must be a probability from 0 to 1; got True", 5),
+    ("hflip", (3, 8, 8), (2**20, 2**20), "'augment.size' [1048576, 1048576] makes 3,298,534,883,328 values", 3),  # line 4
 ])
 def test_bad_sections_fail_check_with_a_located_message(tmp_path, transforms, input_shape, size, words, line):
     path = tmp_path / "bad.yaml"
