@@ -117,7 +117,7 @@ class Transform:
     geometric: ClassVar[bool] = False
     fills: ClassVar[bool] = False  # may show what lies outside the image (black): the warp pads with zeros
     rgb: ClassVar[bool] = False  # needs three channels
-    p: float = 1.0
+    p: float = 1.0  # a transform without a `p` argument applies to every image
 
     def out_size(self, hw: tuple) -> tuple:
         """The output's [h, w] for an input of `hw`; raise ValueError(message, argument) if it cannot."""
@@ -196,19 +196,19 @@ class RandomCrop(Transform):
     def fills(self):
         return any(self.padding)
 
-    def size_of(self, hw):
+    def padded(self, hw):
         top, left, bottom, right = self.padding
         return hw[0] + top + bottom, hw[1] + left + right
 
     def out_size(self, hw):
-        room = self.size_of(hw)
+        room = self.padded(hw)
         if self.size[0] > room[0] or self.size[1] > room[1]:
             raise ValueError(f"the crop {list(self.size)} is larger than the {'padded ' if any(self.padding) else ''}"
                              f"image {list(room)}; crop less or pad more", "size")
         return self.size
 
     def matrix(self, r, hw, out):
-        room = self.size_of(hw)
+        room = self.padded(hw)
         top, left = self.padding[:2]
         # a whole pixel from 0 to room - size, each with probability 1 / (room - size + 1)
         dy = r.sub(r.floor(r.mul(r.uniform(1), float(room[0] - out[0] + 1))), float(top))
@@ -598,8 +598,9 @@ class Ops:
     """ONNX arithmetic on per-image values ([N] float tensors) and Python floats, folded where
     both sides are numbers, plus the draws of the transform being lowered."""
 
-    def __init__(self, g, key: str, zero: str):
-        self.g, self.key, self.zero = g, key, zero  # key: the per-image uint32 hash; zero: [N] zeros
+    def __init__(self, g, channels: int, zero: str):
+        self.g, self.channels, self.zero = g, channels, zero  # zero: [N] zeros, to broadcast a number
+        self.key = ""  # the per-image uint32 hash all draws start from
         self.index = 0  # the transform being lowered
 
     def uniform(self, slot: int) -> str:
@@ -626,13 +627,13 @@ class Ops:
         return lo if lo == hi else self.add(self.mul(u, hi - lo), lo)
 
     # -- arithmetic, folding constants ---------------------------------------------------------------
-    def _value(self, v) -> str:
+    def value(self, v) -> str:
         return v if isinstance(v, str) else self.g.const(float(v), "float32")
 
     def _binary(self, op, a, b, fold):
         if not isinstance(a, str) and not isinstance(b, str):
             return fold(a, b)
-        return self.g.op(op, [self._value(a), self._value(b)])
+        return self.g.op(op, [self.value(a), self.value(b)])
 
     def add(self, a, b):
         if b == 0 and not isinstance(b, str):
@@ -685,7 +686,7 @@ class Ops:
         """factor * x + (1 - factor) * other."""
         return self.g.op("Add", [self.g.op("Mul", [factor, self.g.op("Sub", [x, other])]), other])
 
-    def channels(self, x: str, n: int) -> list[str]:
+    def split(self, x: str, n: int) -> list[str]:
         """The n channels of x, each [N, 1, H, W]: one Split with n named outputs."""
         out = self.g.op("Split", [x, self.g.const([1] * n)], axis=1)
         self.g.nodes[-1].output[:] = [f"{out}:{i}" for i in range(n)]
@@ -693,20 +694,20 @@ class Ops:
 
     def gray(self, x: str) -> str:
         """[N, 1, H, W] luma; a one-channel image is its own."""
-        if self.g.channels == 1:
+        if self.channels == 1:
             return x
-        r, gr, b = self.channels(x, 3)
+        r, gr, b = self.split(x, 3)
         g = self.g
         return g.op("Add", [g.op("Add", [self.mul(r, GRAY[0]), self.mul(gr, GRAY[1])]), self.mul(b, GRAY[2])])
 
     def hue(self, x: str, shift: str) -> str:
         """torchvision's _rgb2hsv, a hue shift modulo 1, and _hsv2rgb, in ONNX ops."""
         g = self.g
-        r, gr, b = self.channels(x, 3)
+        r, gr, b = self.split(x, 3)
         maxc = g.op("Max", [r, gr, b])
         minc = g.op("Min", [r, gr, b])
         equal = g.op("Equal", [maxc, minc])
-        one = self._value(1.0)
+        one = self.value(1.0)
         span = g.op("Sub", [maxc, minc])
         sat = g.op("Div", [span, g.op("Where", [equal, one, maxc])])
         divisor = g.op("Where", [equal, one, span])
@@ -756,40 +757,39 @@ def lower_augment(plan: Augment, name: str, opset: int = 21):
     from .lower import Builder, opset_ir_version
 
     g = Builder()
-    g.channels = plan.channels
-    g.begin("augment.random", {})
+    g.begin("augment.random", {})  # each image's key: hash(hash(seed) ^ its index in the dataset)
     n = g.op("Shape", ["images"], start=0, end=1)
     index = g.op("Add", ["offset", g.op("Range", [g.const(0), g.op("Squeeze", [n]), g.const(1)])])
     to_u32 = lambda v: g.op("Cast", [g.op("BitwiseAnd", [v, g.const(MASK32)])], to=TensorProto.UINT32)  # noqa: E731
     zero = g.op("Cast", [g.op("Mul", [index, g.const(0)])], to=TensorProto.FLOAT)
-    r = Ops(g, "", zero)
+    r = Ops(g, plan.channels, zero)
     r.key = r.hash(g.op("BitwiseXor", [r.hash(to_u32("seed")), to_u32(index)]))
-    x = "images"
-    warp, moved = IDENTITY, False
-    for k, (t, (hw, out)) in enumerate(zip(plan.transforms, plan.sizes)):
-        g.begin(f"augment.{k}.{t.type_name}", {})
-        r.index = k
+    x, warp = "images", IDENTITY
+    steps = list(enumerate(zip(plan.transforms, plan.sizes)))
+    for k, (t, (hw, out)) in steps:  # geometric transforms come first (plan checks it): one warp
         if t.geometric:
+            g.begin(f"augment.{k}.{t.type_name}", {})
+            r.index = k
             m = t.matrix(r, hw, out)
             if t.p < 1:
-                gate = r.g.op("Less", [r.uniform(0), r._value(t.p)])
-                m = tuple(tuple(v if v == e and not isinstance(v, str) else
-                                g.op("Where", [gate, r._value(v), r._value(e)]) for v, e in zip(row, erow))
-                          for row, erow in zip(m, IDENTITY))
-            warp, moved = _matmul(r, warp, m), True  # output -> ... -> input: earlier transforms on the left
-        else:
-            if moved:
-                x, moved = _resample(g, r, x, warp, plan), False
+                gate = g.op("Less", [r.uniform(0), r.value(t.p)])
+                m = tuple(tuple(v if v == e and not isinstance(v, str) else g.op("Where", [gate, r.value(v), r.value(e)])
+                                for v, e in zip(row, identity_row)) for row, identity_row in zip(m, IDENTITY))
+            warp = _matmul(r, warp, m)  # output -> ... -> input: earlier transforms on the left
+    if warp is not IDENTITY:
+        x = _resample(g, r, x, warp, plan)
+    for k, (t, _) in steps:
+        if not t.geometric:
+            g.begin(f"augment.{k}.{t.type_name}", {})
+            r.index = k
             y = t.colour(r, x)
             if t.p < 1:
-                gate = g.op("Unsqueeze", [g.op("Less", [r.uniform(0), r._value(t.p)]), g.const([1, 2, 3])])
+                gate = g.op("Unsqueeze", [g.op("Less", [r.uniform(0), r.value(t.p)]), g.const([1, 2, 3])])
                 y = g.op("Where", [gate, y, x])
             x = y
     g.begin("augment.output", {})
-    if moved:
-        x = _resample(g, r, x, warp, plan)
     g.op("Identity", [x])
-    g.nodes[-1].output[0] = "pixels"
+    g.nodes[-1].output[0] = "pixels"  # the graph's outputs carry plain names
     scale, mean, std = plan.normalise
     g.op("Div", [g.op("Sub", [g.op("Mul", ["pixels", g.const(scale, "float32")]),
                               g.const([[[m]] for m in mean], "float32")]), g.const([[[s]] for s in std], "float32")])
