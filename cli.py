@@ -305,6 +305,8 @@ def _compile_augment(args) -> int:
                         ("--calibration", args.calibration), ("--precision fp16", args.precision != "fp32")):
         if given:
             raise UsageError(f"{flag} is for the network; --augment writes the augmentation graph, which has no weights")
+    if args.seed:
+        _warn("--seed seeds a network's weights; the augmentation's seed is an input of its graph, given at each run")
     check_writable([args.output], args.force)
     plan, model = _augment_model(args)
     write_bytes(args.output, model.SerializeToString(), args.force)
@@ -312,6 +314,16 @@ def _compile_augment(args) -> int:
           f"[{plan.channels}, {plan.size[0]}, {plan.size[1]}] -> [{plan.channels}, {plan.out[0]}, {plan.out[1]}], "
           f"opset {args.opset}; inputs images, seed, offset; outputs pixels, input")
     return 0
+
+
+def _check_batch_bytes(images: int, plan, limit: int, fix: str) -> None:
+    """A batch's images in and out of the augmentation graph, as float32, must fit `limit`."""
+    from compiler.errors import UsageError
+
+    size = 4 * images * plan.channels * (plan.size[0] * plan.size[1] + plan.out[0] * plan.out[1])
+    if size > limit:
+        raise UsageError(f"{images} images of {plan.size[0]}x{plan.size[1]} make {size:,} bytes of float32 in and "
+                         f"out of the augmentation, more than the limit of {limit:,}; {fix}")
 
 
 def _augment_session(args):
@@ -323,12 +335,14 @@ def _augment_session(args):
 
 
 def cmd_augment_preview(args) -> int:
+    from compiler.limits import INPUT_BYTES
     from compiler.output import check_writable, write_bytes
     from runtime.augment import augment, grid_png, image_paths, read_images
 
     check_writable([args.output], args.force)
     paths = image_paths([args.image])
     plan, session = _augment_session(args)
+    _check_batch_bytes(args.n, plan, INPUT_BYTES, "use a smaller -n")
     image = read_images(paths[:1], (plan.channels, *plan.size))
     pixels, _ = augment(session, image.repeat(args.n, axis=0), args.seed)
     write_bytes(args.output, grid_png(pixels), args.force)
@@ -352,6 +366,7 @@ def cmd_augment_run(args) -> int:
     if size > args.max_output_bytes:
         raise UsageError(f"{len(paths)} images make {size:,} bytes of float32 inputs, more than the limit of "
                          f"{args.max_output_bytes:,}; augment fewer per call, or raise --max-output-bytes")
+    _check_batch_bytes(min(args.batch, len(paths)), plan, args.max_output_bytes, "use a smaller --batch")
     progress = Progress("augmenting", True if args.progress else None)
     try:
         inputs = augment_all(session, paths, (plan.channels, *plan.size), args.seed, args.batch, progress)

@@ -433,6 +433,9 @@ def test_run_augments_in_batches_independent_of_the_batch_size(photos):
     (("augment", "run", "spec.yaml", "p0.png", "-o", "o.npy"), 2, "the output is an .npz file"),
     (("augment", "run", "spec.yaml", "p0.png", "-o", "p1.png.npz", "--max-output-bytes", "100"), 2,
      "more than the limit of 100"),
+    (("augment", "run", "spec.yaml", "p0.png", "p1.png", "-o", "o.npz", "--max-output-bytes", "2000"), 2,
+     "use a smaller --batch"),  # the output fits; a batch in and out does not
+    (("augment", "preview", "big.yaml", "p0.png", "-o", "g.png", "-n", "1024"), 2, "use a smaller -n"),
     (("augment", "preview", "spec.yaml", "p0.png", "-o", "p1.png"), 2, "p1.png"),  # exists: --force replaces
     (("augment", "preview", "plain.yaml", "p0.png", "-o", "g.png"), 1, "the spec has no 'augment:' section"),
     (("compile", "spec.yaml", "--augment", "-o", "a.onnx", "--opset", "19"), 2, "--augment needs --opset 20"),
@@ -442,6 +445,7 @@ def test_cli_errors_are_clear(photos, args, code, words):
     folder, _ = photos
     (folder / "broken.png").write_bytes(b"\x89PNG not really")
     (folder / "plain.yaml").write_text("name: plain\ninput: [3, 9, 7]\nlayers: [relu]\n")
+    (folder / "big.yaml").write_text(spec("hflip", (3, 256, 256)))
     result = run_cli(folder, *args)
     assert result.returncode == code, result.stderr
     assert words in result.stderr, result.stderr
@@ -469,3 +473,28 @@ def test_docs_name_every_transform_and_argument():
         assert row, f"docs/spec.md's augment table has no row for {name}"
         for f in fields(cls):
             assert f"`{f.name}`" in row, f"docs/spec.md: {name}'s row does not name its argument {f.name}"
+
+
+def test_check_reads_the_section_without_numpy_or_onnx(tmp_path):
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    probe = ("import sys, runpy\nseen = []\n"
+             "class Spy:\n    def find_spec(self, name, path=None, target=None):\n"
+             "        seen.append(name)\n        return None\n"
+             "sys.meta_path.insert(0, Spy())\nsys.argv = ['convspec', 'check', 'alexnet_paper']\n"
+             f"try:\n    runpy.run_path({str(root / 'cli.py')!r}, run_name='__main__')\n"
+             "except SystemExit as e:\n    print('CODE', e.code, file=sys.stderr)\n"
+             "print('IMPORTS', ' '.join(seen), file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert "CODE 0" in proc.stderr, proc.stderr
+    names = next(line for line in proc.stderr.splitlines() if line.startswith("IMPORTS")).split()
+    assert "compiler.augment" in names
+    assert not {"numpy", "onnx", "onnxruntime"} & set(names)
+
+
+def test_preview_without_pillow_says_how_to_install_it(photos, monkeypatch):
+    folder, _ = photos
+    monkeypatch.setitem(sys.modules, "PIL", None)  # `import PIL` raises ImportError
+    result = run_cli(folder, "augment", "preview", "spec.yaml", "p0.png", "-o", "g.png")
+    assert result.returncode == 2 and "needs Pillow: pip install pillow" in result.stderr, result.stderr
