@@ -61,9 +61,11 @@ PAD = Kind({"anyOf": [{"type": "integer", "minimum": 0},
                       {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 4, "maxItems": 4}]},
            "an integer >= 0, [h, w] or [top, left, bottom, right]")
 DEGREES = Kind(_range(_NUM), "a number of degrees d (meaning [-d, d]) or a range [low, high]")
-SHEAR = Kind({"anyOf": [_NUM, {"type": "array", "items": _NUM, "minItems": 2, "maxItems": 2},
-                        {"type": "array", "items": _NUM, "minItems": 4, "maxItems": 4}]},
-             "degrees d (x shear in [-d, d]), a range [low, high] (x), or [x_low, x_high, y_low, y_high]")
+_ANGLE = {"type": "number", "exclusiveMinimum": -90, "exclusiveMaximum": 90}  # tan(90 degrees) is infinite
+SHEAR = Kind({"anyOf": [_ANGLE, {"type": "array", "items": _ANGLE, "minItems": 2, "maxItems": 2},
+                        {"type": "array", "items": _ANGLE, "minItems": 4, "maxItems": 4}]},
+             "degrees d (x shear in [-d, d]), a range [low, high] (x), or [x_low, x_high, y_low, y_high], "
+             "each between -90 and 90")
 FACTOR = Kind(_range(_NON_NEG), "a number d >= 0 (meaning [max(0, 1 - d), 1 + d]) or a range [low, high] of numbers >= 0")
 HUE = Kind(_range({"type": "number", "minimum": -0.5, "maximum": 0.5}),
            "a number h from 0 to 0.5 (meaning [-h, h]) or a range [low, high] within [-0.5, 0.5]")
@@ -528,10 +530,23 @@ def plan(section, input_shape: tuple, preprocess: dict | None) -> Augment:
     return Augment(channels, size, tuple(hw), tuple(transforms), tuple(sizes), (scale, mean, std))
 
 
+# JSON Schema counts 8.0 (and 1e30) as an integer; a size of 8.0 is a mistake worth naming.
+_Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=(
+    jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda checker, v: isinstance(v, int) and not isinstance(v, bool))))
+LARGEST = 1e6  # any number in the section: beyond it float32 arithmetic (and sense) ends
+
+
 def _check(kind: Kind, value, subject: str, where) -> None:
-    # jsonschema takes no boolean for a number; the loader has refused .nan and .inf already
-    if not jsonschema.Draft202012Validator(kind.schema).is_valid(value):
+    # no boolean is a number to jsonschema; the loader has refused .nan and .inf already
+    if not _Validator(kind.schema).is_valid(value):
         raise SpecError(f"{subject} must be {kind.expects}; got {shorten(value)}", where)
+    if any(abs(v) > LARGEST for v in _numbers(value)):
+        raise SpecError(f"{subject} holds a number beyond {LARGEST:g}; got {shorten(value)}", where)
+
+
+def _numbers(value):
+    return [x for v in value for x in _numbers(v)] if isinstance(value, list) else [value]
 
 
 def _transform(item, at, k: int):

@@ -347,6 +347,9 @@ def test_input_is_normalised_as_preprocess_says():
     ("hflip", (3, 8, 8), (9, 9), "the transforms make 9x9 images, but the input is 8x8", 5),
     ("hflip: {p: .nan}", (3, 8, 8), None, "'.nan' is not a finite number", 5),
     ("rotate: {degrees: [.inf, 1]}", (3, 8, 8), None, "'.inf' is not a finite number", 5),
+    ("shear: {degrees: [0, 0, -90, 10]}", (3, 8, 8), None, "each between -90 and 90; got [0, 0, -90, 10]", 5),
+    ("resize: {size: 8.0}", (3, 8, 8), None, "argument 'size' of resize must be a positive integer", 5),
+    ("brightness: {factor: [1, 1.0e+7]}", (3, 8, 8), None, "holds a number beyond 1e+06", 5),
     ("hflip: {p: true}", (3, 8, 8), None, "argument 'p' of hflip must be a probability from 0 to 1; got True", 5),
     ("hflip", (3, 8, 8), (2**20, 2**20), "'augment.size' [1048576, 1048576] makes 3,298,534,883,328 values", 3),  # line 4
 ])
