@@ -304,7 +304,8 @@ def _compile_augment(args) -> int:
     for flag, given in (("--weights", args.weights), ("--quantize", args.quantize),
                         ("--calibration", args.calibration), ("--precision fp16", args.precision != "fp32")):
         if given:
-            raise UsageError(f"{flag} is for the network; --augment writes the augmentation graph, which has no weights")
+            raise UsageError(f"{flag} is for the network; --augment writes the augmentation graph, which has no "
+                             "weights")
     if args.seed:
         _warn("--seed seeds a network's weights; the augmentation's seed is an input of its graph, given at each run")
     check_writable([args.output], args.force)

@@ -66,7 +66,8 @@ SHEAR = Kind({"anyOf": [_ANGLE, {"type": "array", "items": _ANGLE, "minItems": 2
                         {"type": "array", "items": _ANGLE, "minItems": 4, "maxItems": 4}]},
              "degrees d (x shear in [-d, d]), a range [low, high] (x), or [x_low, x_high, y_low, y_high], "
              "each between -90 and 90")
-FACTOR = Kind(_range(_NON_NEG), "a number d >= 0 (meaning [max(0, 1 - d), 1 + d]) or a range [low, high] of numbers >= 0")
+FACTOR = Kind(_range(_NON_NEG),
+              "a number d >= 0 (meaning [max(0, 1 - d), 1 + d]) or a range [low, high] of numbers >= 0")
 HUE = Kind(_range({"type": "number", "minimum": -0.5, "maximum": 0.5}),
            "a number h from 0 to 0.5 (meaning [-h, h]) or a range [low, high] within [-0.5, 0.5]")
 AREA = Kind({"type": "array", "items": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
@@ -136,10 +137,6 @@ class Transform:
     @classmethod
     def summary(cls) -> str:
         return (cls.__doc__ or "").strip().splitlines()[0]
-
-    @classmethod
-    def arguments(cls):
-        return sorted(fields(cls), key=lambda f: f.default is not MISSING)
 
     @classmethod
     def args_schema(cls) -> dict:
@@ -494,8 +491,8 @@ def plan(section, input_shape: tuple, preprocess: dict | None) -> Augment:
         _check(SIZE, section["size"], "'augment.size'", section.value_at["size"])
         size = _pair(section["size"])
         if channels * size[0] * size[1] > MAX_ELEMENTS:
-            raise SpecError(f"'augment.size' {list(size)} makes {channels * size[0] * size[1]:,} values per image, more "
-                            f"than {MAX_ELEMENTS:,}; use a smaller size", section.value_at["size"])
+            raise SpecError(f"'augment.size' {list(size)} makes {channels * size[0] * size[1]:,} values per image, "
+                            f"more than {MAX_ELEMENTS:,}; use a smaller size", section.value_at["size"])
     items = section.get("transforms")
     if not isinstance(items, Seq) or not 1 <= len(items) <= MAX_TRANSFORMS:
         raise SpecError(f"'augment.transforms' must be a list of 1 to {MAX_TRANSFORMS} transforms, like "
@@ -788,8 +785,9 @@ def lower_augment(plan: Augment, name: str, opset: int = 21):
             m = t.matrix(r, hw, out)
             if t.p < 1:
                 gate = g.op("Less", [r.uniform(0), r.value(t.p)])
-                m = tuple(tuple(v if v == e and not isinstance(v, str) else g.op("Where", [gate, r.value(v), r.value(e)])
-                                for v, e in zip(row, identity_row)) for row, identity_row in zip(m, IDENTITY))
+                m = tuple(tuple(v if v == e and not isinstance(v, str) else
+                                g.op("Where", [gate, r.value(v), r.value(e)]) for v, e in zip(row, identity_row))
+                          for row, identity_row in zip(m, IDENTITY))
             warp = _matmul(r, warp, m)  # output -> ... -> input: earlier transforms on the left
     if warp is not IDENTITY:
         x = _resample(g, r, x, warp, plan)

@@ -329,7 +329,8 @@ def test_input_is_normalised_as_preprocess_says():
     pre = "preprocess: {mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]}\n"
     run = augmenter(spec("hflip: {p: 1}", (3, 4, 5), extra=pre))
     x = image(4, h=4, w=5)
-    want = (x[:, :, :, ::-1] - np.array([0.485, 0.456, 0.406])[:, None, None]) / np.array([0.229, 0.224, 0.225])[:, None, None]
+    mean, std = np.array([0.485, 0.456, 0.406])[:, None, None], np.array([0.229, 0.224, 0.225])[:, None, None]
+    want = (x[:, :, :, ::-1] - mean) / std
     np.testing.assert_allclose(run(x, output="input"), want, atol=1e-5)
 
 
