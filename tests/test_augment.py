@@ -191,6 +191,22 @@ def test_random_resized_crop_areas_and_ratios_lie_in_range():
     assert top.min() >= -1e-4 and (top + height).max() <= 32 + 1e-3
 
 
+def test_affine_shifts_and_zooms_lie_in_range():
+    n = 800
+    out = augmenter(spec("affine: {translate: [0.25, 0.125], scale: [0.8, 1.25]}", (3, 16, 16)))(
+        ramps(n, 16, 16), seed=6)
+    maps = fitted_maps(out, slice(7, 9), slice(7, 9))  # the centre, inside the image at any of these
+    zoom = 1 / maps[:, 0, 0]  # input = centre + (output - centre - shift) / zoom
+    np.testing.assert_allclose(maps[:, 1, 1], maps[:, 0, 0], atol=1e-4)
+    np.testing.assert_allclose(maps[:, [0, 1], [1, 0]], 0, atol=1e-4)  # no rotation, no shear
+    shift = 8 * (zoom[:, None] - 1) - zoom[:, None] * maps[:, :, 2]  # the offset is 8 - (8 + shift) / zoom
+    assert zoom.min() >= 0.8 - 1e-4 and zoom.max() <= 1.25 + 1e-4
+    assert ks_uniform(zoom, 0.8, 1.25) < KS_1PCT / math.sqrt(n)
+    for axis, largest in ((0, 0.25 * 16), (1, 0.125 * 16)):
+        assert np.abs(shift[:, axis]).max() <= largest + 1e-3
+        assert ks_uniform(shift[:, axis], -largest, largest) < KS_1PCT / math.sqrt(n)
+
+
 def test_brightness_factors_follow_the_range():
     n = 2000
     out = augmenter(spec("brightness: {factor: 0.4, p: 0.5}", (3, 2, 2)))(np.full((n, 3, 2, 2), 0.5), seed=9)
