@@ -462,10 +462,11 @@ SECTION_KEYS = {"size": "the [h, w] images are resized to before augmenting (def
 
 def section_schema() -> dict:
     """The JSON Schema of `augment:` (for editors; `plan` checks it with its own words)."""
-    item = {"type": ["string", "object"], "minProperties": 1, "maxProperties": 1,
-            "properties": {name: {"anyOf": [cls.args_schema(), {"type": "null"}], "description": cls.summary()}
-                           for name, cls in TRANSFORMS.items()},
-            "additionalProperties": False}
+    item = {"anyOf": [{"enum": list(TRANSFORMS)},
+                      {"type": "object", "minProperties": 1, "maxProperties": 1, "additionalProperties": False,
+                       "properties": {name: {"anyOf": [cls.args_schema(), {"type": "null"}],
+                                             "description": cls.summary()} for name, cls in TRANSFORMS.items()}}],
+            "description": "a transform: `name`, or `name: {arguments}`"}
     return {"type": "object", "description": "data augmentation at training time: `convspec compile --augment`",
             "additionalProperties": False, "required": ["transforms"],
             "properties": {"size": dict(SIZE.schema, description=SECTION_KEYS["size"]),
