@@ -206,6 +206,8 @@ def cmd_compile(args) -> int:
     from compiler.pipeline import analyse
     from compiler.report import human, human_bytes
 
+    if args.augment:
+        return _compile_augment(args)
     if args.calibration and not args.quantize:
         raise UsageError("--calibration is for --quantize int8")
     if args.quantize and args.precision != "fp32":  # int8 is calibrated against the float32 model
@@ -300,6 +302,109 @@ def cmd_export(args) -> int:
     return 0
 
 
+# -- augment: the spec's augment: section, its own ONNX graph (compiler/augment.py, runtime/augment.py) --
+def _augment_model(args):
+    """(the spec's augment plan, its ONNX model) for `compile --augment` and `augment`."""
+    from compiler.augment import lower_augment
+    from compiler.errors import Location, SpecError, UsageError
+    from compiler.lower import opset_ir_version
+    from compiler.pipeline import analyse
+
+    opset = getattr(args, "opset", 21)
+    opset_ir_version(opset)  # an opset out of range is refused before the work
+    if opset < 20:
+        raise UsageError(f"--augment needs --opset 20 or later (AffineGrid came in opset 20); got {opset}")
+    analysis = analyse(args.spec, limits=_limits(args))
+    plan = analysis.graph.attachments.augment
+    if plan is None:
+        raise SpecError("the spec has no 'augment:' section to compile; add one (docs/spec.md, "
+                        "\"Data augmentation\")", Location(analysis.graph.path, 1, 1))
+    return plan, lower_augment(plan, analysis.graph.name, opset)
+
+
+def _compile_augment(args) -> int:
+    from compiler.errors import UsageError
+    from compiler.output import check_writable, write_bytes
+
+    for flag, given in (("--weights", args.weights), ("--quantize", args.quantize),
+                        ("--calibration", args.calibration), ("--precision fp16", args.precision != "fp32")):
+        if given:
+            raise UsageError(f"{flag} is for the network; --augment writes the augmentation graph, which has no "
+                             "weights")
+    if args.seed:
+        _warn("--seed seeds a network's weights; the augmentation's seed is an input of its graph, given at each run")
+    check_writable([args.output], args.force)
+    plan, model = _augment_model(args)
+    write_bytes(args.output, model.SerializeToString(), args.force)
+    print(f"wrote {args.output}: augmentation of {args.spec}, {len(plan.transforms)} transforms, "
+          f"[{plan.channels}, {plan.size[0]}, {plan.size[1]}] -> [{plan.channels}, {plan.out[0]}, {plan.out[1]}], "
+          f"opset {args.opset}; inputs images, seed, offset; outputs pixels, input")
+    return 0
+
+
+def _check_batch_bytes(images: int, plan, limit: int, fix: str) -> None:
+    """A batch's images in and out of the augmentation graph, as float32, must fit `limit`."""
+    from compiler.errors import UsageError
+
+    size = 4 * images * plan.channels * (plan.size[0] * plan.size[1] + plan.out[0] * plan.out[1])
+    if size > limit:
+        raise UsageError(f"{images} images of {plan.size[0]}x{plan.size[1]} make {size:,} bytes of float32 in and "
+                         f"out of the augmentation, more than the limit of {limit:,}; {fix}")
+
+
+def _augment_session(args):
+    from runtime.model import Model
+
+    plan, proto = _augment_model(args)
+    model = Model(proto, lambda *a, **k: [], serialize=proto.SerializeToString)
+    return plan, _session(model, args)
+
+
+def cmd_augment_preview(args) -> int:
+    from compiler.limits import INPUT_BYTES
+    from compiler.output import check_writable, write_bytes
+    from runtime.augment import augment, grid_png, image_paths, read_images
+
+    check_writable([args.output], args.force)
+    paths = image_paths([args.image])
+    plan, session = _augment_session(args)
+    _check_batch_bytes(args.n, plan, INPUT_BYTES, "use a smaller -n")
+    image = read_images(paths[:1], (plan.channels, *plan.size))
+    pixels, _ = augment(session, image.repeat(args.n, axis=0), args.seed)
+    write_bytes(args.output, grid_png(pixels), args.force)
+    print(f"wrote {args.output}: {args.n} augmentations of {args.image} (seed {args.seed})")
+    return 0
+
+
+def cmd_augment_run(args) -> int:
+    import numpy as np
+
+    from compiler.errors import UsageError
+    from compiler.output import check_writable, replacing
+    from runtime.augment import Progress, augment_all, image_paths
+
+    if not args.output.endswith(".npz"):
+        raise UsageError(f"{args.output}: the output is an .npz file (its array 'input' feeds `convspec run --input`)")
+    check_writable([args.output], args.force)
+    paths = image_paths(args.images)
+    plan, session = _augment_session(args)
+    size = 4 * len(paths) * plan.channels * plan.out[0] * plan.out[1]
+    if size > args.max_output_bytes:
+        raise UsageError(f"{len(paths)} images make {size:,} bytes of float32 inputs, more than the limit of "
+                         f"{args.max_output_bytes:,}; augment fewer per call, or raise --max-output-bytes")
+    _check_batch_bytes(min(args.batch, len(paths)), plan, args.max_output_bytes, "use a smaller --batch")
+    progress = Progress("augmenting", True if args.progress else None)
+    try:
+        inputs = augment_all(session, paths, (plan.channels, *plan.size), args.seed, args.batch, progress)
+    finally:
+        progress.close()
+    with replacing([args.output], args.force) as (temp,):
+        with open(temp, "wb") as f:
+            np.savez(f, input=inputs)
+    print(f"wrote {args.output}: 'input' {list(inputs.shape)}, {len(paths)} images augmented (seed {args.seed})")
+    return 0
+
+
 def _device_args(p) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto: CUDA when its provider really starts, else the CPU")
@@ -379,6 +484,8 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--calibration", metavar="DIR|FILE.npz",
                     help="inputs to calibrate --quantize on: a folder of images (read as the spec's preprocess: says) "
                          "or an array file (default: seeded random noise, with a warning)")
+    co.add_argument("--augment", action="store_true",
+                    help="write the spec's augment: graph (training-time data augmentation) instead of the network")
     _spec_args(co, "seed of the initialisation (default 0)")
     co.set_defaults(run=cmd_compile)
 
@@ -424,6 +531,29 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--force", action="store_true", help="replace the output file if it exists")
     _limit_args(d)
     d.set_defaults(run=cmd_diagram)
+
+    au = sub.add_parser("augment", help="apply the spec's augment: section to images")
+    au_sub = au.add_subparsers(dest="augment_command", required=True, metavar="ACTION")
+    pv = au_sub.add_parser("preview", help="a grid of augmented samples of one image, as PNG")
+    pv.add_argument("spec", metavar="SPEC")
+    pv.add_argument("image", metavar="IMAGE")
+    pv.add_argument("-n", type=_count(1, 1024), default=16, help="how many samples (default 16)")
+    pv.add_argument("-o", "--output", required=True, metavar="GRID.png")
+    au_run = au_sub.add_parser("run", help="augment images in batches into an .npz (array 'input')")
+    au_run.add_argument("spec", metavar="SPEC")
+    au_run.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of them")
+    au_run.add_argument("-o", "--output", required=True, metavar="OUT.npz")
+    au_run.add_argument("--batch", type=_count(1, 65536), default=32, help="images per run of the graph (default 32)")
+    au_run.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is no terminal")
+    au_run.add_argument("--max-output-bytes", type=_count(1), default=INPUT_BYTES, metavar="N",
+                        help=f"largest output, as float32 (default {INPUT_BYTES:,})")
+    for q in (pv, au_run):
+        q.add_argument("--seed", type=_count(0, 2**32 - 1), default=0, help="the augmentation's seed (default 0)")
+        q.add_argument("--force", action="store_true", help="replace the output file if it exists")
+        _device_args(q)
+        _limit_args(q)
+    pv.set_defaults(run=cmd_augment_preview)
+    au_run.set_defaults(run=cmd_augment_run)
 
     ly = sub.add_parser("layers", help="list the layer types and their arguments")
     ly.add_argument("--format", choices=["table", "json", "markdown"], default="table")
@@ -481,7 +611,8 @@ def main(argv=None) -> int:
 
 # The native libraries a command loads (compile, run, bench and export; check and summary none).
 NATIVE = {"compile": ("numpy", "onnx"), "run": ("numpy", "onnx", "onnxruntime"),
-          "bench": ("numpy", "onnx", "onnxruntime"), "export": ("numpy", "onnx", "onnxruntime")}
+          "bench": ("numpy", "onnx", "onnxruntime"), "export": ("numpy", "onnx", "onnxruntime"),
+          "augment": ("numpy", "onnx", "onnxruntime")}
 
 
 def _import_uninterrupted(names) -> None:

@@ -1,4 +1,4 @@
-"""Attachments: a spec's labels, preprocess, frozen layers and source files, read and checked.
+"""Attachments: a spec's labels, preprocess, augment, frozen layers and source files, read and checked.
 
 They are not part of the graph, but travel with the model (ir.Attachments). Each is checked
 at `check` time, against the expanded graph, so a bad one is found before `compile`.
@@ -6,6 +6,7 @@ at `check` time, against the expanded graph, so a bad one is found before `compi
 
 from __future__ import annotations
 
+from .augment import plan as augment_plan
 from .errors import Location, SpecError, did_you_mean, os_reason
 from .ir import Attachments
 from .limits import DEFAULT, Limits
@@ -25,7 +26,8 @@ def attach(doc: Map, input_shape: tuple, names: list[str], frozen_items: set[str
         where = doc.value_at["labels"]
         labels = _read_labels(referenced_file(doc["labels"], where.path, "labels", where, limits), where, limits)
     frozen = frozen_items | _frozen(doc, names)
-    return Attachments(labels, preprocess, frozenset(frozen), tuple(sources))
+    augment = augment_plan(doc["augment"], input_shape, preprocess) if "augment" in doc else None
+    return Attachments(labels, preprocess, frozenset(frozen), tuple(sources), augment)
 
 
 def _read_labels(path, where: Location, limits: Limits) -> tuple[str, ...]:

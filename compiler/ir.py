@@ -59,6 +59,7 @@ class Attachments:
     preprocess: dict | None = None  # what `convspec run` does to an image first
     frozen: frozenset = frozenset()  # node names whose weights stay fixed when training
     sources: tuple[str, ...] = ()  # the spec's file, then its bases' (extends), for the digest
+    augment: object = None  # an augment.Augment: the training-time data augmentation, its own graph
 
 
 @dataclass(frozen=True)

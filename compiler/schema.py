@@ -14,6 +14,7 @@ from functools import lru_cache
 import jsonschema
 
 from . import layers as _layers  # noqa: F401  (fills the registry the schema is generated from)
+from .augment import section_schema as augment_schema
 from .errors import Diagnostic, SpecError, did_you_mean, shorten
 from .registry import BOOL, NON_NEGATIVE_INT, NUMBER, POSITIVE_INT, POSITIVE_NUMBER, REGISTRY, SIZE2, Kind
 from .source import Map, locate
@@ -211,6 +212,8 @@ def spec_schema(detailed: bool = True) -> dict:
             "frozen": {"type": "array", "items": {"type": "string"},
                        "description": "layer names (or dotted prefixes) whose weights stay fixed when training"},
             "labels": _key("labels", "a text file of class labels, one per line, relative to the spec"),
+            # its transforms' arguments are checked by compiler/augment.py, in its own words
+            "augment": augment_schema() if detailed else {"type": "object"},
             "preprocess": {
                 "type": "object",
                 "description": "how `convspec run` turns an image into the input",
@@ -298,6 +301,7 @@ EXPECTS = {name: kind.expects for name, kind in KEYS.items()} | {
     "replace": "a mapping from a top-level layer name to the layer that replaces it",
     "frozen": "true or false on a layer; at the top level, a list of layer names or dotted prefixes",
     "preprocess": "a mapping with resize, scale, mean and std",
+    "augment": "a mapping with 'transforms' (a list) and optionally 'size' ([h, w])",
 }
 BLOCK = ("a mapping from block name (letters, digits and _, not starting with a digit) to a block: "
          "{layers: [...], args: {...}, output: name}")
