@@ -47,6 +47,15 @@ class Attachments:
 
 
 @dataclass(frozen=True)
+class Member:
+    """One network of an ensemble: its nodes are named `<name>.<its own node name>`."""
+
+    name: str
+    spec: str  # the spec's own name
+    output: str  # its output node, prefixed
+
+
+@dataclass(frozen=True)
 class Graph:
     name: str
     path: str
@@ -56,3 +65,4 @@ class Graph:
     outputs: tuple[str, ...]
     expectations: tuple[Expectation, ...] = ()
     attachments: Attachments = Attachments()
+    members: tuple[Member, ...] = ()  # an ensemble's members (compiler/ensemble.py); () otherwise

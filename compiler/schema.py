@@ -73,6 +73,21 @@ KEYS = {
     "mean": Kind({"type": "array", "items": NUMBER.schema, "minItems": 1}, "a list of numbers, one per channel"),
     "std": Kind({"type": "array", "items": POSITIVE_NUMBER.schema, "minItems": 1},
                 "a list of positive numbers, one per channel"),
+    # ensembles and multi-crops (compiler/ensemble.py, compiler/multicrop.py)
+    "members": Kind({"type": "array", "minItems": 1, "items": {"anyOf": [
+        {"type": "string"},
+        {"type": "object", "required": ["spec"], "additionalProperties": False,
+         "properties": {"spec": {"type": "string"}, "name": {"type": "string", "pattern": r"^[A-Za-z0-9_]+$"}}}]}},
+        "a non-empty list of specs: each a bundled name or a path, or {spec: ..., name: ...}"),
+    "spec": Kind({"type": "string"}, "a bundled spec name or a path to a spec"),
+    "combine": Kind({"enum": ["mean_softmax", "mean_logits", "max", "vote"]},
+                    "one of 'mean_softmax', 'mean_logits', 'max', 'vote'"),
+    "weights": Kind({"type": "array", "items": POSITIVE_NUMBER.schema, "minItems": 1},
+                    "a list of positive numbers, one per member"),
+    "crops": Kind({"anyOf": [{"enum": ["center", "ten"]},
+                             {"type": "object", "required": ["grid"], "additionalProperties": False,
+                              "properties": {"grid": SIZE2.schema, "flip": BOOL.schema}}]},
+                  "'center', 'ten', or {grid: [rows, columns], flip: true|false}"),
 }
 SPEC_NAME = Kind({"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"}, "a name made of letters, digits, _, . and -")
 
@@ -186,8 +201,9 @@ def spec_schema(detailed: bool = True) -> dict:
         "$id": SCHEMA_URL,
         "title": "convspec CNN spec",
         "type": "object",
-        # A spec that extends another may leave input and layers to its base.
-        "if": {"not": {"required": ["extends"]}},
+        # A spec that extends another may leave input and layers to its base; an ensemble or a
+        # multi-crop takes them from the specs it wraps.
+        "if": {"not": {"anyOf": [{"required": [key]} for key in ("extends", "ensemble", "multicrop")]}},
         "then": {"required": ["input", "layers"]},
         "additionalProperties": False,
         "properties": {
@@ -211,6 +227,31 @@ def spec_schema(detailed: bool = True) -> dict:
             "frozen": {"type": "array", "items": {"type": "string"},
                        "description": "layer names (or dotted prefixes) whose weights stay fixed when training"},
             "labels": _key("labels", "a text file of class labels, one per line, relative to the spec"),
+            "ensemble": {
+                "type": "object",
+                "description": "one model made of several specs sharing the input, their outputs combined",
+                "required": ["members"],
+                "additionalProperties": False,
+                "properties": {
+                    "members": _key("members", "the specs: bundled names or paths, or {spec, name}"),
+                    "combine": _key("combine", "mean_softmax (default), mean_logits, max (of the "
+                                               "probabilities) or vote (the share of votes per class)"),
+                    "weights": _key("weights", "one weight per member, for mean_softmax, mean_logits and vote"),
+                },
+            },
+            "multicrop": {
+                "type": "object",
+                "description": "run one spec on several crops of a larger input and average its predictions",
+                "required": ["spec"],
+                "additionalProperties": False,
+                "properties": {
+                    "spec": _key("spec", "the network: a bundled name or a path"),
+                    "crops": _key("crops", "center, ten (4 corners + centre, each also flipped) or "
+                                           "{grid: [rows, columns], flip: true|false}"),
+                    "combine": {"enum": ["mean_softmax", "mean_logits"],
+                                "description": "average the probabilities (default) or the logits"},
+                },
+            },
             "preprocess": {
                 "type": "object",
                 "description": "how `convspec run` turns an image into the input",
