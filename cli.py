@@ -299,8 +299,9 @@ def _seconds(text: str) -> float:
 
 def _spec_args(p, seed_help: str) -> None:
     """What building a model from a spec takes: its weights, their seed, and the spec's limits."""
-    p.add_argument("--weights", metavar="FILE",
-                   help="for a spec: .npz, .safetensors, .pt or .pth keyed by node names (default: seeded)")
+    p.add_argument("--weights", metavar="FILE", action="append",
+                   help="for a spec: .npz, .safetensors, .pt or .pth keyed by node names (default: seeded); "
+                        "for an ensemble, also MEMBER=FILE keyed by that member's names (repeatable)")
     p.add_argument("--strict-weights", action="store_true",
                    help="weights that do not fit the spec are an error (default: seeded instead, with a warning)")
     p.add_argument("--seed", type=_count(0), default=0, help=seed_help)

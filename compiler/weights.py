@@ -77,6 +77,26 @@ def read_weights(path: str) -> dict:
         raise UsageError(f"{path}: cannot read: {os_reason(e)}") from None
 
 
+def read_weight_files(analysis: Analysis, refs: list[str]) -> dict:
+    """`--weights FILE` and, for an ensemble, `--weights MEMBER=FILE`, as one mapping keyed by the
+    model's node names: a member's file is keyed by the member's own, and gets its prefix."""
+    members = [m.name for m in analysis.graph.members]
+    arrays: dict = {}
+    for ref in refs:
+        member, sep, path = ref.partition("=")
+        if not sep or Path(ref).exists() or not member.replace("_", "a").isalnum():
+            member, path = "", ref
+        elif member not in members:
+            known = f"its members are {', '.join(members)}" if members else "it is not an ensemble"
+            raise UsageError(f"--weights {ref}: '{analysis.graph.name}' has no member '{member}'; {known}")
+        prefix = f"{member}." if member else ""
+        for key, array in read_weights(path).items():
+            if prefix + key in arrays:
+                raise UsageError(f"--weights {ref}: the key '{prefix + key}' comes from another --weights file too")
+            arrays[prefix + key] = array
+    return arrays
+
+
 def imported(analysis: Analysis, arrays: dict, source: str, strict: bool = True, seed: int = 0, warn=None):
     """Serve `arrays` by node, checked against the spec's weights.
 
