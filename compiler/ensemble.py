@@ -46,7 +46,8 @@ class Combine(Layer):
 
     def output_shape(self, *ins):
         if any(s != ins[0] for s in ins):
-            raise LayerArgError("an ensemble's members must give outputs of one shape to combine them")
+            raise LayerArgError("an ensemble's members must give outputs of one shape to combine them; give every "
+                                "member the same classes")
         if len(ins[0]) not in (1, 3):
             raise LayerArgError(f"an ensemble combines class scores, [classes] or [classes, H, W]; the members "
                                 f"give {list(ins[0])}")
