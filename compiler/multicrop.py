@@ -177,6 +177,5 @@ def _widened(preprocess: dict | None, big: tuple) -> dict | None:
     if not preprocess:
         return preprocess
     out = dict(preprocess)
-    if "resize" in out:
-        out["resize"] = list(big[1:])
+    out["crop" if "crop" in out else "resize"] = list(big[1:])
     return out

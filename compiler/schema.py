@@ -69,6 +69,8 @@ KEYS = {
     "labels": Kind(_TEXT.schema, "the path of a labels file (a string)"),
     "extends": Kind(_TEXT.schema, "a bundled spec name or a path to a spec"),
     "resize": _HW,
+    "crop": _HW,
+    "channels": Kind({"enum": ["RGB", "BGR"]}, "'RGB' or 'BGR'"),
     "scale": NUMBER,
     "mean": Kind({"type": "array", "items": NUMBER.schema, "minItems": 1}, "a list of numbers, one per channel"),
     "std": Kind({"type": "array", "items": POSITIVE_NUMBER.schema, "minItems": 1},
@@ -257,7 +259,10 @@ def spec_schema(detailed: bool = True) -> dict:
                 "description": "how `convspec run` turns an image into the input",
                 "additionalProperties": False,
                 "properties": {
-                    "resize": _key("resize", "resize to [h, w] (default: the input's)"),
+                    "resize": _key("resize", "N: the shorter side to N, keeping the aspect ratio; [h, w]: to "
+                                             "exactly h x w (default: the input's [h, w]); bilinear"),
+                    "crop": _key("crop", "then cut the centre [h, w] (or N x N): the input's size"),
+                    "channels": _key("channels", "the channel order the network expects (default RGB)"),
                     "scale": _key("scale", "multiply pixel values by this (default 1/255)"),
                     "mean": _key("mean", "subtract per channel, after scaling"),
                     "std": _key("std", "divide per channel, after subtracting the mean"),
@@ -338,7 +343,7 @@ EXPECTS = {name: kind.expects for name, kind in KEYS.items()} | {
     "expect": "a mapping of expected figures (" + ", ".join(_expect_schema()["properties"]) + ")",
     "replace": "a mapping from a top-level layer name to the layer that replaces it",
     "frozen": "true or false on a layer; at the top level, a list of layer names or dotted prefixes",
-    "preprocess": "a mapping with resize, scale, mean and std",
+    "preprocess": "a mapping with resize, crop, channels, scale, mean and std",
 }
 BLOCK = ("a mapping from block name (letters, digits and _, not starting with a digit) to a block: "
          "{layers: [...], args: {...}, output: name}")
