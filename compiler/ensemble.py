@@ -133,12 +133,13 @@ def compose(doc, path: str, member, limits: Limits) -> Graph:
 
 
 def _inherited(own, members: list, where):
-    """The ensemble's labels and preprocess: its own, else its members' (which must agree on preprocess)."""
+    """The ensemble's labels and preprocess: its own, else its members' (those that declare one must agree)."""
     labels = own.labels if own.labels is not None else next((a.labels for a in members if a.labels), None)
     preprocess = own.preprocess
     if preprocess is None:
-        if len({json.dumps(a.preprocess, sort_keys=True) for a in members}) > 1:
+        declared = {json.dumps(a.preprocess, sort_keys=True): a.preprocess for a in members if a.preprocess}
+        if len(declared) > 1:
             raise SpecError("the members preprocess their images differently; give the ensemble a `preprocess:` "
                             "of its own", where)
-        preprocess = members[0].preprocess
+        preprocess = next(iter(declared.values()), None)
     return replace(own, labels=labels, preprocess=preprocess)
