@@ -12,10 +12,11 @@ from .errors import ShapeError, SpecError
 from .ir import Graph
 from .limits import DEFAULT, MAX_ELEMENTS, Limits
 from .multicrop import compose as multicrop
+from .onnxfile import onnx_graph
 from .registry import numel
 from .schema import validate
 from .source import Spent, load, read_text
-from .zoo import resolve_spec
+from .zoo import referenced_file, resolve_spec
 
 
 def display_path(path: Path) -> str:
@@ -54,7 +55,11 @@ class Members:
         self.path, self.limits, self.spent, self.chain = path, limits, spent, chain
 
     def __call__(self, ref: str, key: str, where) -> Graph:
-        """The graph of the spec `ref` (a bundled name or a path relative to the wrapper)."""
+        """The graph of the spec `ref` (a bundled name or a path relative to the wrapper), or of
+        a compiled model (an .onnx path): one node that runs it whole."""
+        if ref.endswith(".onnx"):
+            found = referenced_file(ref, self.path, key, where, self.limits)
+            return onnx_graph(found, where, display_path(found))
         found = spec_file(ref, self.path, where, self.limits, key)
         shown = display_path(found)
         seen = [Path(p).resolve() for p in self.chain]

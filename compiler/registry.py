@@ -72,7 +72,7 @@ class Weight:
     name: str
     shape: tuple
     trainable: bool = True
-    role: str = "kernel"  # kernel, bias, scale, shift, mean, var, slope: how it is initialised
+    role: str = "kernel"  # kernel, bias, scale, shift, mean, var, slope: how it is initialised; fixed: read from a file
 
     @property
     def size(self) -> int:

@@ -37,6 +37,8 @@ def seeded(analysis: Analysis, seed: int = 0):
     def weights_for(figures: LayerFigures) -> dict:
         out = {}
         for w in figures.node.layer.weights(*figures.input_shapes):
+            if w.role == "fixed":  # an .onnx member's: it brings its own
+                continue
             key = f"{figures.node.name}.{w.name}"
             rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
             if w.role == "kernel":
@@ -89,6 +91,8 @@ def read_weight_files(analysis: Analysis, refs: list[str]) -> dict:
         elif member not in members:
             known = f"its members are {', '.join(members)}" if members else "it is not an ensemble"
             raise UsageError(f"--weights {ref}: '{analysis.graph.name}' has no member '{member}'; {known}")
+        if member and any(f.node.name.startswith(f"{member}.") and f.node.type == "onnx" for f in analysis.layers):
+            raise UsageError(f"--weights {ref}: the member '{member}' is a compiled model and keeps its own weights")
         prefix = f"{member}." if member else ""
         for key, array in read_weights(path).items():
             if prefix + key in arrays:
@@ -108,10 +112,10 @@ def imported(analysis: Analysis, arrays: dict, source: str, strict: bool = True,
     """
     # Shapes and dtypes come from the files' headers; only the arrays that fit are ever read.
     arrays = {k: v if isinstance(v, Stored) else Stored.of(np.asarray(v)) for k, v in arrays.items()}
-    keys_of = {f.node.name: [f"{f.node.name}.{w.name}" for w in f.node.layer.weights(*f.input_shapes)]
-               for f in analysis.layers}
-    shapes = {f"{f.node.name}.{w.name}": w.shape for f in analysis.layers
-              for w in f.node.layer.weights(*f.input_shapes)}
+    served = {f.node.name: [w for w in f.node.layer.weights(*f.input_shapes) if w.role != "fixed"]
+              for f in analysis.layers}  # an .onnx member's weights come from its own file
+    keys_of = {name: [f"{name}.{w.name}" for w in ws] for name, ws in served.items()}
+    shapes = {f"{name}.{w.name}": w.shape for name, ws in served.items() for w in ws}
     ignored = {k for k in arrays if k.endswith("num_batches_tracked")}  # a PyTorch counter, not a weight
     missing = [k for k in shapes if k not in arrays]
     unexpected = sorted(k for k in arrays if k not in shapes and k not in ignored)

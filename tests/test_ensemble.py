@@ -186,3 +186,57 @@ def test_weights_for_a_member_the_ensemble_lacks_is_a_usage_error(tmp_path):
     proc = run_cli(tmp_path, "compile", "e.yaml", "-o", "e.onnx", "--weights", "other=w.npz")
     assert proc.returncode == 2
     assert "--weights other=w.npz: 'e' has no member 'other'; its members are lenet5" in proc.stderr
+
+
+# -- members given as compiled models -------------------------------------------------------------
+def foreign_model(path, opset: int = 17) -> np.ndarray:
+    """A model convspec did not write (Flatten, MatMul, Add at opset 17); returns its matrix and bias."""
+    rng = np.random.default_rng(9)
+    matrix, bias = rng.standard_normal((1024, 10), dtype=np.float32) * 0.05, rng.standard_normal(10, dtype=np.float32)
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Flatten", ["pixels"], ["flat"]), onnx.helper.make_node("MatMul", ["flat", "W"], ["y"]),
+         onnx.helper.make_node("Add", ["y", "b"], ["scores"])], "foreign",
+        [onnx.helper.make_tensor_value_info("pixels", onnx.TensorProto.FLOAT, ["n", 1, 32, 32])],
+        [onnx.helper.make_tensor_value_info("scores", onnx.TensorProto.FLOAT, ["n", 10])],
+        [numpy_helper.from_array(matrix, "W"), numpy_helper.from_array(bias, "b")])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)], ir_version=8), path)
+    return matrix, bias
+
+
+def test_compiled_models_are_members_too(members):
+    d, outputs = members
+    matrix, bias = foreign_model(d / "foreign.onnx")
+    (d / "mixed.yaml").write_text("name: mixed\nensemble:\n"
+                                  "  members: [{spec: lenet5, name: a}, b.onnx, c.onnx, foreign.onnx]\n"
+                                  "  weights: [1, 2, 3, 4]\n")
+    ok(d, "compile", "mixed.yaml", "-o", "mixed.onnx", "--force", "--weights", "a=a.npz", "--strict-weights")
+    ok(d, "run", "mixed.onnx", "--input", "x.npy", "-o", "mixed.npy", "--force")
+    x = np.load(d / "x.npy")
+    foreign = x.reshape(len(x), -1).astype(np.float64) @ matrix + bias  # numpy runs the foreign model
+    want = combined([outputs["a"], outputs["b"], outputs["c"], foreign], "mean_softmax", [1, 2, 3, 4])
+    np.testing.assert_allclose(np.load(d / "mixed.npy"), want, atol=1e-6, rtol=0)
+
+    proc = ok(d, "summary", "mixed.yaml", "--format", "json")
+    report = json.loads(proc.stdout)
+    # a compiled LeNet-5 keeps its figures (its metadata has its MACs); the foreign model's MACs are unknown
+    assert [(m["name"], m["params"], m["macs"]) for m in report["members"]] == [
+        ("a", 61_706, 416_520), ("b", 61_706, 416_520), ("c", 154, 19_640), ("foreign", 1024 * 10 + 10, 0)]
+    assert "'foreign.onnx' was not compiled by convspec, so its MACs are unknown and count as 0" in proc.stderr
+    proc = run_cli(d, "compile", "mixed.yaml", "-o", "m2.onnx", "--weights", "b=b.npz")
+    assert proc.returncode == 2 and "the member 'b' is a compiled model and keeps its own weights" in proc.stderr
+
+
+def test_a_bad_onnx_member_is_a_located_error(tmp_path):
+    (tmp_path / "junk.onnx").write_bytes(b"\x0a\xff\xff\xff\xff\x0f" + bytes(50))
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "g",
+                                   [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["n", "c", 8, 8])],
+                                   [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["n", "c", 8, 8])])
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 21)]), tmp_path / "dyn.onnx")
+    for member, message in (("junk.onnx", "'junk.onnx' is not a readable ONNX model (a field runs past its message)"),
+                            ("dyn.onnx", "the input 'x' of 'dyn.onnx' is ['?', '?', 8, 8]; an ensemble member needs a "
+                                         "batch axis and fixed sizes after it"),
+                            ("none.onnx", "'ensemble.members' names 'none.onnx', which does not exist")):
+        (tmp_path / "e.yaml").write_text(f"ensemble:\n  members: [lenet5, {member}]\n")
+        proc = run_cli(tmp_path, "check", "e.yaml")
+        assert proc.returncode == 1
+        assert proc.stderr.startswith("e.yaml:2:21: error: ") and message in proc.stderr, proc.stderr
