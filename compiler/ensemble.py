@@ -2,11 +2,12 @@
 
     name: resnet18_ensemble
     ensemble:
-      members: [resnet18, vgg11_bn, {spec: nets/mine.yaml, name: mine}]
+      members: [resnet18, vgg11_bn, {spec: nets/mine.yaml, name: mine}, compiled.onnx]
       combine: mean_softmax        # mean_logits, max, vote
       weights: [1, 1, 2]           # optional, one per member
 
-Each member's nodes are named `<member>.<node>` (`resnet18.layer1.0.conv1`), so the members
+A compiled model (.onnx) is one node, `<member>.model` (compiler/onnxfile.py). Each member's
+nodes are named `<member>.<node>` (`resnet18.layer1.0.conv1`), so the members
 keep their own weights (`compile --weights resnet18=FILE`), and their figures add up: the
 ensemble's params and MACs are the sums of its members'. One node, `ensemble`, combines their
 outputs over the class axis (axis 1 of the batch):

@@ -240,3 +240,25 @@ def test_a_bad_onnx_member_is_a_located_error(tmp_path):
         proc = run_cli(tmp_path, "check", "e.yaml")
         assert proc.returncode == 1
         assert proc.stderr.startswith("e.yaml:2:21: error: ") and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.slow  # three torchvision models, 153 M parameters
+def test_the_bundled_ensemble_is_torchvisions_three_models_averaged(tmp_path):
+    """PyTorch eager is the reference: torchvision's resnet18, vgg11_bn and densenet121 with
+    random weights and perturbed BatchNorm, their softmax outputs averaged in torch."""
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    from test_torchvision_parity import torchvision_model
+
+    names = ("resnet18", "vgg11_bn", "densenet121")
+    models = [torchvision_model(n) for n in names]
+    flags = []
+    for name, model in zip(names, models):
+        torch.save(model.state_dict(), tmp_path / f"{name}.pth")
+        flags += ["--weights", f"{name}={name}.pth"]
+    ok(tmp_path, "compile", "resnet18_ensemble", "-o", "e.onnx", "--strict-weights", *flags)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    np.save(tmp_path / "x.npy", x.numpy())
+    ok(tmp_path, "run", "e.onnx", "--input", "x.npy", "-o", "e.npy")
+    with torch.no_grad():
+        want = torch.stack([torch.softmax(m(x), dim=1) for m in models]).mean(dim=0).numpy()
+    np.testing.assert_allclose(np.load(tmp_path / "e.npy"), want, atol=1e-6, rtol=1e-4)
