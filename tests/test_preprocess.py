@@ -166,3 +166,13 @@ def test_a_bad_preprocess_is_a_located_error(tmp_path, text, line, col, message)
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"p.yaml:{line}:{col}: error: "), proc.stderr
     assert message in proc.stderr
+
+
+def test_a_raw_input_model_exports_to_triton_with_uint8_pixels(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(spec())
+    assert run_cli(tmp_path, "compile", "tiny.yaml", "-o", "raw.onnx", "--raw-input").returncode == 0
+    proc = run_cli(tmp_path, "export", "raw.onnx", "--triton", "repo", "--name", "tiny")
+    assert proc.returncode == 0, proc.stderr
+    config = (tmp_path / "repo" / "tiny" / "config.pbtxt").read_text()
+    assert '{ name: "input", data_type: TYPE_UINT8, dims: [ -1, -1, 3 ] }' in config
+    assert '{ name: "dense1", data_type: TYPE_FP32, dims: [ 5 ] }' in config
