@@ -128,3 +128,16 @@ def test_a_bad_multicrop_is_a_located_error(tmp_path, text, line, col, message):
     assert proc.returncode == 1
     assert proc.stderr.startswith(f"m.yaml:{line}:{col}: error: "), proc.stderr
     assert message in proc.stderr
+
+
+def test_a_multicrop_may_wrap_an_ensemble_but_not_itself(tmp_path):
+    (tmp_path / "e.yaml").write_text("ensemble:\n  members: [lenet5, {spec: lenet5, name: b}]\n")
+    (tmp_path / "m.yaml").write_text("input: [1, 36, 36]\nmulticrop: {spec: e.yaml, crops: ten}\n")
+    report = json.loads(ok(tmp_path, "summary", "m.yaml", "--format", "json").stdout)
+    # two LeNet-5 (61,706 params, 416,520 MACs each), each run on ten crops
+    assert (report["params"]["total"], report["macs"]) == (2 * 61_706, 10 * 2 * 416_520)
+    assert [(m["name"], m["macs"]) for m in report["members"]] == [("lenet5", 10 * 416_520), ("b", 10 * 416_520)]
+    (tmp_path / "self.yaml").write_text("input: [1, 36, 36]\nmulticrop: {spec: self.yaml}\n")
+    proc = run_cli(tmp_path, "check", "self.yaml")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("self.yaml:2:19: error: 'multicrop.spec' makes a loop: self.yaml -> self.yaml")
