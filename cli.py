@@ -245,7 +245,7 @@ def cmd_run(args) -> int:
     info = model.info
     target = args.output and outputs.target(args.output, len(info.output_names), args.force)
     if args.input and info.raw_size:  # a --raw-input model preprocesses the pixels itself
-        x = load_raw_input(args.input, info.input_shape[-1], args.max_input_bytes)
+        x = load_raw_input(args.input, info.input_shape[-1], args.max_input_bytes, info.preprocess)
     elif args.input:  # read the input first: a bad file fails before the session is built
         x = load_input(args.input, info.input_shape, info.preprocess, args.max_input_bytes)
     else:

@@ -21,6 +21,7 @@ outputs over the class axis (axis 1 of the batch):
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 from .attachments import attach
@@ -31,7 +32,7 @@ from .registry import Layer, arguments, numel
 from .wrap import NETWORK_KEYS, prefixer, refuse, renamed, single_output
 
 COMBINE = "ensemble"  # the name of the node that combines the members' outputs: the model's output
-MODES = ("mean_softmax", "mean_logits", "max", "vote")
+MEMBER_NAME = re.compile(r"[A-Za-z0-9_]+")  # it prefixes the member's layer names and weight keys
 
 
 @arguments
@@ -94,7 +95,7 @@ def compose(doc, path: str, member, limits: Limits) -> Graph:
         ref, name = (item, None) if isinstance(item, str) else (item["spec"], item.get("name"))
         graph = member(ref, "ensemble.members", where)
         name = name or graph.name
-        if not name.replace("_", "a").isalnum() or not name.isascii():
+        if not MEMBER_NAME.fullmatch(name):
             raise SpecError(f"the member '{ref}' is called '{name}', which cannot prefix its layers' names; give it "
                             "a `name:` of letters, digits and _", where)
         if any(m.name == name for m in members):

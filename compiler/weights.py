@@ -9,6 +9,7 @@ seed and the key, so a weight does not change when another layer is added or rem
 
 from __future__ import annotations
 
+import re
 import zlib
 from pathlib import Path
 
@@ -86,7 +87,7 @@ def read_weight_files(analysis: Analysis, refs: list[str]) -> dict:
     arrays: dict = {}
     for ref in refs:
         member, sep, path = ref.partition("=")
-        if not sep or Path(ref).exists() or not member.replace("_", "a").isalnum():
+        if not sep or Path(ref).exists() or not re.fullmatch(r"[A-Za-z0-9_]+", member):
             member, path = "", ref
         elif member not in members:
             known = f"its members are {', '.join(members)}" if members else "it is not an ensemble"

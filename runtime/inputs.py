@@ -209,15 +209,21 @@ def _pixels(image, channels: int, preprocess: dict, shape, path) -> np.ndarray:
     return array.reshape(image.height, image.width, channels)
 
 
-def load_raw_input(path: str, channels: int, max_bytes: int) -> np.ndarray:
+def load_raw_input(path: str, channels: int, max_bytes: int, preprocess: dict) -> np.ndarray:
     """Pixels for a model compiled with --raw-input: uint8 [N, H, W, C], from an image as it is
-    (the model preprocesses it) or from a uint8 .npy/.npz of [N, H, W, C] or [H, W, C]."""
+    (the model preprocesses it) or from a uint8 .npy/.npz of [N, H, W, C] or [H, W, C]. An image
+    that the model's resize would blow up (a 1-pixel strip to N pixels high) is refused."""
     p = Path(path)
     if not p.exists():
         raise RunError(f"{path}: no such file")
     suffix = p.suffix.lower()
     if suffix in IMAGE_SUFFIXES:
-        return _raw_image(p, channels)[None]
+        pixels = _raw_image(p, channels)
+        height, width = resized(pixels.shape[:2], preprocess.get("resize"))
+        if height * width > MAX_IMAGE_PIXELS:
+            raise RunError(f"{path}: the model's preprocess resizes the {pixels.shape[1]}x{pixels.shape[0]} image to "
+                           f"{width}x{height}; crop it nearer to square first", exit_code=1)
+        return pixels[None]
     if suffix not in (".npy", ".npz"):
         raise RunError(f"{path}: unknown input format '{p.suffix}'; use .png, .jpg, .npy or .npz")
     stored = read_npy(p) if suffix == ".npy" else _npz_input(p)

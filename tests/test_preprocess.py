@@ -176,3 +176,12 @@ def test_a_raw_input_model_exports_to_triton_with_uint8_pixels(tmp_path):
     config = (tmp_path / "repo" / "tiny" / "config.pbtxt").read_text()
     assert '{ name: "input", data_type: TYPE_UINT8, dims: [ -1, -1, 3 ] }' in config
     assert '{ name: "dense1", data_type: TYPE_FP32, dims: [ 5 ] }' in config
+
+
+def test_a_strip_that_the_resize_would_blow_up_is_refused(tmp_path):
+    (tmp_path / "tiny.yaml").write_text(spec())
+    assert run_cli(tmp_path, "compile", "tiny.yaml", "-o", "raw.onnx", "--raw-input").returncode == 0
+    Image.new("RGB", (2_000_000, 1)).save(tmp_path / "strip.png")  # resize 28: 56,000,000 x 28 pixels
+    proc = run_cli(tmp_path, "run", "raw.onnx", "--input", "strip.png")
+    assert proc.returncode == 1
+    assert "resizes the 2000000x1 image to 56000000x28; crop it nearer to square first" in proc.stderr
