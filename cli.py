@@ -215,11 +215,19 @@ def cmd_compile(args) -> int:
     check_writable([args.output], args.force)  # before the work, not after it
     analysis = analyse(args.spec, limits=_limits(args))
     _print_warnings(analysis)
+    shape = analysis.graph.input_shape
+    if args.raw_input and (len(shape) != 3 or shape[0] not in (1, 3)):
+        raise UsageError(f"--raw-input makes a model take images, but '{analysis.graph.name}' takes {list(shape)}; "
+                         "an image input is [1 or 3, H, W]")
     calibration = args.quantize and _calibration(args, analysis)  # a bad file fails before the work
     lowered = compile_spec(analysis, args.weights, args.seed, args.opset, show_progress=True,
                            strict_weights=args.strict_weights, warn=_warn, precision=args.precision)
     if args.quantize:
         lowered = _quantized(lowered, *calibration)
+    if args.raw_input:  # after the network is final: the pixels' steps stay float32
+        from compiler.preprocess import raw_input
+
+        lowered = raw_input(lowered, analysis.graph.attachments.preprocess or {}, analysis.graph.input_shape)
     written = save(lowered, args.output, args.force)
     for stale in leftover_data(args.output, written):  # the weights of a model it replaced
         _warn(f"{stale} is left from an earlier model; {args.output} does not use it, so it can be deleted")
@@ -256,14 +264,16 @@ def _quantized(lowered, inputs, source: str):
 
 def cmd_run(args) -> int:
     from runtime import outputs
-    from runtime.inputs import load_input, random_input
+    from runtime.inputs import load_input, load_raw_input, random_input
 
     if args.output:
         outputs.refuse_early(args.output, args.force)
     model = _model(args.model, args)
     info = model.info
     target = args.output and outputs.target(args.output, len(info.output_names), args.force)
-    if args.input:  # read the input first: a bad file fails before the session is built
+    if args.input and info.raw_size:  # a --raw-input model preprocesses the pixels itself
+        x = load_raw_input(args.input, info.input_shape[-1], args.max_input_bytes, info.preprocess)
+    elif args.input:  # read the input first: a bad file fails before the session is built
         x = load_input(args.input, info.input_shape, info.preprocess, args.max_input_bytes)
     else:
         x = random_input(info, args.batch, args.seed)
@@ -429,8 +439,9 @@ def _seconds(text: str) -> float:
 
 def _spec_args(p, seed_help: str) -> None:
     """What building a model from a spec takes: its weights, their seed, and the spec's limits."""
-    p.add_argument("--weights", metavar="FILE",
-                   help="for a spec: .npz, .safetensors, .pt or .pth keyed by node names (default: seeded)")
+    p.add_argument("--weights", metavar="FILE", action="append",
+                   help="for a spec: .npz, .safetensors, .pt or .pth keyed by node names (default: seeded); "
+                        "for an ensemble, also MEMBER=FILE keyed by that member's names (repeatable)")
     p.add_argument("--strict-weights", action="store_true",
                    help="weights that do not fit the spec are an error (default: seeded instead, with a warning)")
     p.add_argument("--seed", type=_count(0), default=0, help=seed_help)
@@ -486,6 +497,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "or an array file (default: seeded random noise, with a warning)")
     co.add_argument("--augment", action="store_true",
                     help="write the spec's augment: graph (training-time data augmentation) instead of the network")
+    co.add_argument("--raw-input", action="store_true",
+                    help="take raw pixels, uint8 [N, H, W, C] of any size, and preprocess them in the graph as the "
+                         "spec's preprocess: says (resize, crop, channels, scale, mean, std)")
     _spec_args(co, "seed of the initialisation (default 0)")
     co.set_defaults(run=cmd_compile)
 

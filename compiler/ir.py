@@ -63,6 +63,15 @@ class Attachments:
 
 
 @dataclass(frozen=True)
+class Member:
+    """One network of an ensemble: its nodes are named `<name>.<its own node name>`."""
+
+    name: str
+    spec: str  # the spec's own name
+    output: str  # its output node, prefixed
+
+
+@dataclass(frozen=True)
 class Graph:
     name: str
     path: str
@@ -73,3 +82,4 @@ class Graph:
     expectations: tuple[Expectation, ...] = ()
     attachments: Attachments = Attachments()
     blocks: tuple[BlockInstance, ...] = ()  # inner instances before the ones they are nested in
+    members: tuple[Member, ...] = ()  # an ensemble's members (compiler/ensemble.py); () otherwise

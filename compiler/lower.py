@@ -31,7 +31,8 @@ MAX_IR_VERSION = 13  # onnx 1.23 writes 14 by default; onnxruntime 1.31 reads at
 class Builder:
     """Collects the ONNX nodes and initializers of one graph, one spec node at a time."""
 
-    def __init__(self):
+    def __init__(self, opset: int = DEFAULT_OPSET):
+        self.opset = opset  # the model's: a layer that inlines another model converts it to this
         self.nodes: list = []
         self.initializers: list = []  # small constants (axes, pads)
         self.weights: list = []  # (key, float32 array), in order of use
@@ -125,7 +126,7 @@ def lower(analysis: Analysis, weights_for, opset: int = DEFAULT_OPSET, progress=
     """Lower an analysed spec; the weights stay arrays beside the graph."""
     ir_version = opset_ir_version(opset)
     graph = analysis.graph
-    g = Builder()
+    g = Builder(opset)
     for k, figures in enumerate(analysis.layers):
         node = figures.node
         keys = {w.name: w.key(node.name) for w in node.layer.weights(*figures.input_shapes)}

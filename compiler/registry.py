@@ -78,7 +78,7 @@ class Weight:
     name: str
     shape: tuple
     trainable: bool = True
-    role: str = "kernel"  # kernel, bias, scale, shift, mean, var, slope, layer_scale: how it is initialised
+    role: str = "kernel"  # kernel, bias, scale, shift, mean, var, slope, layer_scale: how it is initialised; fixed: read from a file
     on_block: bool = False
 
     @property

@@ -96,7 +96,19 @@ def to_dict(a: Analysis) -> dict:
             for f in a.layers
         ],
         "warnings": [d.render() for d in a.warnings],
+        **({"members": members(a)} if a.graph.members else {}),
     }
+
+
+def members(a: Analysis) -> list[dict]:
+    """An ensemble's members with their own figures, which add up to the ensemble's."""
+    out = []
+    for m in a.graph.members:
+        mine = [f for f in a.layers if f.node.name.startswith(m.name + ".")]
+        out.append({"name": m.name, "spec": m.spec, "output": m.output,
+                    "params": sum(f.params for f in mine), "trainable": sum(f.trainable for f in mine),
+                    "macs": sum(f.macs for f in mine), "flops": sum(f.flops for f in mine)})
+    return out
 
 
 def to_json(a: Analysis) -> str:
@@ -153,7 +165,8 @@ def _exact_and_human(n: int) -> str:
 
 
 def _totals(a: Analysis) -> list[tuple[str, str]]:
-    return [
+    return [(f"Member {m['name']}", f"{m['spec']}, {human(m['params'])} params, {human(m['macs'])} MACs")
+            for m in members(a)] + [
         ("Total params", _exact_and_human(a.params)),
         ("Trainable params", _exact_and_human(a.trainable)),
         ("Non-trainable params", _exact_and_human(a.non_trainable)),
