@@ -26,7 +26,7 @@ from dataclasses import replace
 
 from .attachments import attach
 from .errors import LayerArgError, SpecError
-from .ir import Expectation, Graph, Member, Node
+from .ir import BlockInstance, Expectation, Graph, Member, Node
 from .limits import Limits
 from .registry import Layer, arguments, numel
 from .wrap import NETWORK_KEYS, prefixer, refuse, renamed, single_output
@@ -89,6 +89,7 @@ def compose(doc, path: str, member, limits: Limits) -> Graph:
                         spec.value_at["weights"])
 
     nodes, expectations, members, frozen, sources, attached = [], [], [], set(), [path], []
+    blocks = []  # each member's block instances, then the member itself: a diagram collapses it to one box
     first = None
     for k, item in enumerate(items):
         where = items.item_at[k]
@@ -115,6 +116,8 @@ def compose(doc, path: str, member, limits: Limits) -> Graph:
         sources += graph.attachments.sources
         attached.append(graph.attachments)
         members.append(Member(name, graph.name, output))
+        blocks += [BlockInstance(rename(b.name), b.block, tuple(map(rename, b.nodes))) for b in graph.blocks]
+        blocks.append(BlockInstance(name, graph.name, tuple(n.name for n in member_nodes)))
     if len(nodes) + 1 > limits.layers:
         raise SpecError(f"the ensemble has {len(nodes) + 1:,} layers, more than the limit of {limits.layers:,}; "
                         "raise it with --max-layers", doc.value_at["ensemble"])
@@ -131,7 +134,7 @@ def compose(doc, path: str, member, limits: Limits) -> Graph:
     attachments = _inherited(attachments, attached, doc.value_at["ensemble"])
     meta = {k: doc[k] for k in ("title", "paper", "description") if k in doc}
     return Graph(name, path, meta, first.input_shape, tuple(nodes), (COMBINE,), tuple(expectations), attachments,
-                 tuple(members))
+                 blocks=tuple(blocks), members=tuple(members))
 
 
 def _inherited(own, members: list, where):

@@ -41,9 +41,10 @@ class Builder:
         self._keys: dict = {}
         self._count = 0
 
-    def begin(self, node_name: str, weights: dict, keys: dict) -> None:
-        """Lower the node `node_name`: `weights` are its arrays by key, `keys` its weight names' keys."""
-        self.node, self._weights, self._keys, self._count = node_name, weights, keys, 0
+    def begin(self, node_name: str, weights: dict, keys: dict | None = None) -> None:
+        """Lower the node `node_name`: `weights` are its arrays by key, `keys` its weight names' keys
+        (none for the weightless graphs of preprocessing and augmentation)."""
+        self.node, self._weights, self._keys, self._count = node_name, weights, keys or {}, 0
 
     def op(self, op_type: str, inputs: list[str], outputs: int = 1, **attrs):
         """Emit one ONNX node; return the name of its output value (a list of them if `outputs` > 1)."""

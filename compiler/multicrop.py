@@ -169,7 +169,8 @@ def compose(doc, path: str, member, limits: Limits) -> Graph:
     attachments = replace(attachments, labels=attachments.labels or net.attachments.labels,
                           preprocess=attachments.preprocess or _widened(net.attachments.preprocess, big))
     meta = {k: doc[k] for k in ("title", "paper", "description") if k in doc}
-    return Graph(name, path, meta, big, tuple(nodes), (MEAN,), tuple(expectations), attachments, net.members)
+    return Graph(name, path, meta, big, tuple(nodes), (MEAN,), tuple(expectations), attachments,
+                 blocks=net.blocks, members=net.members)
 
 
 def _widened(preprocess: dict | None, big: tuple) -> dict | None:
