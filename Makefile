@@ -25,6 +25,8 @@ demo: $(STAMP)
 	$(BIN)/convspec compile alexnet_paper -o build/alexnet_paper.onnx --force
 	$(BIN)/convspec run build/alexnet_paper.onnx --top 3
 	$(BIN)/convspec bench lenet5 --runs 20
+	$(BIN)/convspec diagram googlenet -o build/googlenet.svg --force
+	$(BIN)/convspec diagram resnet50 --collapse -o build/resnet50.png --force
 
 # The test reference: PyTorch (a local CPU build) and torchvision's model definitions, never a
 # runtime dependency. If they cannot be installed, the parity tests skip and say why.

@@ -138,6 +138,31 @@ def cmd_layers(args) -> int:
     return 0
 
 
+def cmd_diagram(args) -> int:
+    from compiler.diagram import diagram
+    from compiler.diagram_png import require_pillow, to_png
+    from compiler.diagram_svg import to_svg
+    from compiler.errors import UsageError
+    from compiler.output import check_writable, write_bytes
+    from compiler.pipeline import analyse
+
+    renderers = {".svg": lambda scene: to_svg(scene).encode("utf-8"), ".png": to_png}
+    check_writable([args.output], args.force)  # before the work, not after it
+    kind = os.path.splitext(args.output)[1].lower()
+    if kind not in renderers:
+        raise UsageError(f"{args.output}: cannot tell the picture's format from "
+                         f"{repr(kind) if kind else 'a name without an extension'}; end it with .svg or .png")
+    if kind == ".png":
+        require_pillow()
+    analysis = analyse(args.spec, limits=_limits(args))
+    _print_warnings(analysis)
+    scene = diagram(analysis, collapse=args.collapse)
+    write_bytes(args.output, renderers[kind](scene), args.force)
+    boxes = sum(1 for g in scene.groups if g.kind == "node")
+    print(f"wrote {args.output}: {analysis.graph.name}, {boxes} boxes, {scene.width:.0f} x {scene.height:.0f} px")
+    return 0
+
+
 # -- compile, run, bench, export: these import onnx and onnxruntime, check and summary never do --
 def _model(ref: str, args):
     """For runtime/: an .onnx file as it is, or a spec compiled with seeded or --weights weights."""
@@ -183,6 +208,8 @@ def cmd_compile(args) -> int:
     from compiler.pipeline import analyse
     from compiler.report import human, human_bytes
 
+    if args.augment:
+        return _compile_augment(args)
     if args.calibration and not args.quantize:
         raise UsageError("--calibration is for --quantize int8")
     if args.quantize and args.precision != "fp32":  # int8 is calibrated against the float32 model
@@ -190,11 +217,19 @@ def cmd_compile(args) -> int:
     check_writable([args.output], args.force)  # before the work, not after it
     analysis = analyse(args.spec, limits=_limits(args))
     _print_warnings(analysis)
+    shape = analysis.graph.input_shape
+    if args.raw_input and (len(shape) != 3 or shape[0] not in (1, 3)):
+        raise UsageError(f"--raw-input makes a model take images, but '{analysis.graph.name}' takes {list(shape)}; "
+                         "an image input is [1 or 3, H, W]")
     calibration = args.quantize and _calibration(args, analysis)  # a bad file fails before the work
     lowered = compile_spec(analysis, args.weights, args.seed, args.opset, show_progress=True,
                            strict_weights=args.strict_weights, warn=_warn, precision=args.precision)
     if args.quantize:
         lowered = _quantized(lowered, *calibration)
+    if args.raw_input:  # after the network is final: the pixels' steps stay float32
+        from compiler.preprocess import raw_input
+
+        lowered = raw_input(lowered, analysis.graph.attachments.preprocess or {}, analysis.graph.input_shape)
     written = save(lowered, args.output, args.force)
     for stale in leftover_data(args.output, written):  # the weights of a model it replaced
         _warn(f"{stale} is left from an earlier model; {args.output} does not use it, so it can be deleted")
@@ -231,14 +266,16 @@ def _quantized(lowered, inputs, source: str):
 
 def cmd_run(args) -> int:
     from runtime import outputs
-    from runtime.inputs import load_input, random_input
+    from runtime.inputs import load_input, load_raw_input, random_input
 
     if args.output:
         outputs.refuse_early(args.output, args.force)
     model = _model(args.model, args)
     info = model.info
     target = args.output and outputs.target(args.output, len(info.output_names), args.force)
-    if args.input:  # read the input first: a bad file fails before the session is built
+    if args.input and info.raw_size:  # a --raw-input model preprocesses the pixels itself
+        x = load_raw_input(args.input, info.input_shape[-1], args.max_input_bytes, info.preprocess)
+    elif args.input:  # read the input first: a bad file fails before the session is built
         x = load_input(args.input, info.input_shape, info.preprocess, args.max_input_bytes)
     else:
         x = random_input(info, args.batch, args.seed)
@@ -277,6 +314,109 @@ def cmd_export(args) -> int:
     return 0
 
 
+# -- augment: the spec's augment: section, its own ONNX graph (compiler/augment.py, runtime/augment.py) --
+def _augment_model(args):
+    """(the spec's augment plan, its ONNX model) for `compile --augment` and `augment`."""
+    from compiler.augment import lower_augment
+    from compiler.errors import Location, SpecError, UsageError
+    from compiler.lower import opset_ir_version
+    from compiler.pipeline import analyse
+
+    opset = getattr(args, "opset", 21)
+    opset_ir_version(opset)  # an opset out of range is refused before the work
+    if opset < 20:
+        raise UsageError(f"--augment needs --opset 20 or later (AffineGrid came in opset 20); got {opset}")
+    analysis = analyse(args.spec, limits=_limits(args))
+    plan = analysis.graph.attachments.augment
+    if plan is None:
+        raise SpecError("the spec has no 'augment:' section to compile; add one (docs/spec.md, "
+                        "\"Data augmentation\")", Location(analysis.graph.path, 1, 1))
+    return plan, lower_augment(plan, analysis.graph.name, opset)
+
+
+def _compile_augment(args) -> int:
+    from compiler.errors import UsageError
+    from compiler.output import check_writable, write_bytes
+
+    for flag, given in (("--weights", args.weights), ("--quantize", args.quantize),
+                        ("--calibration", args.calibration), ("--precision fp16", args.precision != "fp32")):
+        if given:
+            raise UsageError(f"{flag} is for the network; --augment writes the augmentation graph, which has no "
+                             "weights")
+    if args.seed:
+        _warn("--seed seeds a network's weights; the augmentation's seed is an input of its graph, given at each run")
+    check_writable([args.output], args.force)
+    plan, model = _augment_model(args)
+    write_bytes(args.output, model.SerializeToString(), args.force)
+    print(f"wrote {args.output}: augmentation of {args.spec}, {len(plan.transforms)} transforms, "
+          f"[{plan.channels}, {plan.size[0]}, {plan.size[1]}] -> [{plan.channels}, {plan.out[0]}, {plan.out[1]}], "
+          f"opset {args.opset}; inputs images, seed, offset; outputs pixels, input")
+    return 0
+
+
+def _check_batch_bytes(images: int, plan, limit: int, fix: str) -> None:
+    """A batch's images in and out of the augmentation graph, as float32, must fit `limit`."""
+    from compiler.errors import UsageError
+
+    size = 4 * images * plan.channels * (plan.size[0] * plan.size[1] + plan.out[0] * plan.out[1])
+    if size > limit:
+        raise UsageError(f"{images} images of {plan.size[0]}x{plan.size[1]} make {size:,} bytes of float32 in and "
+                         f"out of the augmentation, more than the limit of {limit:,}; {fix}")
+
+
+def _augment_session(args):
+    from runtime.model import Model
+
+    plan, proto = _augment_model(args)
+    model = Model(proto, lambda *a, **k: [], serialize=proto.SerializeToString)
+    return plan, _session(model, args)
+
+
+def cmd_augment_preview(args) -> int:
+    from compiler.limits import INPUT_BYTES
+    from compiler.output import check_writable, write_bytes
+    from runtime.augment import augment, grid_png, image_paths, read_images
+
+    check_writable([args.output], args.force)
+    paths = image_paths([args.image])
+    plan, session = _augment_session(args)
+    _check_batch_bytes(args.n, plan, INPUT_BYTES, "use a smaller -n")
+    image = read_images(paths[:1], (plan.channels, *plan.size))
+    pixels, _ = augment(session, image.repeat(args.n, axis=0), args.seed)
+    write_bytes(args.output, grid_png(pixels), args.force)
+    print(f"wrote {args.output}: {args.n} augmentations of {args.image} (seed {args.seed})")
+    return 0
+
+
+def cmd_augment_run(args) -> int:
+    import numpy as np
+
+    from compiler.errors import UsageError
+    from compiler.output import check_writable, replacing
+    from runtime.augment import Progress, augment_all, image_paths
+
+    if not args.output.endswith(".npz"):
+        raise UsageError(f"{args.output}: the output is an .npz file (its array 'input' feeds `convspec run --input`)")
+    check_writable([args.output], args.force)
+    paths = image_paths(args.images)
+    plan, session = _augment_session(args)
+    size = 4 * len(paths) * plan.channels * plan.out[0] * plan.out[1]
+    if size > args.max_output_bytes:
+        raise UsageError(f"{len(paths)} images make {size:,} bytes of float32 inputs, more than the limit of "
+                         f"{args.max_output_bytes:,}; augment fewer per call, or raise --max-output-bytes")
+    _check_batch_bytes(min(args.batch, len(paths)), plan, args.max_output_bytes, "use a smaller --batch")
+    progress = Progress("augmenting", True if args.progress else None)
+    try:
+        inputs = augment_all(session, paths, (plan.channels, *plan.size), args.seed, args.batch, progress)
+    finally:
+        progress.close()
+    with replacing([args.output], args.force) as (temp,):
+        with open(temp, "wb") as f:
+            np.savez(f, input=inputs)
+    print(f"wrote {args.output}: 'input' {list(inputs.shape)}, {len(paths)} images augmented (seed {args.seed})")
+    return 0
+
+
 def _device_args(p) -> None:
     p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                    help="auto: CUDA when its provider really starts, else the CPU")
@@ -301,8 +441,9 @@ def _seconds(text: str) -> float:
 
 def _spec_args(p, seed_help: str) -> None:
     """What building a model from a spec takes: its weights, their seed, and the spec's limits."""
-    p.add_argument("--weights", metavar="FILE",
-                   help="for a spec: .npz, .safetensors, .pt or .pth keyed by node names (default: seeded)")
+    p.add_argument("--weights", metavar="FILE", action="append",
+                   help="for a spec: .npz, .safetensors, .pt or .pth keyed by node names (default: seeded); "
+                        "for an ensemble, also MEMBER=FILE keyed by that member's names (repeatable)")
     p.add_argument("--strict-weights", action="store_true",
                    help="weights that do not fit the spec are an error (default: seeded instead, with a warning)")
     p.add_argument("--seed", type=_count(0), default=0, help=seed_help)
@@ -356,6 +497,11 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--calibration", metavar="DIR|FILE.npz",
                     help="inputs to calibrate --quantize on: a folder of images (read as the spec's preprocess: says) "
                          "or an array file (default: seeded random noise, with a warning)")
+    co.add_argument("--augment", action="store_true",
+                    help="write the spec's augment: graph (training-time data augmentation) instead of the network")
+    co.add_argument("--raw-input", action="store_true",
+                    help="take raw pixels, uint8 [N, H, W, C] of any size, and preprocess them in the graph as the "
+                         "spec's preprocess: says (resize, crop, channels, scale, mean, std)")
     _spec_args(co, "seed of the initialisation (default 0)")
     co.set_defaults(run=cmd_compile)
 
@@ -390,6 +536,40 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--kind", choices=["auto", "gpu", "cpu"], default="auto", help="instance group kind")
     e.add_argument("--force", action="store_true", help="replace the model and config if they exist")
     e.set_defaults(run=cmd_export)
+
+    d = sub.add_parser("diagram", help="draw the architecture, top to bottom, as SVG or PNG")
+    d.add_argument("spec", metavar="SPEC")
+    d.add_argument("-o", "--output", required=True, metavar="OUT.svg|OUT.png", help="the format follows the extension")
+    how = d.add_mutually_exclusive_group()
+    how.add_argument("--collapse", action="store_true",
+                     help="one box per block instance (an Inception module, a residual block), with its totals")
+    how.add_argument("--expand", action="store_true", help="one box per layer (the default)")
+    d.add_argument("--force", action="store_true", help="replace the output file if it exists")
+    _limit_args(d)
+    d.set_defaults(run=cmd_diagram)
+
+    au = sub.add_parser("augment", help="apply the spec's augment: section to images")
+    au_sub = au.add_subparsers(dest="augment_command", required=True, metavar="ACTION")
+    pv = au_sub.add_parser("preview", help="a grid of augmented samples of one image, as PNG")
+    pv.add_argument("spec", metavar="SPEC")
+    pv.add_argument("image", metavar="IMAGE")
+    pv.add_argument("-n", type=_count(1, 1024), default=16, help="how many samples (default 16)")
+    pv.add_argument("-o", "--output", required=True, metavar="GRID.png")
+    au_run = au_sub.add_parser("run", help="augment images in batches into an .npz (array 'input')")
+    au_run.add_argument("spec", metavar="SPEC")
+    au_run.add_argument("images", nargs="+", metavar="IMAGE", help="image files, or folders of them")
+    au_run.add_argument("-o", "--output", required=True, metavar="OUT.npz")
+    au_run.add_argument("--batch", type=_count(1, 65536), default=32, help="images per run of the graph (default 32)")
+    au_run.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is no terminal")
+    au_run.add_argument("--max-output-bytes", type=_count(1), default=INPUT_BYTES, metavar="N",
+                        help=f"largest output, as float32 (default {INPUT_BYTES:,})")
+    for q in (pv, au_run):
+        q.add_argument("--seed", type=_count(0, 2**32 - 1), default=0, help="the augmentation's seed (default 0)")
+        q.add_argument("--force", action="store_true", help="replace the output file if it exists")
+        _device_args(q)
+        _limit_args(q)
+    pv.set_defaults(run=cmd_augment_preview)
+    au_run.set_defaults(run=cmd_augment_run)
 
     ly = sub.add_parser("layers", help="list the layer types and their arguments")
     ly.add_argument("--format", choices=["table", "json", "markdown"], default="table")
@@ -447,7 +627,8 @@ def main(argv=None) -> int:
 
 # The native libraries a command loads (compile, run, bench and export; check and summary none).
 NATIVE = {"compile": ("numpy", "onnx"), "run": ("numpy", "onnx", "onnxruntime"),
-          "bench": ("numpy", "onnx", "onnxruntime"), "export": ("numpy", "onnx", "onnxruntime")}
+          "bench": ("numpy", "onnx", "onnxruntime"), "export": ("numpy", "onnx", "onnxruntime"),
+          "augment": ("numpy", "onnx", "onnxruntime")}
 
 
 def _import_uninterrupted(names) -> None:

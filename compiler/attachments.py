@@ -1,4 +1,4 @@
-"""Attachments: a spec's labels, preprocess, frozen layers and source files, read and checked.
+"""Attachments: a spec's labels, preprocess, augment, frozen layers and source files, read and checked.
 
 They are not part of the graph, but travel with the model (ir.Attachments). Each is checked
 at `check` time, against the expanded graph, so a bad one is found before `compile`.
@@ -6,6 +6,7 @@ at `check` time, against the expanded graph, so a bad one is found before `compi
 
 from __future__ import annotations
 
+from .augment import plan as augment_plan
 from .errors import Location, SpecError, did_you_mean, os_reason
 from .ir import Attachments
 from .limits import DEFAULT, Limits
@@ -25,7 +26,8 @@ def attach(doc: Map, input_shape: tuple, names: list[str], frozen_items: set[str
         where = doc.value_at["labels"]
         labels = _read_labels(referenced_file(doc["labels"], where.path, "labels", where, limits), where, limits)
     frozen = frozen_items | _frozen(doc, names)
-    return Attachments(labels, preprocess, frozenset(frozen), tuple(sources))
+    augment = augment_plan(doc["augment"], input_shape, preprocess) if "augment" in doc else None
+    return Attachments(labels, preprocess, frozenset(frozen), tuple(sources), augment)
 
 
 def _read_labels(path, where: Location, limits: Limits) -> tuple[str, ...]:
@@ -55,11 +57,28 @@ def _check_preprocess(pre: Map, input_shape: tuple) -> None:
         if key in pre and len(pre[key]) not in (1, channels):
             raise SpecError(f"'preprocess.{key}' has {len(pre[key])} values; the input has {channels} channel"
                             f"{'s' if channels > 1 else ''}, so give {channels} (or 1 for all)", pre.value_at[key])
-    if "resize" in pre:
-        size = [pre["resize"]] * 2 if isinstance(pre["resize"], int) else list(pre["resize"])
-        if size != [height, width]:
-            raise SpecError(f"'preprocess.resize' is {size}, but the input is {height}x{width}; resize to the input's "
-                            "size (or leave resize out)", pre.value_at["resize"])
+    resize, crop = pre.get("resize"), pre.get("crop")
+    if crop is not None:  # the centre crop sets the size, from the resized image (or the image itself)
+        final, key = _pair(crop), "crop"
+    elif isinstance(resize, int):
+        raise SpecError(f"'preprocess.resize: {resize}' sets the shorter side, so the size depends on the image; add "
+                        f"'crop: [{height}, {width}]' to cut the input's size from it", pre.value_at["resize"])
+    elif resize is not None:
+        final, key = list(resize), "resize"
+    else:
+        return  # every image is resized to the input's size
+    if final != [height, width]:
+        raise SpecError(f"'preprocess.{key}' is {final}, but the input is {height}x{width}; {key} to the input's size "
+                        f"(or leave {key} out)", pre.value_at[key])
+    if crop is not None and resize is not None:
+        fits = max(final) <= resize if isinstance(resize, int) else final[0] <= resize[0] and final[1] <= resize[1]
+        if not fits:
+            raise SpecError(f"'preprocess.resize' {resize} leaves too little to crop {final} from; resize to at least "
+                            f"{max(final) if isinstance(resize, int) else final}", pre.value_at["resize"])
+
+
+def _pair(value) -> list:
+    return [value, value] if isinstance(value, int) else list(value)
 
 
 def _frozen(doc: Map, names: list[str]) -> set[str]:

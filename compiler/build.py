@@ -26,7 +26,7 @@ from onnx import TensorProto, helper
 from .infer import Analysis
 from .lower import DEFAULT_OPSET, Lowered, lower
 from .output import replacing
-from .weights import imported, read_weights, seeded
+from .weights import imported, read_weight_files, seeded
 
 EXTERNAL_THRESHOLD = 1_900_000_000  # bytes of weights past which they go to a side file (2 GB limit)
 
@@ -56,7 +56,7 @@ class Progress:
             self.stream.flush()
 
 
-def compile_spec(analysis: Analysis, weights: str | None = None, seed: int = 0,
+def compile_spec(analysis: Analysis, weights: str | list[str] | None = None, seed: int = 0,
                  opset: int = DEFAULT_OPSET, show_progress: bool = False, strict_weights: bool = True,
                  warn=None, precision: str = "fp32") -> Lowered:
     """Lower with seeded or imported weights; the weights stay arrays (see `save`).
@@ -67,8 +67,9 @@ def compile_spec(analysis: Analysis, weights: str | None = None, seed: int = 0,
     Imported weights that do not fit are an error with `strict_weights`; otherwise they are
     seeded instead, and `warn(message)` hears which.
     """
-    if weights:
-        source = imported(analysis, read_weights(weights), weights, strict_weights, seed, warn)
+    files = [weights] if isinstance(weights, str) else list(weights or [])  # FILE, or MEMBER=FILE for an ensemble
+    if files:
+        source = imported(analysis, read_weight_files(analysis, files), ", ".join(files), strict_weights, seed, warn)
     else:
         source = seeded(analysis, seed)
     progress = Progress(f"compiling {analysis.graph.name}") if show_progress else None
@@ -79,10 +80,10 @@ def compile_spec(analysis: Analysis, weights: str | None = None, seed: int = 0,
             progress.close()
     meta = lowered.model.metadata_props
     # the file's name only: the same weights give the same bytes however the path was spelled
-    meta.add(key="convspec.weights", value=Path(weights).name if weights else f"seeded:{seed}")
+    meta.add(key="convspec.weights", value=", ".join(map(_file_name, files)) if files else f"seeded:{seed}")
     attached = analysis.graph.attachments
     if attached.frozen:  # for training tools: which weights to keep fixed
-        frozen = [f"{f.node.name}.{w.name}" for f in analysis.layers if f.node.name in attached.frozen
+        frozen = [w.key(f.node.name) for f in analysis.layers if f.node.name in attached.frozen
                   for w in f.node.layer.weights(*f.input_shapes)]
         meta.add(key="convspec.frozen", value=json.dumps(frozen))
     if attached.preprocess is not None:
@@ -94,6 +95,13 @@ def compile_spec(analysis: Analysis, weights: str | None = None, seed: int = 0,
 
         lowered = to_fp16(lowered, {f.node.name for f in analysis.layers if f.node.layer.fp32})
     return lowered
+
+
+def _file_name(ref: str) -> str:
+    """A weights file's name without its folder (`a=w/a.npz` -> `a=a.npz`): the same weights give
+    the same bytes however the path was spelled."""
+    member, sep, path = ref.partition("=")
+    return f"{member}={Path(path).name}" if sep and not Path(ref).exists() else Path(ref).name
 
 
 # -- writing ------------------------------------------------------------------------------------

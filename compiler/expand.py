@@ -20,7 +20,7 @@ from .attachments import attach
 from .errors import Diagnostic, LayerArgError, Location, ShapeError, SpecError, did_you_mean, shorten as _short
 from .expr import IN, ExprError, InputShape, is_reference, substitute
 from .infer import layer_error
-from .ir import INPUT, Acceptance, Expectation, Graph, Node
+from .ir import INPUT, Acceptance, BlockInstance, Expectation, Graph, Node, output_values
 from .limits import DEFAULT, Limits
 from .registry import REGISTRY
 from .schema import GROUP_KEYS, MAX_REPEAT, META_KEYS, validate_args
@@ -110,6 +110,7 @@ class Expander:
         self.expectations: list[tuple[Expectation, Ref]] = []
         self.acceptances: list[Acceptance] = []
         self.frozen: set[str] = set()  # nodes made by items marked `frozen: true`
+        self.instances: list[BlockInstance] = []  # every block use, for diagrams
         self.expanded = 0  # items so far, against limits.expanded_items
 
     # -- lists ---------------------------------------------------------------------------
@@ -244,8 +245,8 @@ class Expander:
         return out
 
     def _inputs(self, item: Item, scope: Scope, previous: Ref) -> tuple[Ref, ...]:
-        if "inputs" not in item.meta:
-            return (previous,)
+        if "inputs" not in item.meta:  # the previous item's output; an error about it points here
+            return (replace(previous, where=item.where, owner=scope.qualify(item.name)),)
         names = item.meta["inputs"]
         names = [names] if isinstance(names, str) else list(names)
         self._spend(len(names), item.meta_at("inputs"), scope.qualify(item.name))  # each copy has its own list
@@ -272,7 +273,8 @@ class Expander:
             local = item.name.format(i=i, n=i + 1) if pattern else f"{item.name}.{i}"
             here = scope.qualify(local)
             value = item.value if i == 0 or rest is None else _merge(item.value or Map(), rest, item.meta_at("rest"))
-            self.op(item, value, here, current, scope)
+            # `$i` in a copy's arguments is its number, as `{i}` in its name (ConvNeXt's rising drop rates)
+            self.op(item, value, here, current, replace(scope, params={**(scope.params or {}), "i": i}))
             last = Ref(here, local, item.where)
             current = (last,)
         if not pattern:
@@ -312,7 +314,10 @@ class Expander:
         if cls.variadic and len(inputs) < 2:
             raise SpecError(f"{op} merges two or more inputs, got {len(inputs)}; "
                             "list them with `inputs: [a, b]`", where, here)
-        if not cls.variadic and len(inputs) != 1:
+        if cls.second_input and len(inputs) > 2:
+            raise SpecError(f"{op} takes one input, or two where the second is {cls.second_input}; got "
+                            f"{len(inputs)} ({', '.join(r.text for r in inputs)})", where, here)
+        if not cls.variadic and not cls.second_input and len(inputs) != 1:
             raise SpecError(f"{op} takes one input, got {len(inputs)} ({', '.join(r.text for r in inputs)}); "
                             "merge them first with an add or concat layer", where, here)
         if len(self.nodes) >= self.limits.layers:
@@ -323,7 +328,7 @@ class Expander:
         except LayerArgError as e:
             raise SpecError(str(e), args.value_at.get(e.arg, where), here) from None
         node = Node(here, layer, (), where, dict(args.value_at), scope.calls)
-        self.names.define(here, where)
+        self.names.define(here, where, layer.outputs())
         self.nodes.append((node, inputs))
         self.made[here] = (node, inputs)
 
@@ -388,12 +393,14 @@ class Expander:
         written = next((at for at in given.value_at.values() if at and where and at.path != where.path), where)
         note = Diagnostic("note", f"in block '{op}'" + (f" ({shown})" if shown else ""), written)
         inner = scope.enter(here, source, params=bound, chain=scope.chain + (op,), calls=(note,) + scope.calls)
+        start = len(self.nodes)
         try:
             out = self.sequence(block["layers"], inner, indexed=False)
         except ShapeError:  # a layer's, found by `in.`: it carries the notes of where that layer is
             raise
         except SpecError as e:  # an error inside the body names the instance the user wrote, C-compiler style
             raise e.noted((note,))
+        self.instances.append(BlockInstance(here, op, tuple(n.name for n, _ in self.nodes[start:])))
         if block.get("output") == INPUT:  # a block that passes its input through
             out = self._single(op, inputs, where)
         elif "output" in block:
@@ -419,7 +426,8 @@ class Expander:
             if name in self.shapes:
                 todo.pop()
                 continue
-            node, refs = self.made[name]
+            # a split's value `s.k` is made by node `s` (node names may hold dots: look the whole name up first)
+            node, refs = self.made[name if name in self.made else name.rpartition(".")[0]]
             waiting = [r for r in refs if self._resolved(r) not in self.shapes]
             if waiting and name not in visiting:
                 visiting.add(name)
@@ -431,7 +439,7 @@ class Expander:
             names = [self.names.resolve(r) for r in refs]
             ins = tuple(self.shapes[n] for n in names)
             try:
-                self.shapes[name] = node.layer.output_shape(*ins)
+                self.shapes.update(zip(output_values(node), node.layer.output_shapes(*ins)))
             except LayerArgError as e:
                 raise layer_error(node, names, ins, e) from None
             todo.pop()
@@ -573,16 +581,19 @@ def expand(doc: Map, path: str, sources: tuple[str, ...], limits: Limits = DEFAU
 
     nodes = [replace(node, inputs=tuple(names.resolve(r) for r in refs)) for node, refs in ex.nodes]
     outputs_raw = doc.get("outputs")
+    # a layer with several outputs, last or listed by its bare name, gives the graph all of them
     if outputs_raw is None:
-        outputs = (names.resolve(last),)
+        outputs = names.values(names.resolve(last, whole=True))
     else:
         written = [outputs_raw] if isinstance(outputs_raw, str) else list(outputs_raw)
-        outputs = tuple(names.resolve(Ref(n, n, doc.value_at["outputs"], tuple(names.defined))) for n in written)
+        outputs = tuple(v for n in written
+                        for v in names.values(names.resolve(Ref(n, n, doc.value_at["outputs"], tuple(names.defined)),
+                                                            whole=True)))
     if INPUT in outputs:
         raise SpecError("the spec's output is its own input: no layer is used; check `outputs:` and the "
                         "items skipped with `when:`", doc.value_at.get("outputs", doc.where))
 
-    expectations = [replace(e, output=names.resolve(ref)) for e, ref in ex.expectations]
+    expectations = [replace(e, output=names.resolve(ref, whole=True)) for e, ref in ex.expectations]
     if "expect" in doc:
         expectations.append(Expectation(name, outputs[0], tuple(n.name for n in nodes), dict(doc["expect"]),
                                         doc.value_at["expect"], doc["expect"].value_at))
@@ -590,4 +601,4 @@ def expand(doc: Map, path: str, sources: tuple[str, ...], limits: Limits = DEFAU
     input_shape = tuple(doc["input"])
     attachments = attach(doc, input_shape, [n.name for n in nodes], ex.frozen, sources, limits)
     return Graph(name, path, meta, input_shape, topological(nodes), outputs, tuple(expectations), attachments,
-                 tuple(ex.acceptances))
+                 blocks=tuple(ex.instances), acceptances=tuple(ex.acceptances))

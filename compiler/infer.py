@@ -6,7 +6,8 @@ plus the warnings its layer raises (`--strict` makes them errors) and the `expec
 Receptive field, per spatial axis, with k the dilated kernel, s the stride, p the begin pad:
     size' = size + (k - 1) * jump;  jump' = jump * s;  start' = start + ((k - 1)/2 - p) * jump
 where start is the input coordinate (0-based pixel centres) of the centre of the first
-output's field. Merges take the union of their inputs' fields. Upsampling layers give a
+output's field. Merges take the union of their inputs' fields (crop's second input only gives a
+size). Upsampling layers give a
 stride below 1 as a Fraction (arith.Step), so jumps and sizes stay exact: after a 2x upsample
 the jump is 1/2, and a 3x3 conv there adds 2 * 1/2 = 1 input pixel to the size.
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .errors import Diagnostic, LayerArgError, ShapeError, SpecError
-from .ir import INPUT, Graph, Node
+from .ir import INPUT, Graph, Node, output_values
 from .limits import DEFAULT, MAX_ELEMENTS, Limits
 from .registry import GLOBAL, WARNING_KINDS, numel
 
@@ -37,12 +38,13 @@ class ReceptiveField:
 class LayerFigures:
     node: Node
     input_shapes: tuple
-    output_shape: tuple
+    output_shape: tuple  # for a layer with several outputs, all of them as one (a split's input)
     trainable: int
     non_trainable: int
     macs: int
     flops: int
     receptive_field: ReceptiveField | None
+    output_shapes: tuple = ()  # one per output value: (output_shape,) unless the layer has several
 
     @property
     def params(self) -> int:
@@ -78,8 +80,8 @@ class Analysis:
 
     @property
     def output_shapes(self) -> tuple:
-        by_name = {f.node.name: f for f in self.layers}
-        return tuple(by_name[o].output_shape for o in self.graph.outputs)
+        by_value = {v: s for f in self.layers for v, s in zip(output_values(f.node), f.output_shapes)}
+        return tuple(by_value[o] for o in self.graph.outputs)
 
     @property
     def activation_bytes(self) -> int:
@@ -113,16 +115,22 @@ def _check_keys(node, weights, owners: dict) -> None:
     """Each weight key (`c1.weight`) must name nothing else: ONNX gives layer outputs and weights
     one namespace, and onnxruntime refuses a model where a layer is called like another's weight."""
     for w in weights:
-        key = f"{node.name}.{w.name}"
+        key = w.key(node.name)
         other = owners.setdefault(key, node)
+        why = "ONNX keeps layer outputs and weights in one namespace"
+        if key == node.name:  # a weight held by the enclosing block (Weight.on_block), keyed like the layer
+            raise SpecError(f"the layer's name '{key}' is also the key of its own weight, which belongs to the "
+                            f"enclosing block; {why}, so rename the layer (say, '{key.rsplit('.', 1)[0]}.gamma')",
+                            node.where, node.name)
         if other is node:
             continue
-        why = "ONNX keeps layer outputs and weights in one namespace"
         if other.name == key:  # a layer named like this weight: point at the layer to rename
             raise SpecError(f"the name '{key}' is also the key of a weight of layer '{node.name}' ({node.where}); "
                             f"{why}, so rename the layer", other.where, other.name)
+        fix = ("it belongs to the enclosing block, which holds one, so give one of the layers a block of its own"
+               if w.on_block else f"{why}, so rename one of the layers")
         raise SpecError(f"its weight '{key}' has the same key as a weight of layer '{other.name}' ({other.where}); "
-                        f"{why}, so rename one of the layers", node.where, node.name)
+                        f"{fix}", node.where, node.name)
 
 
 def _check_elements(node, out) -> None:
@@ -149,6 +157,7 @@ def infer(graph: Graph, strict: bool = False, limits: Limits = DEFAULT) -> Analy
         layer = node.layer
         try:
             out = layer.output_shape(*ins)
+            parts = layer.output_shapes(*ins)
             _check_elements(node, out)  # before anything that walks the output (adaptive bins)
             weights = layer.weights(*ins)
             macs = layer.macs(out, *ins)
@@ -162,17 +171,17 @@ def infer(graph: Graph, strict: bool = False, limits: Limits = DEFAULT) -> Analy
         _check_keys(node, weights, owners)
         total += sum(w.size for w in weights)
         _check_params(node, total, limits)
-        shapes[node.name] = out
+        shapes.update(zip(output_values(node), parts))
         try:
             rf = _receptive_field([fields[n] for n in node.inputs], ins, step)
         except OverflowError:  # strides multiplying past 1e308
             raise ShapeError("the receptive field grows past what a float can hold; check the strides",
                              node.where, node.name) from None
-        fields[node.name] = rf
+        fields.update((v, rf) for v in output_values(node))
         # Keras' convention: a frozen layer's weights count as non-trainable.
         trainable = 0 if node.name in graph.attachments.frozen else sum(w.size for w in weights if w.trainable)
         figures.append(LayerFigures(node, ins, out, trainable, sum(w.size for w in weights) - trainable,
-                                    macs, flops, rf))
+                                    macs, flops, rf, parts))
 
     warnings, notes = _accept(graph, warnings)
     warnings.extend(_unused(graph))
@@ -214,7 +223,7 @@ def _accept(graph: Graph, raised) -> tuple[list, list]:
 def _receptive_field(inputs, shapes, step) -> ReceptiveField | None:
     if any(f is None for f in inputs):
         return None
-    if len(inputs) > 1:
+    if len(inputs) > 1 and step is None:  # a merge; with a step (crop), a second input only gives a size
         return _union(inputs)
     rf, x = inputs[0], shapes[0]
     if step is None:
@@ -250,13 +259,13 @@ def _union(fields) -> ReceptiveField:
 def _unused(graph: Graph) -> list[Diagnostic]:
     """Layers whose output never reaches a graph output are almost always a wiring mistake."""
     needed, stack = set(), list(graph.outputs)
-    by_name = {n.name: n for n in graph.nodes}
+    by_value = {v: n for n in graph.nodes for v in output_values(n)}
     while stack:
-        name = stack.pop()
-        if name in needed or name not in by_name:
+        value = stack.pop()
+        if value not in by_value or by_value[value].name in needed:
             continue
-        needed.add(name)
-        stack.extend(by_name[name].inputs)
+        needed.add(by_value[value].name)
+        stack.extend(by_value[value].inputs)
     return [Diagnostic("warning", "its output reaches no graph output; wire it in with `inputs:` "
                        "or list it under `outputs:`", n.where, n.name)
             for n in graph.nodes if n.name not in needed]

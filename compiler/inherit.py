@@ -41,7 +41,7 @@ def extend(doc: Map, path: str, validate, limits: Limits = DEFAULT, spent: Spent
         return doc, (path,)
     where = doc.value_at["extends"]
     chain = chain + (path,)
-    base_path = _base_path(doc["extends"], path, where, limits)
+    base_path = spec_file(doc["extends"], path, where, limits)
     shown = str(base_path)
     seen = [Path(p).resolve() for p in chain]
     if base_path.resolve() in seen:
@@ -62,11 +62,11 @@ def extend(doc: Map, path: str, validate, limits: Limits = DEFAULT, spent: Spent
     return merged, (path,) + sources
 
 
-def _base_path(ref: str, child: str, where, limits: Limits) -> Path:
+def spec_file(ref: str, child: str, where, limits: Limits, key: str = "extends") -> Path:
     """A file path (`base.yaml`, `nets/base.yaml`) is relative to the child's folder; a bare
-    name (`resnet50`) is a bundled spec."""
+    name (`resnet50`) is a bundled spec. `key` names what refers to it, in messages."""
     if ref.endswith((".yaml", ".yml")) or "/" in ref:
-        return referenced_file(ref, child, "extends", where, limits)
+        return referenced_file(ref, child, key, where, limits)
     bundled_path = SPECS_DIR / f"{ref}.yaml"
     try:
         found = bundled_path.is_file()
@@ -74,7 +74,7 @@ def _base_path(ref: str, child: str, where, limits: Limits) -> Path:
         found = False
     if not found:
         hint = did_you_mean(ref, [p.stem for p in bundled()]) or "; run `convspec zoo` for the list"
-        raise SpecError(f"'extends' names '{ref}', which is not a bundled spec (a file needs its .yaml suffix){hint}",
+        raise SpecError(f"'{key}' names '{ref}', which is not a bundled spec (a file needs its .yaml suffix){hint}",
                         where)
     return bundled_path
 

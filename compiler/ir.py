@@ -24,6 +24,12 @@ class Node:
         return self.layer.type_name
 
 
+def output_values(node: Node) -> tuple[str, ...]:
+    """The values a node makes: its name, or `name.0`, `name.1`... for a layer with several outputs."""
+    count = node.layer.outputs()
+    return (node.name,) if count == 1 else tuple(f"{node.name}.{k}" for k in range(count))
+
+
 @dataclass(frozen=True)
 class Expectation:
     """An `expect:` mapping: figures that `check` verifies for one layer item or the whole spec."""
@@ -48,6 +54,15 @@ class Acceptance:
 
 
 @dataclass(frozen=True)
+class BlockInstance:
+    """One use of a `blocks:` entry: what a diagram draws as one box when collapsed."""
+
+    name: str  # its dotted name, e.g. layer1.0; its nodes' names start with it
+    block: str  # the block's name in `blocks:`, e.g. bottleneck
+    nodes: tuple[str, ...]  # the nodes it made, those of the instances nested in it included
+
+
+@dataclass(frozen=True)
 class Attachments:
     """What travels with the model beyond its graph: how to feed it, what its outputs mean, which
     weights stay fixed, and the files it was written in. Compiling writes them into its metadata."""
@@ -56,6 +71,16 @@ class Attachments:
     preprocess: dict | None = None  # what `convspec run` does to an image first
     frozen: frozenset = frozenset()  # node names whose weights stay fixed when training
     sources: tuple[str, ...] = ()  # the spec's file, then its bases' (extends), for the digest
+    augment: object = None  # an augment.Augment: the training-time data augmentation, its own graph
+
+
+@dataclass(frozen=True)
+class Member:
+    """One network of an ensemble: its nodes are named `<name>.<its own node name>`."""
+
+    name: str
+    spec: str  # the spec's own name
+    output: str  # its output node, prefixed
 
 
 @dataclass(frozen=True)
@@ -69,3 +94,5 @@ class Graph:
     expectations: tuple[Expectation, ...] = ()
     attachments: Attachments = Attachments()
     acceptances: tuple[Acceptance, ...] = ()
+    blocks: tuple[BlockInstance, ...] = ()  # inner instances before the ones they are nested in
+    members: tuple[Member, ...] = ()  # an ensemble's members (compiler/ensemble.py); () otherwise

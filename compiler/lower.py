@@ -21,6 +21,7 @@ from onnx import TensorProto, helper, numpy_helper
 from . import __version__
 from .errors import LoweringError
 from .infer import Analysis
+from .ir import output_values
 
 DEFAULT_OPSET = 21
 OPSETS = range(18, 25)  # what the lowering uses exists from 18; onnxruntime 1.31 loads up to 24
@@ -30,28 +31,33 @@ MAX_IR_VERSION = 13  # onnx 1.23 writes 14 by default; onnxruntime 1.31 reads at
 class Builder:
     """Collects the ONNX nodes and initializers of one graph, one spec node at a time."""
 
-    def __init__(self):
+    def __init__(self, opset: int = DEFAULT_OPSET):
+        self.opset = opset  # the model's: a layer that inlines another model converts it to this
         self.nodes: list = []
         self.initializers: list = []  # small constants (axes, pads)
         self.weights: list = []  # (key, float32 array), in order of use
         self.node = ""  # the spec node being lowered
         self._weights: dict = {}
+        self._keys: dict = {}
         self._count = 0
 
-    def begin(self, node_name: str, weights: dict) -> None:
-        self.node, self._weights, self._count = node_name, weights, 0
+    def begin(self, node_name: str, weights: dict, keys: dict | None = None) -> None:
+        """Lower the node `node_name`: `weights` are its arrays by key, `keys` its weight names' keys
+        (none for the weightless graphs of preprocessing and augmentation)."""
+        self.node, self._weights, self._keys, self._count = node_name, weights, keys or {}, 0
 
-    def op(self, op_type: str, inputs: list[str], **attrs) -> str:
-        """Emit one ONNX node; return the name of its output value."""
+    def op(self, op_type: str, inputs: list[str], outputs: int = 1, **attrs):
+        """Emit one ONNX node; return the name of its output value (a list of them if `outputs` > 1)."""
         self._count += 1
-        out = f"{self.node}/{op_type}_{self._count}"
+        name = f"{self.node}/{op_type}_{self._count}"
+        values = [name] if outputs == 1 else [f"{name}:{k}" for k in range(outputs)]
         attrs = {k: v for k, v in sorted(attrs.items()) if v is not None}
-        self.nodes.append(helper.make_node(op_type, list(inputs), [out], name=out, **attrs))
-        return out
+        self.nodes.append(helper.make_node(op_type, list(inputs), values, name=name, **attrs))
+        return name if outputs == 1 else values
 
     def weight(self, name: str) -> str:
-        """The initializer holding this node's weight `name` (its key: `<node>.<name>`)."""
-        key = f"{self.node}.{name}"
+        """The initializer holding this node's weight `name` (its key: `<node>.<name>`, see Weight.key)."""
+        key = self._keys[name]
         self.weights.append((key, np.ascontiguousarray(self._weights[key], dtype=np.float32)))
         return key
 
@@ -62,8 +68,17 @@ class Builder:
         self.initializers.append(numpy_helper.from_array(np.asarray(value, dtype=dtype), name))
         return name
 
-    def finish(self, value: str, inputs: list[str]) -> None:
-        """Make the node's final value carry the node's own name."""
+    def finish(self, value, inputs: list[str]) -> None:
+        """Make the node's final value carry the node's own name; several values (a split's) carry
+        `<node>.0`, `<node>.1`..., the names later layers address them by."""
+        if isinstance(value, list):
+            names = [f"{self.node}.{k}" for k in range(len(value))]
+            if self.nodes and list(self.nodes[-1].output) == value:  # the layer's last op makes them all
+                self.nodes[-1].output[:] = names
+                self.nodes[-1].name = self.node
+            else:
+                self.nodes.extend(helper.make_node("Identity", [v], [n], name=n) for v, n in zip(value, names))
+            return
         if value in inputs or not self.nodes or self.nodes[-1].output[0] != value:
             self.op("Identity", [value])
         last = self.nodes[-1]
@@ -112,15 +127,16 @@ def lower(analysis: Analysis, weights_for, opset: int = DEFAULT_OPSET, progress=
     """Lower an analysed spec; the weights stay arrays beside the graph."""
     ir_version = opset_ir_version(opset)
     graph = analysis.graph
-    g = Builder()
+    g = Builder(opset)
     for k, figures in enumerate(analysis.layers):
         node = figures.node
-        g.begin(node.name, weights_for(figures))
+        keys = {w.name: w.key(node.name) for w in node.layer.weights(*figures.input_shapes)}
+        g.begin(node.name, weights_for(figures), keys)
         value = node.layer.lower(g, list(node.inputs), figures.input_shapes, figures.output_shape)
         g.finish(value, list(node.inputs))
         if progress:
             progress(k + 1, len(analysis.layers))
-    shapes = {f.node.name: f.output_shape for f in analysis.layers}
+    shapes = {v: s for f in analysis.layers for v, s in zip(output_values(f.node), f.output_shapes)}
     inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *graph.input_shape])]
     outputs = [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *shapes[name]])
                for name in graph.outputs]

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .ensemble import compose as ensemble
 from .expand import expand
 from .infer import Analysis, infer
-from .inherit import extend
-from .errors import ShapeError
+from .inherit import extend, spec_file
+from .errors import ShapeError, SpecError
 from .ir import Graph
 from .limits import DEFAULT, MAX_ELEMENTS, Limits
+from .multicrop import compose as multicrop
+from .onnxfile import onnx_graph
 from .registry import numel
 from .schema import validate
 from .source import Spent, load, read_text
-from .zoo import resolve_spec
+from .zoo import referenced_file, resolve_spec
 
 
 def display_path(path: Path) -> str:
@@ -24,14 +27,46 @@ def display_path(path: Path) -> str:
         return str(path)
 
 
-def graph_of(text: str, path: str, limits: Limits = DEFAULT, spent: Spent | None = None) -> Graph:
-    """`spent`: what reading `text` used of the spec's budgets (the bytes of its file)."""
+def graph_of(text: str, path: str, limits: Limits = DEFAULT, spent: Spent | None = None,
+             chain: tuple = ()) -> Graph:
+    """`spent`: what reading `text` used of the spec's budgets (the bytes of its file).
+    `chain`: the wrapper specs (ensembles, multi-crops) this one is a member of."""
     spent = spent if spent is not None else Spent(bytes=len(text.encode("utf-8", "surrogatepass")))
     doc = load(text, path, limits, spent)
     validate(doc, path)
+    wrapper = next((k for k in WRAPPERS if k in doc), None)
+    if wrapper:  # a network made of other specs: they are read through `member`
+        return WRAPPERS[wrapper](doc, path, Members(path, limits, spent, chain + (path,)), limits)
     doc, sources = extend(doc, path, validate, limits, spent)  # a spec without `extends` comes back as it is
     _check_input_size(doc)
     return expand(doc, path, sources, limits, spent)
+
+
+WRAPPERS = {"ensemble": ensemble, "multicrop": multicrop}  # top-level key -> how it composes its members
+MAX_NESTING = 4  # wrappers inside wrappers (a multi-crop of an ensemble is 2)
+
+
+class Members:
+    """Reads the specs a wrapper spec names, as one spec: they share its byte and node budgets."""
+
+    def __init__(self, path: str, limits: Limits, spent: Spent, chain: tuple):
+        self.path, self.limits, self.spent, self.chain = path, limits, spent, chain
+
+    def __call__(self, ref: str, key: str, where) -> Graph:
+        """The graph of the spec `ref` (a bundled name or a path relative to the wrapper), or of
+        a compiled model (an .onnx path): one node that runs it whole."""
+        if ref.endswith(".onnx"):
+            found = referenced_file(ref, self.path, key, where, self.limits)
+            return onnx_graph(found, where, display_path(found))
+        found = spec_file(ref, self.path, where, self.limits, key)
+        shown = display_path(found)
+        seen = [Path(p).resolve() for p in self.chain]
+        if found.resolve() in seen:
+            loop = self.chain[seen.index(found.resolve()):] + (shown,)
+            raise SpecError(f"'{key}' makes a loop: {' -> '.join(loop)}", where)
+        if len(self.chain) > MAX_NESTING:
+            raise SpecError(f"wrapper specs nest more than {MAX_NESTING} deep: {' -> '.join(self.chain)}", where)
+        return graph_of(read_text(found, self.limits, self.spent), shown, self.limits, self.spent, self.chain)
 
 
 def _check_input_size(doc) -> None:

@@ -70,16 +70,27 @@ def arg(kind: Kind, doc: str, default=MISSING, convert=None):
 
 @dataclass(frozen=True)
 class Weight:
-    """One weight tensor of a layer. Its key is `<node name>.<name>`, as in torchvision."""
+    """One weight tensor of a layer. Its key is `<node name>.<name>`, as in torchvision.
+
+    `on_block`: the tensor is held by the enclosing block, as torchvision's CNBlock holds its
+    `layer_scale` directly (no module of its own): the key is then `<block name>.<name>`, the
+    node's name less its last dotted part (`features.1.0.gamma` -> `features.1.0.layer_scale`;
+    a node without a dot holds it under its own name, `gamma.layer_scale`).
+    """
 
     name: str
     shape: tuple
     trainable: bool = True
-    role: str = "kernel"  # kernel, bias, scale, shift, mean, var, slope: how it is initialised
+    role: str = "kernel"  # kernel, bias, scale, shift, mean, var, slope, layer_scale: how it is initialised; fixed: read from a file
+    on_block: bool = False
 
     @property
     def size(self) -> int:
         return numel(self.shape)
+
+    def key(self, node: str) -> str:
+        owner = node.rsplit(".", 1)[0] if self.on_block and "." in node else node
+        return f"{owner}.{self.name}"
 
 
 class Layer:
@@ -89,13 +100,23 @@ class Layer:
     family: ClassVar[str]  # the registry module it lives in, for docs
     shorthand: ClassVar[str | None] = None  # `dense: 4096` means `dense: {units: 4096}`
     variadic: ClassVar[bool] = False  # merges (add, concat) take two or more inputs
+    second_input: ClassVar[str | None] = None  # what an optional second input is for (crop: the size to crop to)
     relu_like: ClassVar[bool] = False  # ends in relu or the like: seeded kernels are He-, not Glorot-initialised
     fp32: ClassVar[bool] = False  # stays float32 in an fp16 model (compiler/half.py): float16 would overflow
     warning_kind: ClassVar[str] = "untiled"  # what its warnings() are, in WARNING_KINDS: so far, only untiled windows
 
     # -- rules (override what applies) -------------------------------------------------
     def output_shape(self, *ins: Shape) -> Shape:
+        """The node's output; for a layer with several outputs, all of them as one (a split's input)."""
         raise NotImplementedError
+
+    def outputs(self) -> int:
+        """How many values the node makes; later items address value k of node `s` as `s.k`."""
+        return 1
+
+    def output_shapes(self, *ins: Shape) -> tuple[Shape, ...]:
+        """One shape per output value."""
+        return (self.output_shape(*ins),)
 
     def weights(self, *ins: Shape) -> list[Weight]:
         return []
@@ -117,7 +138,8 @@ class Layer:
     def lower(self, g, ins: list[str], shapes: tuple, out: Shape) -> str:
         """Emit ONNX nodes through the Builder `g` (compiler/lower.py); return the output value.
 
-        `ins` are the input value names, `shapes` their shapes without the batch. It emits a fixed
+        `ins` are the input value names, `shapes` their shapes without the batch; a layer with
+        several outputs returns a list of values, one per output. It emits a fixed
         number of nodes and of constant elements whatever the sizes (never one per output bin or
         row), so a model's size is bounded by the limits `check` enforces: nodes by --max-layers,
         weights by --max-params (tests/test_hostile_pool.py holds every type to this).

@@ -2,7 +2,9 @@
 
 The JSON keys are a stable interface (DESIGN.md): name, input_shape, output_shape,
 params {total, trainable, non_trainable}, macs, flops, and layers [{name, type, inputs,
-output_shape, params, macs, flops, receptive_field}]. Keys may be added, never renamed.
+output_shape, params, macs, flops, receptive_field}]. Keys may be added, never renamed: a layer
+with several outputs (split, chunk) adds `output_shapes`, one per output; its `output_shape` is
+all of them as one. Each layer also has its `args`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import fields
 
 from .errors import printable
 from .infer import Analysis, LayerFigures
@@ -44,12 +47,24 @@ def rf_text(f: LayerFigures) -> str:
     return str(h) if h == w else f"{h}x{w}"
 
 
+def layer_shape_text(f: LayerFigures) -> str:
+    """A layer's output; a split's outputs one by one: [2, 4, 4] + [6, 4, 4]."""
+    return " + ".join(shape_text(s) for s in f.output_shapes)
+
+
 def output_shape(a: Analysis):
     shapes = a.output_shapes
     return list(shapes[0]) if len(shapes) == 1 else [list(s) for s in shapes]
 
 
 # -- JSON -------------------------------------------------------------------------------------
+def arguments(layer) -> dict:
+    """The layer's arguments, normalised, defaults filled in: what a training tool needs of the
+    layers that act only while training (stochastic_depth's rate and mode, dropout's rate)."""
+    return {f.name: list(v) if isinstance(v, tuple) else v
+            for f in fields(layer) for v in [getattr(layer, f.name)]}
+
+
 def to_dict(a: Analysis) -> dict:
     g = a.graph
     return {
@@ -67,6 +82,7 @@ def to_dict(a: Analysis) -> dict:
             {
                 "name": f.node.name,
                 "type": f.node.type,
+                "args": arguments(f.node.layer),
                 "inputs": list(f.node.inputs),
                 "output_shape": list(f.output_shape),
                 "params": f.params,
@@ -75,11 +91,24 @@ def to_dict(a: Analysis) -> dict:
                 "macs": f.macs,
                 "flops": f.flops,
                 "receptive_field": f.receptive_field.as_dict() if f.receptive_field else None,
+                **({"output_shapes": [list(s) for s in f.output_shapes]} if len(f.output_shapes) > 1 else {}),
             }
             for f in a.layers
         ],
         "warnings": [d.line() for d in a.warnings],  # one line each; the block notes are on stderr
+        **({"members": members(a)} if a.graph.members else {}),
     }
+
+
+def members(a: Analysis) -> list[dict]:
+    """An ensemble's members with their own figures, which add up to the ensemble's."""
+    out = []
+    for m in a.graph.members:
+        mine = [f for f in a.layers if f.node.name.startswith(m.name + ".")]
+        out.append({"name": m.name, "spec": m.spec, "output": m.output,
+                    "params": sum(f.params for f in mine), "trainable": sum(f.trainable for f in mine),
+                    "macs": sum(f.macs for f in mine), "flops": sum(f.flops for f in mine)})
+    return out
 
 
 def to_json(a: Analysis) -> str:
@@ -126,7 +155,7 @@ def _rows(a: Analysis, exact: bool):
         inputs = [", ".join(_relative(n, scope) for n in f.node.inputs)] if branching else []
         params = f"{f.params:,}" if exact else (human(f.params) if f.params else "0")
         macs = f"{f.macs:,}" if exact else (human(f.macs) if f.macs else "0")
-        rows.append([f.node.name, f.node.type] + inputs + [shape_text(f.output_shape), params, macs, rf_text(f)])
+        rows.append([f.node.name, f.node.type] + inputs + [layer_shape_text(f), params, macs, rf_text(f)])
     numeric = {header.index(c) for c in ("Params", "MACs", "RF")}
     return header, rows, numeric
 
@@ -136,7 +165,8 @@ def _exact_and_human(n: int) -> str:
 
 
 def _totals(a: Analysis) -> list[tuple[str, str]]:
-    return [
+    return [(f"Member {m['name']}", f"{m['spec']}, {human(m['params'])} params, {human(m['macs'])} MACs")
+            for m in members(a)] + [
         ("Total params", _exact_and_human(a.params)),
         ("Trainable params", _exact_and_human(a.trainable)),
         ("Non-trainable params", _exact_and_human(a.non_trainable)),

@@ -14,13 +14,14 @@ from functools import lru_cache
 import jsonschema
 
 from . import layers as _layers  # noqa: F401  (fills the registry the schema is generated from)
+from .augment import section_schema as augment_schema
 from .errors import Diagnostic, SpecError, did_you_mean, shorten
 from .registry import (BOOL, NON_NEGATIVE_INT, NUMBER, POSITIVE_INT, POSITIVE_NUMBER, REGISTRY, SIZE2, WARNING_KINDS,
                        Kind)
 from .source import Map, locate
 
-# Dotted segments of letters, digits and _; `{i}` (0-based) and `{n}` (1-based) number repeats.
-NAME_PATTERN = r"^(?:[A-Za-z0-9_]|\{[in]\})+(?:\.(?:[A-Za-z0-9_]|\{[in]\})+)*$"
+# Dotted segments of letters, digits, _ and - (RegNet's block1-0); `{i}`/`{n}` number repeats.
+NAME_PATTERN = r"^(?:[A-Za-z0-9_-]|\{[in]\})+(?:\.(?:[A-Za-z0-9_-]|\{[in]\})+)*$"
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_]*$"  # a block's name, a block argument's name
 EXPRESSION = {"type": "string", "pattern": r"^\$", "description": "a block argument: $name or ${expression}"}
 META_KEYS = ("name", "inputs", "expect", "when", "repeat", "rest", "frozen", "accept")
@@ -43,7 +44,7 @@ KEYS = {
     "layers": _LAYERS,
     "sequential": _LAYERS,  # its words; its schema leaves an empty group to expansion
     "name": Kind({"type": "string", "pattern": NAME_PATTERN},
-                 "a name made of letters, digits and _, in dotted parts (layer1.0.conv1); "
+                 "a name made of letters, digits, _ and -, in dotted parts (layer1.0.conv1); "
                  "{i} or {n} number the copies of a repeat"),
     "inputs": _NAMES,
     "outputs": _NAMES,
@@ -75,10 +76,27 @@ KEYS = {
     "labels": Kind(_TEXT.schema, "the path of a labels file (a string)"),
     "extends": Kind(_TEXT.schema, "a bundled spec name or a path to a spec"),
     "resize": _HW,
+    "crop": _HW,
+    "channels": Kind({"enum": ["RGB", "BGR"]}, "'RGB' or 'BGR'"),
     "scale": NUMBER,
     "mean": Kind({"type": "array", "items": NUMBER.schema, "minItems": 1}, "a list of numbers, one per channel"),
     "std": Kind({"type": "array", "items": POSITIVE_NUMBER.schema, "minItems": 1},
                 "a list of positive numbers, one per channel"),
+    # ensembles and multi-crops (compiler/ensemble.py, compiler/multicrop.py)
+    "members": Kind({"type": "array", "minItems": 1, "items": {"anyOf": [
+        {"type": "string"},
+        {"type": "object", "required": ["spec"], "additionalProperties": False,
+         "properties": {"spec": {"type": "string"}, "name": {"type": "string", "pattern": r"^[A-Za-z0-9_]+$"}}}]}},
+        "a non-empty list of specs: each a bundled name or a path, or {spec: ..., name: ...}"),
+    "spec": Kind({"type": "string"}, "a bundled spec name or a path to a spec"),
+    "combine": Kind({"enum": ["mean_softmax", "mean_logits", "max", "vote"]},
+                    "one of 'mean_softmax', 'mean_logits', 'max', 'vote'"),
+    "weights": Kind({"type": "array", "items": POSITIVE_NUMBER.schema, "minItems": 1},
+                    "a list of positive numbers, one per member"),
+    "crops": Kind({"anyOf": [{"enum": ["center", "ten"]},
+                             {"type": "object", "required": ["grid"], "additionalProperties": False,
+                              "properties": {"grid": SIZE2.schema, "flip": BOOL.schema}}]},
+                  "'center', 'ten', or {grid: [rows, columns], flip: true|false}"),
 }
 SPEC_NAME = Kind({"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"}, "a name made of letters, digits, _, . and -")
 
@@ -198,8 +216,9 @@ def spec_schema(detailed: bool = True) -> dict:
         "$id": SCHEMA_URL,
         "title": "convspec CNN spec",
         "type": "object",
-        # A spec that extends another may leave input and layers to its base.
-        "if": {"not": {"required": ["extends"]}},
+        # A spec that extends another may leave input and layers to its base; an ensemble or a
+        # multi-crop takes them from the specs it wraps.
+        "if": {"not": {"anyOf": [{"required": [key]} for key in ("extends", "ensemble", "multicrop")]}},
         "then": {"required": ["input", "layers"]},
         "additionalProperties": False,
         "properties": {
@@ -227,12 +246,42 @@ def spec_schema(detailed: bool = True) -> dict:
             "frozen": {"type": "array", "items": {"type": "string"},
                        "description": "layer names (or dotted prefixes) whose weights stay fixed when training"},
             "labels": _key("labels", "a text file of class labels, one per line, relative to the spec"),
+            # its transforms' arguments are checked by compiler/augment.py, in its own words
+            "augment": augment_schema() if detailed else {"type": "object"},
+            "ensemble": {
+                "type": "object",
+                "description": "one model made of several specs sharing the input, their outputs combined",
+                "required": ["members"],
+                "additionalProperties": False,
+                "properties": {
+                    "members": _key("members", "the specs: bundled names or paths, or {spec, name}"),
+                    "combine": _key("combine", "mean_softmax (default), mean_logits, max (of the "
+                                               "probabilities) or vote (the share of votes per class)"),
+                    "weights": _key("weights", "one weight per member, for mean_softmax, mean_logits and vote"),
+                },
+            },
+            "multicrop": {
+                "type": "object",
+                "description": "run one spec on several crops of a larger input and average its predictions",
+                "required": ["spec"],
+                "additionalProperties": False,
+                "properties": {
+                    "spec": _key("spec", "the network: a bundled name or a path"),
+                    "crops": _key("crops", "center, ten (4 corners + centre, each also flipped) or "
+                                           "{grid: [rows, columns], flip: true|false}"),
+                    "combine": {"enum": ["mean_softmax", "mean_logits"],
+                                "description": "average the probabilities (default) or the logits"},
+                },
+            },
             "preprocess": {
                 "type": "object",
                 "description": "how `convspec run` turns an image into the input",
                 "additionalProperties": False,
                 "properties": {
-                    "resize": _key("resize", "resize to [h, w] (default: the input's)"),
+                    "resize": _key("resize", "N: the shorter side to N, keeping the aspect ratio; [h, w]: to "
+                                             "exactly h x w (default: the input's [h, w]); bilinear"),
+                    "crop": _key("crop", "then cut the centre [h, w] (or N x N): the input's size"),
+                    "channels": _key("channels", "the channel order the network expects (default RGB)"),
                     "scale": _key("scale", "multiply pixel values by this (default 1/255)"),
                     "mean": _key("mean", "subtract per channel, after scaling"),
                     "std": _key("std", "divide per channel, after subtracting the mean"),
@@ -314,7 +363,8 @@ EXPECTS = {name: kind.expects for name, kind in KEYS.items()} | {
     "replace": "a mapping from a top-level layer name to the layer that replaces it",
     "set": "a mapping from a path into the base spec (like layers/stages/stages/table/2/repeat) to its new value",
     "frozen": "true or false on a layer; at the top level, a list of layer names or dotted prefixes",
-    "preprocess": "a mapping with resize, scale, mean and std",
+    "preprocess": "a mapping with resize, crop, channels, scale, mean and std",
+    "augment": "a mapping with 'transforms' (a list) and optionally 'size' ([h, w])",
 }
 BLOCK = ("a mapping from block name (letters, digits and _, not starting with a digit) to a block: "
          "{layers: [...], args: {...}, output: name}")

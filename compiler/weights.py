@@ -9,6 +9,7 @@ seed and the key, so a weight does not change when another layer is added or rem
 
 from __future__ import annotations
 
+import re
 import zlib
 from pathlib import Path
 
@@ -37,7 +38,9 @@ def seeded(analysis: Analysis, seed: int = 0):
     def weights_for(figures: LayerFigures) -> dict:
         out = {}
         for w in figures.node.layer.weights(*figures.input_shapes):
-            key = f"{figures.node.name}.{w.name}"
+            if w.role == "fixed":  # an .onnx member's: it brings its own
+                continue
+            key = w.key(figures.node.name)
             rng = np.random.default_rng([seed, zlib.crc32(key.encode())])
             if w.role == "kernel":
                 fan_in, fan_out = _fans(w.shape)
@@ -50,6 +53,8 @@ def seeded(analysis: Analysis, seed: int = 0):
                 array = np.ones(w.shape, np.float32)
             elif w.role == "slope":  # PReLU's, as torch.nn.PReLU initialises it
                 array = np.full(w.shape, 0.25, np.float32)
+            elif w.role == "layer_scale":  # ConvNeXt's, as torchvision's CNBlock initialises it
+                array = np.full(w.shape, 1e-6, np.float32)
             else:  # bias, shift, mean
                 array = np.zeros(w.shape, np.float32)
             out[key] = array
@@ -77,6 +82,28 @@ def read_weights(path: str) -> dict:
         raise UsageError(f"{path}: cannot read: {os_reason(e)}") from None
 
 
+def read_weight_files(analysis: Analysis, refs: list[str]) -> dict:
+    """`--weights FILE` and, for an ensemble, `--weights MEMBER=FILE`, as one mapping keyed by the
+    model's node names: a member's file is keyed by the member's own, and gets its prefix."""
+    members = [m.name for m in analysis.graph.members]
+    arrays: dict = {}
+    for ref in refs:
+        member, sep, path = ref.partition("=")
+        if not sep or Path(ref).exists() or not re.fullmatch(r"[A-Za-z0-9_]+", member):
+            member, path = "", ref
+        elif member not in members:
+            known = f"its members are {', '.join(members)}" if members else "it is not an ensemble"
+            raise UsageError(f"--weights {ref}: '{analysis.graph.name}' has no member '{member}'; {known}")
+        if member and any(f.node.name.startswith(f"{member}.") and f.node.type == "onnx" for f in analysis.layers):
+            raise UsageError(f"--weights {ref}: the member '{member}' is a compiled model and keeps its own weights")
+        prefix = f"{member}." if member else ""
+        for key, array in read_weights(path).items():
+            if prefix + key in arrays:
+                raise UsageError(f"--weights {ref}: the key '{prefix + key}' comes from another --weights file too")
+            arrays[prefix + key] = array
+    return arrays
+
+
 def imported(analysis: Analysis, arrays: dict, source: str, strict: bool = True, seed: int = 0, warn=None):
     """Serve `arrays` by node, checked against the spec's weights.
 
@@ -88,10 +115,10 @@ def imported(analysis: Analysis, arrays: dict, source: str, strict: bool = True,
     """
     # Shapes and dtypes come from the files' headers; only the arrays that fit are ever read.
     arrays = {k: v if isinstance(v, Stored) else Stored.of(np.asarray(v)) for k, v in arrays.items()}
-    keys_of = {f.node.name: [f"{f.node.name}.{w.name}" for w in f.node.layer.weights(*f.input_shapes)]
-               for f in analysis.layers}
-    shapes = {f"{f.node.name}.{w.name}": w.shape for f in analysis.layers
-              for w in f.node.layer.weights(*f.input_shapes)}
+    served = {f.node.name: [w for w in f.node.layer.weights(*f.input_shapes) if w.role != "fixed"]
+              for f in analysis.layers}  # an .onnx member's weights come from its own file
+    keys_of = {name: [w.key(name) for w in ws] for name, ws in served.items()}
+    shapes = {w.key(name): w.shape for name, ws in served.items() for w in ws}
     ignored = {k for k in arrays if k.endswith("num_batches_tracked")}  # a PyTorch counter, not a weight
     missing = [k for k in shapes if k not in arrays]
     unexpected = sorted(k for k in arrays if k not in shapes and k not in ignored)

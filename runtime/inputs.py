@@ -10,6 +10,7 @@ import numpy as np
 
 from compiler.arrays import Stored, read_npy, read_npz
 from compiler.errors import RunError, printable
+from compiler.preprocess import crop_box, resize_of, resized
 
 from .session import captured_stderr
 
@@ -23,6 +24,8 @@ def random_input(info, batch: int, seed: int) -> np.ndarray:
         raise RunError(f"the model's batch size is fixed at {info.fixed_batch}; use --batch {info.fixed_batch}",
                        exit_code=1)
     shape = info.input_shape
+    if info.raw_size:  # raw pixels, at the size the model's preprocessing suggests
+        return np.random.default_rng(seed).integers(0, 256, (batch, *info.raw_size, shape[-1]), dtype=np.uint8)
     if any(d is None for d in shape):
         raise RunError(f"the model's input has dynamic sizes {['?' if d is None else d for d in shape]}; "
                        "pass --input with an array", exit_code=1)
@@ -132,10 +135,6 @@ def load_image(path: Path, shape, preprocess: dict) -> np.ndarray:
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise RunError(f"the model's input {list(shape)} is not an image ([1 or 3, H, W])")
     channels, height, width = shape
-    size = preprocess.get("resize", [height, width])
-    size = [size, size] if isinstance(size, int) else size
-    if list(size) != [height, width]:
-        raise RunError(f"preprocess.resize {size} differs from the model's input {height}x{width}", exit_code=1)
     for key in ("mean", "std"):
         if len(preprocess.get(key, [0])) not in (1, channels):
             raise RunError(f"the model's preprocess.{key} has {len(preprocess[key])} values for {channels} "
@@ -156,12 +155,17 @@ def load_image(path: Path, shape, preprocess: dict) -> np.ndarray:
                 if image.mode == "F":  # a float TIFF: no range to map to 0..255
                     raise RunError(f"{path}: its pixels are floating point, whose range is unknown; save them as "
                                    ".npy instead", exit_code=1)
-                array = _pixels(image, channels, width, height)
+                array = _pixels(image, channels, preprocess, shape, path)
         except (RunError, MemoryError):
             raise
         except Exception as e:  # Pillow's decoders raise what their parsers hit on damaged bytes: OSError,
             # SyntaxError (PNG), NotImplementedError (DDS), TypeError (TIFF, IM), struct.error, ...
             raise RunError(f"{path}: cannot read the image: {str(e) or type(e).__name__}") from None
+    if array.shape[:2] != (height, width):
+        raise RunError(f"the model's preprocess makes {path} {array.shape[0]}x{array.shape[1]}, but its input is "
+                       f"{height}x{width}; re-export the model", exit_code=1)
+    if preprocess.get("channels", "RGB") == "BGR":
+        array = array[:, :, ::-1]
     array = array.transpose(2, 0, 1) * np.float32(preprocess.get("scale", 1 / 255))
     mean = np.asarray(preprocess.get("mean", [0.0] * channels), np.float32).reshape(-1, 1, 1)
     std = np.asarray(preprocess.get("std", [1.0] * channels), np.float32).reshape(-1, 1, 1)
@@ -177,14 +181,86 @@ def _quiet_logger(name: str) -> None:
         logger.addHandler(logging.NullHandler())
 
 
-def _pixels(image, channels: int, width: int, height: int) -> np.ndarray:
+def _pixels(image, channels: int, preprocess: dict, shape, path) -> np.ndarray:
     """(H, W, C) float32 on the 8-bit scale 0..255 whatever the file's depth, so preprocess.scale
-    (1/255 by default) maps every image to [0, 1]. Pillow keeps 16-bit grey (PNG, TIFF, PGM) as
-    mode I;16 or I, and its conversion to L or RGB clips at 255: such values are divided by 257."""
+    (1/255 by default) maps every image to [0, 1], resized and cropped as `preprocess` says
+    (compiler/preprocess.py). Pillow keeps 16-bit grey (PNG, TIFF, PGM) as mode I;16 or I, and its
+    conversion to L or RGB clips at 255: such values are divided by 257."""
     from PIL import Image
 
-    if image.mode.startswith("I"):
-        grey = np.asarray(image.convert("F").resize((width, height), Image.BILINEAR), np.float32) / np.float32(257)
-        return np.repeat(grey[:, :, None], channels, axis=2)
-    image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-    return np.asarray(image, dtype=np.float32).reshape(height, width, channels)
+    grey16 = image.mode.startswith("I")
+    image = image.convert("F" if grey16 else "L" if channels == 1 else "RGB")
+    resize = resize_of(preprocess, shape)
+    if resize is not None:
+        height, width = resized((image.height, image.width), resize)
+        if height * width > max(MAX_IMAGE_PIXELS, 64 * shape[1] * shape[2]):
+            raise RunError(f"{path}: resizing the {image.width}x{image.height} image as the model's preprocess "
+                           f"says makes it {width}x{height}; crop it nearer to square first", exit_code=1)
+        image = image.resize((width, height), Image.BILINEAR)
+    if "crop" in preprocess:
+        top, left, height, width = crop_box((image.height, image.width), preprocess["crop"])
+        if top < 0 or left < 0:
+            raise RunError(f"{path}: the image is {image.width}x{image.height} when the model crops its centre "
+                           f"{width}x{height}; use a larger image", exit_code=1)
+        image = image.crop((left, top, left + width, top + height))
+    array = np.asarray(image, dtype=np.float32)
+    if grey16:
+        return np.repeat((array / np.float32(257))[:, :, None], channels, axis=2)
+    return array.reshape(image.height, image.width, channels)
+
+
+def load_raw_input(path: str, channels: int, max_bytes: int, preprocess: dict) -> np.ndarray:
+    """Pixels for a model compiled with --raw-input: uint8 [N, H, W, C], from an image as it is
+    (the model preprocesses it) or from a uint8 .npy/.npz of [N, H, W, C] or [H, W, C]. An image
+    that the model's resize would blow up (a 1-pixel strip to N pixels high) is refused."""
+    p = Path(path)
+    if not p.exists():
+        raise RunError(f"{path}: no such file")
+    suffix = p.suffix.lower()
+    if suffix in IMAGE_SUFFIXES:
+        pixels = _raw_image(p, channels)
+        height, width = resized(pixels.shape[:2], preprocess.get("resize"))
+        if height * width > MAX_IMAGE_PIXELS:
+            raise RunError(f"{path}: the model's preprocess resizes the {pixels.shape[1]}x{pixels.shape[0]} image to "
+                           f"{width}x{height}; crop it nearer to square first", exit_code=1)
+        return pixels[None]
+    if suffix not in (".npy", ".npz"):
+        raise RunError(f"{path}: unknown input format '{p.suffix}'; use .png, .jpg, .npy or .npz")
+    stored = read_npy(p) if suffix == ".npy" else _npz_input(p)
+    dims = tuple(stored.shape)
+    if stored.dtype != np.uint8 or len(dims) not in (3, 4) or dims[-1] != channels or 0 in dims:
+        raise RunError(f"{path}: {stored.dtype} {list(dims)}; the model takes raw pixels, uint8 [batch, height, "
+                       f"width, {channels}] (or without the batch)", exit_code=1)
+    if stored.size > max_bytes:
+        raise RunError(f"{path}: the input is {stored.size:,} bytes, more than the limit of {max_bytes:,}; raise it "
+                       "with --max-input-bytes", exit_code=1)
+    array = stored.load()
+    return np.ascontiguousarray(array if array.ndim == 4 else array[None])
+
+
+def _raw_image(path: Path, channels: int) -> np.ndarray:
+    """(H, W, C) uint8, as the file holds it (16-bit grey divided by 257)."""
+    from PIL import Image
+
+    _quiet_logger("PIL")
+    with warnings.catch_warnings(), captured_stderr():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_IMAGE_PIXELS:
+                    raise RunError(f"{path}: the image is {image.width}x{image.height}, more than "
+                                   f"{MAX_IMAGE_PIXELS:,} pixels; resize it first", exit_code=1)
+                if image.mode == "F":
+                    raise RunError(f"{path}: its pixels are floating point; a raw-input model takes 8-bit images",
+                                   exit_code=1)
+                if image.mode.startswith("I"):
+                    grey = np.asarray(image.convert("F"), np.float32) / np.float32(257)
+                    array = np.repeat(np.clip(np.round(grey), 0, 255).astype(np.uint8)[:, :, None], channels, axis=2)
+                else:
+                    array = np.asarray(image.convert("L" if channels == 1 else "RGB"), np.uint8)
+        except (RunError, MemoryError):
+            raise
+        except Exception as e:  # as load_image: whatever a decoder raises on damaged bytes
+            raise RunError(f"{path}: cannot read the image: {str(e) or type(e).__name__}") from None
+    return array.reshape(array.shape[0], array.shape[1], channels)

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Callable
 
 from compiler.errors import RunError
+from compiler.preprocess import RAW_KEY
 from compiler.output import replacing
 
-FLOAT = 1  # onnx.TensorProto.FLOAT
+FLOAT, UINT8 = 1, 2  # onnx.TensorProto.FLOAT, .UINT8
 MAX_RANK = 32  # numpy's arrays have at most 64 axes; an image model needs 4
 MAX_ELEMENTS = 2**34  # a fixed-size input, as a spec's tensors are bounded (compiler/infer.py): 64 GiB of float32
 MAX_METADATA_NUMBER = 3.4e38  # float32's range: preprocess numbers apply to float32 pixels
@@ -48,6 +49,7 @@ class ModelInfo:
     macs: int = 0
     labels: list = field(default_factory=list)
     preprocess: dict = field(default_factory=dict)
+    raw_size: tuple | None = None  # a model compiled with --raw-input (uint8 [N, H, W, C]): an image size for random input
 
 
 def dims(value) -> list:
@@ -71,7 +73,13 @@ def read_info(model) -> ModelInfo:
     if not inputs:
         raise RunError("the model has no input to feed", exit_code=1)
     first = inputs[0]
-    if first.type.tensor_type.elem_type != FLOAT:
+    meta = {p.key: p.value for p in model.metadata_props}
+    raw = _metadata(meta, RAW_KEY, None, lambda v: isinstance(v, dict) and isinstance(v.get("size"), list)
+                    and len(v["size"]) == 2 and all(type(x) is int and 0 < x <= 2**16 for x in v["size"]))
+    if raw and first.type.tensor_type.elem_type != UINT8:
+        raise RunError(f"the model's metadata '{RAW_KEY}' says it takes raw pixels, but its input '{first.name}' is "
+                       "not uint8; re-export the model or remove that entry", exit_code=1)
+    if not raw and first.type.tensor_type.elem_type != FLOAT:
         raise RunError(f"the model's input '{first.name}' is not float32; convspec runs float32 models only",
                        exit_code=1)
     sizes = dims(first)
@@ -87,7 +95,6 @@ def read_info(model) -> ModelInfo:
         raise RunError(f"the model's input '{first.name}' of shape {_shape(sizes)} has {known:,} elements, more "
                        f"than {MAX_ELEMENTS:,} (64 GiB of float32); the file is damaged or not meant to run here",
                        exit_code=1)
-    meta = {p.key: p.value for p in model.metadata_props}
     return ModelInfo(
         name=meta.get("convspec.spec", graph.name) or "model",
         input_name=first.name,
@@ -98,6 +105,7 @@ def read_info(model) -> ModelInfo:
         labels=_metadata(meta, "convspec.labels", [], lambda v: isinstance(v, list)
                          and all(isinstance(x, str) for x in v)),
         preprocess=_metadata(meta, "convspec.preprocess", {}, _valid_preprocess),
+        raw_size=tuple(raw["size"]) if raw else None,
     )
 
 
@@ -124,13 +132,15 @@ def _valid_preprocess(value) -> bool:
     def numbers(v, positive=False):
         return isinstance(v, list) and all(_number(x) and (x > 0 or not positive) for x in v)
 
+    def size(v):  # resize and crop: N, or [h, w]
+        listed = [v] if type(v) is int else v if isinstance(v, list) and len(v) == 2 else None
+        return numbers(listed, positive=True) and all(type(x) is int for x in listed)
+
     if not isinstance(value, dict):
         return False
-    resize = value.get("resize", 1)
-    sizes = [resize] if type(resize) is int else resize if isinstance(resize, list) and len(resize) == 2 else None
     return (_number(value.get("scale", 1.0)) and numbers(value.get("mean", []))
-            and numbers(value.get("std", []), positive=True)
-            and numbers(sizes, positive=True) and all(type(x) is int for x in sizes))
+            and numbers(value.get("std", []), positive=True) and value.get("channels", "RGB") in ("RGB", "BGR")
+            and size(value.get("resize", 1)) and size(value.get("crop", 1)))
 
 
 def read_model(path: str) -> Model:

@@ -10,6 +10,7 @@ from compiler.errors import RunError
 from .model import Model, dims
 
 KINDS = {"auto": "KIND_AUTO", "gpu": "KIND_GPU", "cpu": "KIND_CPU"}
+TYPES = {1: "TYPE_FP32", 2: "TYPE_UINT8"}  # onnx's FLOAT, and UINT8 for a --raw-input model's pixels
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # fullmatch: `$` would let a final newline into a folder name
 
 
@@ -40,7 +41,8 @@ def config_text(model, name: str, max_batch: int = 64, instances: int = 1, kind:
 
     def tensor(value):
         dims = _dims(value)[1:] if batched else _dims(value)
-        return f'  {{ name: {quoted(value.name)}, data_type: TYPE_FP32, dims: [ {", ".join(map(str, dims))} ] }}'
+        kind = TYPES.get(value.type.tensor_type.elem_type, "TYPE_FP32")
+        return f'  {{ name: {quoted(value.name)}, data_type: {kind}, dims: [ {", ".join(map(str, dims))} ] }}'
 
     lines = [f"name: {quoted(name)}", 'platform: "onnxruntime_onnx"', f"max_batch_size: {max_batch if batched else 0}",
              "input [", ",\n".join(tensor(v) for v in inputs), "]",

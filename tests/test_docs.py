@@ -21,6 +21,12 @@ def test_layer_table_in_docs_is_fresh():
     assert current == docgen.doc_text(current), "run `make docs`"
 
 
+def test_readme_library_table_is_current():
+    current = docgen.README_FILE.read_text()
+    assert current == docgen.readme_text(current), "run `make docs`"
+
+
+
 def test_docs_list_every_layer_type():
     text = docgen.DOC_FILE.read_text()
     for name in REGISTRY:

@@ -139,7 +139,7 @@ def test_large_but_sane_metadata_still_runs(tmp_path):
     ("name_newline.yaml", "name_newline.yaml:1:7: error: 'name' must be a name made of letters, digits, _, . and -; "
                           "got 'evil\\n'"),
     ("layer_name_newline.yaml", "layer_name_newline.yaml:4:11: error: 'layers[0].name' must be a name made of "
-                                "letters, digits and _, in dotted parts (layer1.0.conv1); {i} or {n} number the "
+                                "letters, digits, _ and -, in dotted parts (layer1.0.conv1); {i} or {n} number the "
                                 "copies of a repeat; got 'relu1\\n'"),
 ])
 def test_a_name_with_a_final_newline_is_refused(name, error):

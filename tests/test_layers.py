@@ -299,6 +299,17 @@ ROWS = [
     ("lcn-shorthand", "lcn", 5, (1, 8, 8), (1, 8, 8), 0, 0, 0),
     ("lcn-subtractive", "lcn", {"size": 3, "mode": "subtractive", "across_channels": False}, (4, 6, 6),
      (4, 6, 6), 0, 0, 0),
+    # ConvNeXt-T's stem LayerNorm2d(96): weight + bias = 2*96; torch.nn.LayerNorm(10, elementwise_affine=False): 0
+    ("layernorm-2d", "layernorm", {"eps": 1e-6}, (96, 56, 56), (96, 56, 56), 192, 0, 0),
+    ("layernorm-flat", "layernorm", {"affine": False}, (10,), (10,), 0, 0, 0),
+    # nn.GroupNorm(32, 256): 2*256
+    ("groupnorm-32", "groupnorm", 32, (256, 14, 14), (256, 14, 14), 512, 0, 0),
+    # nn.InstanceNorm2d(64): nothing; affine: 2*64; track_running_stats: 2*64 buffers
+    ("instancenorm", "instancenorm", None, (64, 8, 8), (64, 8, 8), 0, 0, 0),
+    ("instancenorm-affine-stats", "instancenorm", {"affine": True, "track_running_stats": True}, (64, 8, 8),
+     (64, 8, 8), 128, 128, 0),
+    # ConvNeXt-T's layer_scale of shape (96, 1, 1)
+    ("layer-scale", "layer_scale", None, (96, 56, 56), (96, 56, 56), 96, 0, 0),
 
     # ---- activations: shape in = shape out, nothing else
     ("relu", "relu", None, (64, 8, 8), (64, 8, 8), 0, 0, 0),
@@ -328,6 +339,9 @@ ROWS = [
     ("dense-fc6", "dense", {"units": 4096, "activation": "relu"}, (9216,), (4096,), 37_752_832, 0, 37_748_736),
     # shorthand: 4,096*1,000 + 1,000
     ("dense-shorthand", "dense", 1000, (4096,), (1000,), 4_097_000, 0, 4_096_000),
+    # ConvNeXt-T's block.3, nn.Linear(96, 384) at each of 56*56 pixels: 96*384 + 384; 56*56*96*384
+    ("dense-per-pixel", "dense", {"units": 384, "per_pixel": True}, (96, 56, 56), (384, 56, 56), 37_248, 0,
+     115_605_504),
     # no bias: 10*3 = 30
     ("dense-nobias", "dense", {"units": 3, "bias": False}, (10,), (3,), 30, 0, 30),
 
@@ -337,6 +351,7 @@ ROWS = [
     ("flatten-flat", "flatten", None, (10,), (10,), 0, 0, 0),
     ("dropout-shorthand", "dropout", 0.5, (4096,), (4096,), 0, 0, 0),
     ("dropout-spatial", "dropout", {"rate": 0.2}, (3, 8, 8), (3, 8, 8), 0, 0, 0),
+    ("stochastic-depth", "stochastic_depth", {"rate": 0.1, "mode": "batch"}, (3, 8, 8), (3, 8, 8), 0, 0, 0),
     ("identity", "identity", None, (3, 8, 8), (3, 8, 8), 0, 0, 0),
     # ResNet option A: 32/2 = 16
     ("zps-even", "zero_pad_shortcut", {"channels": 32, "stride": 2}, (16, 32, 32), (32, 16, 16), 0, 0, 0),
@@ -346,6 +361,21 @@ ROWS = [
     ("zps-s3", "zero_pad_shortcut", {"channels": 8, "stride": 3}, (4, 10, 11), (8, 4, 4), 0, 0, 0),
     # stride 1, channels only
     ("zps-s1", "zero_pad_shortcut", {"channels": 6, "stride": 1}, (4, 5, 5), (6, 5, 5), 0, 0, 0),
+
+    # ---- shape and layout (their values: tests/test_layers_shape.py)
+    # 3*4*4 = 48; 48 / (6*2) = 4
+    ("reshape-flat", "reshape", [-1], (3, 4, 4), (48,), 0, 0, 0),
+    ("reshape-regroup", "reshape", {"shape": [6, 2, -1]}, (3, 4, 4), (6, 2, 4), 0, 0, 0),
+    ("unflatten", "unflatten", None, (10,), (10, 1, 1), 0, 0, 0),
+    ("unflatten-shape", "unflatten", {"shape": [-1, 2, 2]}, (12,), (3, 2, 2), 0, 0, 0),
+    ("channel-shuffle", "channel_shuffle", 3, (6, 5, 5), (6, 5, 5), 0, 0, 0),
+    # a split's output_shape is its parts together: 2 + 6 = 8 channels
+    ("split", "split", [2, 6], (8, 4, 4), (8, 4, 4), 0, 0, 0),
+    ("chunk", "chunk", 3, (8, 4, 4), (8, 4, 4), 0, 0, 0),
+    # 5 + 1 + 0 = 6 rows, 5 + 2 + 3 = 10 columns
+    ("pad-sides", "pad", [1, 2, 0, 3], (3, 5, 5), (3, 6, 10), 0, 0, 0),
+    ("pad-reflect", "pad", {"padding": 2, "mode": "reflect"}, (3, 5, 5), (3, 9, 9), 0, 0, 0),
+    ("crop", "crop", {"size": [3, 4]}, (2, 8, 8), (2, 3, 4), 0, 0, 0),
 ]
 
 # (id, type, args, input shapes, output shape, trainable, non-trainable, MACs) of the merge itself

@@ -24,9 +24,11 @@ order 1), so float32 rounding stays near 1e-6.
 
 from __future__ import annotations
 
+import ast
 import json
 import math
 import zlib
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -1039,13 +1041,22 @@ def test_seeded_model_runs_and_matches_reference():
     np.testing.assert_allclose(run_ort(model, x), y, **TOL)
 
 
+def _test_names_of_layer_families() -> list[str]:
+    """The tests of the layer families that have a file of their own (tests/test_layers_*.py),
+    read without importing them."""
+    return [node.name for path in Path(__file__).parent.glob("test_layers_*.py")
+            for node in ast.parse(path.read_text()).body
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")]
+
+
 def test_every_registered_type_is_covered():
     """Every layer type in the registry has its values checked above, against a numpy reference:
     by a row of a table that names its type, or by a test named after it (test_conv,
-    test_concat_channels). No list of names to keep up to date: a new type without a test fails."""
+    test_concat_channels), here or in a family's own tests/test_layers_*.py. No list of names to keep up to date: a new type without a test fails."""
     tables = POOL_ROWS + GLOBAL_ROWS + ADAPTIVE_ROWS + ELEMENTWISE_ROWS
     by_row = {row[0] for row in tables}
     tests = [name[len("test_"):] for name, f in globals().items() if name.startswith("test_") and callable(f)]
+    tests += [name[len("test_"):] for name in _test_names_of_layer_families()]
     by_name = {t for t in REGISTRY if any(n == t or n.startswith(t + "_") for n in tests)}
     missing = sorted(set(REGISTRY) - by_row - by_name)
     assert not missing, f"layer types without a numeric test: {missing}"

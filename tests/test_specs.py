@@ -52,6 +52,11 @@ PUBLISHED = {
     # Howard et al. 2017 Table 8: 569M mult-adds (the issue's exact 568,740,352), 4.2M params;
     # Keras' MobileNet() summary: trainable 4,231,976, non-trainable 21,888
     "mobilenet_v1": (4_231_976, 21_888, 568_740_352, (1000,)),
+    # Deck 004's ensemble: its members' torchvision figures, added up
+    "resnet18_ensemble": tuple(sum(TORCHVISION[n][key] for n in ("resnet18", "vgg11_bn", "densenet121"))
+                               for key in ("params_trainable", "params_non_trainable", "macs")) + ((1000,),),
+    # Krizhevsky et al. 2012's ten crops on torchvision's AlexNet: its params, its MACs ten times
+    "alexnet_10crop": (TORCHVISION["alexnet"]["params_trainable"], 0, 10 * TORCHVISION["alexnet"]["macs"], (1000,)),
 }
 # Every bundled spec named like a torchvision model must match it exactly.
 TORCHVISION_SPECS = sorted(p.stem for p in bundled() if p.stem in TORCHVISION)

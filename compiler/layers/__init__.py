@@ -4,6 +4,6 @@ The list is explicit (no scanning of module names): adding a family means adding
 the order the docs and `convspec layers` list them.
 """
 
-from . import activation, conv, dense, merge, norm, pool, structure, upsample  # noqa: F401
+from . import activation, conv, dense, merge, norm, pool, shape, structure, upsample  # noqa: F401
 
-FAMILIES = ("conv", "pool", "upsample", "norm", "activation", "dense", "structure", "merge")
+FAMILIES = ("conv", "pool", "upsample", "norm", "activation", "dense", "structure", "shape", "merge")

@@ -1,4 +1,4 @@
-"""Layers that only move or pass data: flatten, dropout, identity, zero_pad_shortcut.
+"""Layers that only move or pass data: flatten, dropout, stochastic_depth, identity, zero_pad_shortcut.
 
 None has weights, MACs or FLOPs.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ..arith import Window
 from ..errors import LayerArgError
-from ..registry import GLOBAL, POSITIVE_INT, RATE, Layer, arg, numel, register, spatial
+from ..registry import GLOBAL, POSITIVE_INT, RATE, Layer, arg, enum, numel, register, spatial
 
 
 @register("flatten")
@@ -29,6 +29,26 @@ class Dropout(Layer):
     """Dropout: zeroes a fraction of units while training; the identity at inference."""
 
     rate: float = arg(RATE, "fraction of units dropped while training", default=0.5)
+    shorthand = "rate"
+
+    def output_shape(self, x):
+        return x
+
+    def lower(self, g, ins, shapes, out):
+        return ins[0]  # inference only
+
+
+@register("stochastic_depth")
+class StochasticDepth(Layer):
+    """Stochastic depth (torchvision.ops.StochasticDepth): drops a residual branch while training; the identity at inference.
+
+    `rate` and `mode` only matter to training; they are kept with the layer (the JSON summary's
+    `args`) and lowered to nothing.
+    """
+
+    rate: float = arg(RATE, "probability of dropping the branch while training")
+    mode: str = arg(enum("row", "batch"), "'row': each sample drops its branch on its own; 'batch': all at once",
+                    default="row")
     shorthand = "rate"
 
     def output_shape(self, x):

@@ -1,0 +1,143 @@
+"""Multi-crop at test time (compiler/multicrop.py): crops cut inside the graph, predictions averaged.
+
+The reference: crops cut with numpy slicing (and, where torch is installed, torchvision's own
+`ten_crop`), run through the plain network compiled with the same seed, their softmax outputs
+averaged in numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+
+from clirun import run_cli
+from compiler.pipeline import analyse
+
+H, W = 37, 40  # around LeNet-5's 32x32: odd margins, so the centre's rounding shows
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def ok(cwd, *args):
+    proc = run_cli(cwd, *args)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """A folder with LeNet-5 compiled (seed 5), its input batch, and a function running it."""
+    d = tmp_path_factory.mktemp("multicrop")
+    ok(d, "compile", "lenet5", "-o", "plain.onnx", "--seed", "5")
+    x = np.random.default_rng(1).standard_normal((3, 1, H, W), dtype=np.float32) * 2
+    np.save(d / "x.npy", x)
+
+    def run_plain(crops: list) -> list:
+        np.save(d / "crops.npy", np.concatenate(crops))
+        ok(d, "run", "plain.onnx", "--input", "crops.npy", "-o", "crops_out.npy", "--force")
+        return np.split(np.load(d / "crops_out.npy"), len(crops))
+
+    return d, x, run_plain
+
+
+def multicrop(d, crops: str, combine: str = "mean_softmax") -> np.ndarray:
+    (d / "mc.yaml").write_text(f"name: mc\ninput: [1, {H}, {W}]\nmulticrop:\n  spec: lenet5\n  crops: {crops}\n"
+                               f"  combine: {combine}\n")
+    ok(d, "compile", "mc.yaml", "-o", "mc.onnx", "--seed", "5", "--force")
+    ok(d, "run", "mc.onnx", "--input", "x.npy", "-o", "mc.npy", "--force")
+    return np.load(d / "mc.npy")
+
+
+def cut(x, top, left, flip=False):
+    crop = x[:, :, top:top + 32, left:left + 32]
+    return np.ascontiguousarray(crop[:, :, :, ::-1] if flip else crop)
+
+
+def test_ten_crops_average_the_networks_probabilities_on_numpy_crops(plain):
+    d, x, run_plain = plain
+    corners = [(0, 0), (0, W - 32), (H - 32, 0), (H - 32, W - 32), (2, 4)]  # centre: round(5 / 2), 8 / 2
+    crops = [cut(x, t, l, f) for f in (False, True) for t, l in corners]
+    want = np.mean([softmax(y) for y in run_plain(crops)], axis=0)
+    got = multicrop(d, "ten")
+    assert got.shape == (3, 10)
+    np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+
+
+@pytest.mark.slow  # importing torchvision
+def test_the_crops_are_torchvisions_ten_crop(plain):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    from torchvision.transforms import functional
+
+    d, x, run_plain = plain
+    crops = [c.numpy() for c in functional.ten_crop(torch.from_numpy(x), [32, 32])]
+    want = np.mean([softmax(y) for y in run_plain(crops)], axis=0)
+    np.testing.assert_allclose(multicrop(d, "ten"), want, atol=1e-6, rtol=0)
+    centre = functional.center_crop(torch.from_numpy(x), [32, 32]).numpy()
+    np.testing.assert_allclose(multicrop(d, "center"), softmax(run_plain([centre])[0]), atol=1e-6, rtol=0)
+
+
+def test_a_grid_without_flips_averages_logits_when_asked(plain):
+    d, x, run_plain = plain
+    # rows at 0 and 5, columns at 0, 4 and 8: spread evenly from corner to corner
+    crops = [cut(x, t, l) for t in (0, H - 32) for l in (0, 4, W - 32)]
+    want = np.mean(run_plain(crops), axis=0)
+    np.testing.assert_allclose(multicrop(d, "{grid: [2, 3], flip: false}", "mean_logits"), want, atol=1e-5, rtol=0)
+
+
+def test_macs_count_every_crop_and_params_stay_the_networks(tmp_path):
+    (tmp_path / "mc.yaml").write_text("input: [1, 36, 36]\nmulticrop: {spec: lenet5, crops: {grid: 3}}\n")
+    report = json.loads(ok(tmp_path, "summary", "mc.yaml", "--format", "json").stdout)
+    # LeNet-5: 61,706 params and 416,520 MACs (test_specs' published row); a 3x3 grid, flipped: 18 crops
+    assert (report["params"]["total"], report["macs"]) == (61_706, 18 * 416_520)
+    assert report["input_shape"] == [1, 36, 36] and report["output_shape"] == [10]
+    a = analyse("alexnet_10crop")
+    assert a.macs == 10 * analyse("alexnet").macs and a.params == analyse("alexnet").params
+
+
+ERRORS = [
+    ("input: [1, 30, 40]\nmulticrop: {spec: lenet5}\n", 1, 8,
+     "the input [1, 30, 40] cannot be cut into the crops [1, 32, 32] that 'lenet5' takes; give 1 channels and "
+     "at least 32x32"),
+    ("input: [3, 40, 40]\nmulticrop: {spec: lenet5}\n", 1, 8, "cannot be cut into the crops [1, 32, 32]"),
+    ("input: [784]\nmulticrop: {spec: mlp}\n", 1, 8, "multi-crop cuts images"),
+    ("multicrop: {spec: lenet5}\n", 1, 1, "a multicrop spec needs an 'input', larger than its network's"),
+    ("input: [1, 40, 40]\nmulticrop: {spec: lenet5, crops: {grid: [40, 40]}}\n", 2, 34,
+     "the grid makes 3,200 crops, more than 1,024; use a coarser grid"),
+    ("input: [1, 40, 40]\nmulticrop: {spec: lenet5, crops: eleven}\n", 2, 34,
+     "'multicrop.crops' must be 'center', 'ten', or {grid: [rows, columns], flip: true|false}; got 'eleven'"),
+    ("input: [1, 40, 40]\nmulticrop: {spec: net.yaml}\n", 2, 19,
+     "the network 'net' has a layer called 'crops', a name the multi-crop needs for its own; rename that layer"),
+    ("input: [1, 40, 40]\nmulticrop: {spec: lenet5}\nlayers: [relu]\n", 3, 1,
+     "'layers' does not belong in a multicrop spec"),
+]
+
+
+@pytest.mark.parametrize("text,line,col,message", ERRORS, ids=[e[3][:40] for e in ERRORS])
+def test_a_bad_multicrop_is_a_located_error(tmp_path, text, line, col, message):
+    (tmp_path / "net.yaml").write_text("input: [1, 32, 32]\nlayers:\n  - relu:\n    name: crops\n")
+    (tmp_path / "m.yaml").write_text(text)
+    proc = run_cli(tmp_path, "check", "m.yaml")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"m.yaml:{line}:{col}: error: "), proc.stderr
+    assert message in proc.stderr
+
+
+def test_a_multicrop_may_wrap_an_ensemble_but_not_itself(tmp_path):
+    (tmp_path / "e.yaml").write_text("ensemble:\n  members: [lenet5, {spec: lenet5, name: b}]\n")
+    (tmp_path / "m.yaml").write_text("input: [1, 36, 36]\nmulticrop: {spec: e.yaml, crops: ten}\n")
+    report = json.loads(ok(tmp_path, "summary", "m.yaml", "--format", "json").stdout)
+    # two LeNet-5 (61,706 params, 416,520 MACs each), each run on ten crops
+    assert (report["params"]["total"], report["macs"]) == (2 * 61_706, 10 * 2 * 416_520)
+    assert [(m["name"], m["macs"]) for m in report["members"]] == [("lenet5", 10 * 416_520), ("b", 10 * 416_520)]
+    (tmp_path / "self.yaml").write_text("input: [1, 36, 36]\nmulticrop: {spec: self.yaml}\n")
+    proc = run_cli(tmp_path, "check", "self.yaml")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("self.yaml:2:19: error: 'multicrop.spec' makes a loop: self.yaml -> self.yaml")
