@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .infer import Analysis
-from .ir import INPUT
+from .ir import INPUT, output_values
 from .layout import layered
 from .report import human
 
@@ -153,6 +153,10 @@ def diagram(analysis: Analysis, collapse: bool = False) -> Scene:
     unit = {name: renumber[b] for name, b in unit.items()}
 
     shapes = {INPUT: graph.input_shape, **{n: f.output_shape for n, f in figures.items()}}
+    for f in analysis.layers:  # a split's values `s.0`, `s.1` leave the box of node `s`, each with its shape
+        for value, shape in zip(output_values(f.node), f.output_shapes):
+            unit.setdefault(value, unit[f.node.name])
+            shapes.setdefault(value, shape)
     edges, seen = [], set()  # (source box, target box, the source node whose output it carries)
     for f in analysis.layers:
         for source in f.node.inputs:

@@ -64,4 +64,5 @@ def test_a_when_that_is_not_a_boolean_is_located():
     with pytest.raises(SpecError) as e:
         analyse_text("input: [3, 4, 4]\nblocks:\n  b:\n    args: {n: 3}\n    layers:\n      - sequential:\n"
                      "          - relu:\n            when: $n\n          - relu\nlayers:\n  - b\n")
-    assert str(e.value) == "<spec>:8:19: error: 'when' must be true or false, got 3"
+    assert str(e.value).splitlines() == ["<spec>:8:19: error: 'when' must be true or false, got 3",
+                                         "<spec>:11:5: note: in block 'b'"]
