@@ -60,7 +60,8 @@ class Scope:
             return substitute(value, self.params or {})
         except ExprError as e:
             outside = (" (block arguments exist only inside a block)"
-                       if not self.params and "argument" in str(e) and "'in." not in str(e) else "")
+                       if not self.params and "argument" in str(e) and "'in." not in str(e)
+                       and "$total" not in str(e) else "")
             raise SpecError(f"{e}{outside}", e.where or where, here) from None
 
     def evaluate(self, value, where, key):
@@ -114,8 +115,12 @@ class Expander:
         self.expanded = 0  # items so far, against limits.expanded_items
 
     # -- lists ---------------------------------------------------------------------------
-    def sequence(self, items: Seq, scope: Scope, indexed: bool) -> Ref:
-        """Expand a list of items; return a reference to its output (its last item's)."""
+    def sequence(self, items: Seq, scope: Scope, indexed: bool, table: bool = False) -> Ref:
+        """Expand a list of items; return a reference to its output (its last item's).
+
+        The copies of the list's repeats (in a stage table, of its rows) are counted across the
+        list: a copy's arguments read its number there as `$k`, and the count as `$total`.
+        """
         if scope.depth > self.limits.depth:  # blocks within blocks nest without nesting the YAML: bound both
             chain = scope.chain
             route = " -> ".join(chain[:3] + ("...",) + chain[-2:] if len(chain) > 6 else chain)
@@ -123,10 +128,23 @@ class Expander:
                             + (f" (blocks {route})" if chain else "") + "; --max-depth raises the limit", items.where)
         parsed = self._parse_items(items, scope, indexed)
         scope = replace(scope, nearby=tuple(n for it in parsed for n in self._instance_names(it, scope)))
-        previous = scope.source
-        for item in parsed:
-            previous = self.item(item, scope, previous)
+        copies = [self._copies(item, scope, table) for item in parsed]
+        previous, first, total = scope.source, 0, sum(copies)
+        for item, count in zip(parsed, copies):
+            previous = self.item(item, scope, previous, (first, total) if count else None)
+            first += count
         return previous
+
+    def _copies(self, item: Item, scope: Scope, table: bool) -> int:
+        """The copies an item adds to its list's count: a repeat's, or in a stage table one per
+        item (a row numbered across the rows is unrolled into items of one copy each)."""
+        if "repeat" not in item.meta:
+            return 1 if table else 0
+        if "when" in item.meta and not self._keep(item.meta, scope, item.where):
+            return 0
+        times = scope.evaluate(item.meta["repeat"], item.meta_at("repeat"), "repeat")
+        valid = isinstance(times, int) and not isinstance(times, bool) and 1 <= times <= MAX_REPEAT
+        return times if valid else 0  # _repeat reports an invalid one
 
     def _parse_items(self, items: Seq, scope: Scope, indexed: bool) -> list[Item]:
         parsed, taken, counters = [], {}, {}
@@ -205,7 +223,8 @@ class Expander:
                             "repeats (--max-layers raises the limit)", where, here)
 
     # -- items ---------------------------------------------------------------------------
-    def item(self, item: Item, scope: Scope, previous: Ref) -> Ref:
+    def item(self, item: Item, scope: Scope, previous: Ref, numbered: tuple[int, int] | None = None) -> Ref:
+        """Expand one item; `numbered` is (`$k` of its first copy, `$total`) when it makes copies."""
         here = scope.qualify(item.name)
         out = Ref(here, item.name, item.where)
         self._count(1, item.where, here)
@@ -226,7 +245,9 @@ class Expander:
         inputs = self._inputs(item, scope, previous)
         start = len(self.nodes)
         if "repeat" in item.meta:
-            out = self._repeat(item, scope, inputs)
+            out = self._repeat(item, scope, inputs, numbered)
+        elif numbered:  # a stage table's copy, unrolled
+            self.op(item, item.value, here, inputs, _numbered(scope, k=numbered[0], total=numbered[1]))
         else:
             self.op(item, item.value, here, inputs, scope)
         if item.meta.get("frozen"):
@@ -256,7 +277,7 @@ class Expander:
         return tuple(Ref(scope.source.target if text == INPUT else scope.qualify(text), text, at, scope.nearby, owner)
                      for text, at in zip(names, positions))
 
-    def _repeat(self, item: Item, scope: Scope, inputs: tuple[Ref, ...]) -> Ref:
+    def _repeat(self, item: Item, scope: Scope, inputs: tuple[Ref, ...], numbered: tuple[int, int]) -> Ref:
         times = scope.evaluate(item.meta["repeat"], item.meta_at("repeat"), "repeat")
         if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_REPEAT:
             raise SpecError(f"'repeat' must be an integer from 1 to {MAX_REPEAT}, got {_short(times)}",
@@ -273,8 +294,9 @@ class Expander:
             local = item.name.format(i=i, n=i + 1) if pattern else f"{item.name}.{i}"
             here = scope.qualify(local)
             value = item.value if i == 0 or rest is None else _merge(item.value or Map(), rest, item.meta_at("rest"))
-            # `$i` in a copy's arguments is its number, as `{i}` in its name (ConvNeXt's rising drop rates)
-            self.op(item, value, here, current, replace(scope, params={**(scope.params or {}), "i": i}))
+            # `$i` in a copy's arguments is its number, as `{i}` in its name (ConvNeXt's rising drop
+            # rates); `$k` its number across the list's repeats (EfficientNet's)
+            self.op(item, value, here, current, _numbered(scope, i=i, k=numbered[0] + i, total=numbered[1]))
             last = Ref(here, local, item.where)
             current = (last,)
         if not pattern:
@@ -293,7 +315,8 @@ class Expander:
         elif op == "stages":
             # The stages land in the enclosing scope: layer1..layer4, not stages1.layer1.
             items = _stage_items(value, where, self.limits.expanded_items - self.expanded)
-            out = self.sequence(items, scope.enter(scope.prefix, self._single(op, inputs, where)), indexed=False)
+            out = self.sequence(items, scope.enter(scope.prefix, self._single(op, inputs, where)), indexed=False,
+                                table=True)
             self.names.alias(here, out, where)
         elif op in self.blocks:
             self._block(item, value, here, inputs, scope)
@@ -450,6 +473,11 @@ class Expander:
             return self.names.resolve(ref)
         except SpecError:
             return None
+
+
+def _numbered(scope: Scope, **numbers: int) -> Scope:
+    """The scope of a copy's arguments: its numbers (`$i`, `$k`, `$total`) over the block's arguments."""
+    return replace(scope, params={**(scope.params or {}), **numbers})
 
 
 def _unknown_type(op: str, where, blocks) -> SpecError:

@@ -33,6 +33,7 @@ _NAME = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")  # fullmatch: `$` would allow 
 IN = "in"  # the scope key of a block's input shape: a keyword, so no argument can be named so
 _IN = "__in__"  # what `in.` is renamed to for Python's parser
 DIMENSIONS = ("channels", "height", "width")
+COPY_NUMBERS = ("i", "k", "total")  # what a repeat's copy knows of its place (expand.py sets them)
 
 
 class InputShape:
@@ -101,7 +102,10 @@ def _rename_in(source: str) -> str:
 def _lookup(name, scope):
     if name not in scope or name == IN:
         known = ", ".join(sorted(k for k in scope if k != IN)) or "none"
-        raise ExprError(f"unknown block argument '{name}' (arguments here: {known})")
+        copy = ("; $i, $k and $total exist only in the arguments of a repeat's copies (the copy's number in its "
+                "repeat, across the repeats of its list or stage table, and how many copies those make)"
+                if name in COPY_NUMBERS else "")
+        raise ExprError(f"unknown block argument '{name}' (arguments here: {known}){copy}")
     return scope[name]
 
 
