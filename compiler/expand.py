@@ -14,7 +14,7 @@ only when) an expression asks: shapes flow forward, from nodes already made, nev
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .attachments import attach
 from .errors import Diagnostic, LayerArgError, Location, ShapeError, SpecError, did_you_mean, shorten as _short
@@ -39,13 +39,14 @@ def qualify(prefix: str, name: str) -> str:
 class Scope:
     """What a list of items is expanded in: the block instance it belongs to and what it can see."""
 
-    source: Ref  # what `input` names here: the spec's input, or the block's
+    source: Ref | None  # what `input` names here: the spec's input, or the block's; None with several
     prefix: str = ""  # the dotted name its items' names are qualified with; "" at the top
     params: dict | None = None  # the block's bound arguments; None outside blocks
     chain: tuple[str, ...] = ()  # the blocks being expanded, outermost first: a block may not use itself
     depth: int = 1  # lists open, this one included, against limits.depth
     nearby: tuple[str, ...] = ()  # the names of this list's items, for "did you mean"
     calls: tuple[Diagnostic, ...] = ()  # "note: in block ..." per block instance entered, innermost first
+    named: dict[str, Ref] = field(default_factory=dict)  # a block's several inputs (`inputs: [skip, below]`)
 
     def qualify(self, name: str) -> str:
         return qualify(self.prefix, name)
@@ -127,7 +128,8 @@ class Expander:
             raise SpecError(f"blocks and groups nest more than {self.limits.depth} deep"
                             + (f" (blocks {route})" if chain else "") + "; --max-depth raises the limit", items.where)
         parsed = self._parse_items(items, scope, indexed)
-        scope = replace(scope, nearby=tuple(n for it in parsed for n in self._instance_names(it, scope)))
+        scope = replace(scope, nearby=tuple(n for it in parsed for n in self._instance_names(it, scope))
+                        + tuple(scope.named))
         copies = [self._copies(item, scope, table) for item in parsed]
         previous, first, total = scope.source, 0, sum(copies)
         for item, count in zip(parsed, copies):
@@ -174,6 +176,9 @@ class Expander:
             if name == INPUT:
                 raise SpecError("'input' is reserved for the input of the spec or block; choose another name",
                                 meta.value_at.get("name", where))
+            if name in scope.named:
+                raise SpecError(f"'{name}' names one of the block's inputs ({', '.join(scope.named)}); choose "
+                                "another name", meta.value_at.get("name", where), scope.qualify(name))
             if name in taken:
                 raise SpecError(f"duplicate name '{name}' (first used at line {taken[name].line}); "
                                 "names must be unique within their block", meta.value_at.get("name", where),
@@ -267,6 +272,10 @@ class Expander:
 
     def _inputs(self, item: Item, scope: Scope, previous: Ref) -> tuple[Ref, ...]:
         if "inputs" not in item.meta:  # the previous item's output; an error about it points here
+            if previous is None:
+                raise SpecError(f"block '{scope.chain[-1]}' has several inputs ({', '.join(scope.named)}), so its "
+                                f"first item says which it takes, like `inputs: {next(iter(scope.named))}`",
+                                item.where, scope.qualify(item.name))
             return (replace(previous, where=item.where, owner=scope.qualify(item.name)),)
         names = item.meta["inputs"]
         names = [names] if isinstance(names, str) else list(names)
@@ -274,8 +283,20 @@ class Expander:
         where = item.meta_at("inputs")
         positions = getattr(item.meta["inputs"], "item_at", None) or [where] * len(names)
         owner = scope.qualify(item.name)
-        return tuple(Ref(scope.source.target if text == INPUT else scope.qualify(text), text, at, scope.nearby, owner)
+        return tuple(Ref(self._target(text, at, scope, owner), text, at, scope.nearby, owner)
                      for text, at in zip(names, positions))
+
+    @staticmethod
+    def _target(text: str, where, scope: Scope, owner: str) -> str:
+        """The qualified name a written input means: the block's input(s), or an item of the scope."""
+        if text in scope.named:
+            return scope.named[text].target
+        if text != INPUT:
+            return scope.qualify(text)
+        if scope.source is None:
+            raise SpecError(f"block '{scope.chain[-1]}' has several inputs; name one of them "
+                            f"({', '.join(scope.named)}), not 'input'", where, owner)
+        return scope.source.target
 
     def _repeat(self, item: Item, scope: Scope, inputs: tuple[Ref, ...], numbered: tuple[int, int]) -> Ref:
         times = scope.evaluate(item.meta["repeat"], item.meta_at("repeat"), "repeat")
@@ -408,14 +429,22 @@ class Expander:
                 raise SpecError(f"block '{op}' needs the argument '{key}'", where, here)
             else:
                 bound[key] = default
-        source = self._single(op, inputs, where)
-        bound[IN] = InputShape(lambda: self.shape(source))
+        names = block.get("inputs") or ()
+        if names and len(inputs) != len(names):
+            raise SpecError(f"block '{op}' takes {len(names)} inputs ({', '.join(names)}), got {len(inputs)} "
+                            f"({', '.join(r.text for r in inputs)}); list {len(names)} layers, in that order, with "
+                            f"`inputs: [...]`", item.meta_at("inputs"), here)
+        named = dict(zip(names, inputs))
+        source = None if names else self._single(op, inputs, where)
+        bound[IN] = InputShape(named={n: (lambda r=r: self.shape(r)) for n, r in named.items()}) if names \
+            else InputShape(lambda: self.shape(source))
         shown = ", ".join(f"{key}: {_yaml(value)}" for key, value in list(given.items())[:6])
         shown += ", ..." if len(given) > 6 else ""
         # The instance as the user wrote it: where a child spec `set:` one of its arguments, that line.
         written = next((at for at in given.value_at.values() if at and where and at.path != where.path), where)
         note = Diagnostic("note", f"in block '{op}'" + (f" ({shown})" if shown else ""), written)
-        inner = scope.enter(here, source, params=bound, chain=scope.chain + (op,), calls=(note,) + scope.calls)
+        inner = scope.enter(here, source, params=bound, chain=scope.chain + (op,), calls=(note,) + scope.calls,
+                            named=named)
         start = len(self.nodes)
         try:
             out = self.sequence(block["layers"], inner, indexed=False)
@@ -426,6 +455,8 @@ class Expander:
         self.instances.append(BlockInstance(here, op, tuple(n.name for n, _ in self.nodes[start:])))
         if block.get("output") == INPUT:  # a block that passes its input through
             out = self._single(op, inputs, where)
+        elif block.get("output") in named:
+            out = named[block["output"]]
         elif "output" in block:
             named = tuple(it["name"] for it in block["layers"] if isinstance(it, Map) and "name" in it)
             out = Ref(qualify(here, block["output"]), block["output"], block.value_at["output"], named, here)

@@ -109,3 +109,121 @@ def test_efficientnet_drop_rates_are_torchvisions_block_by_block(name, tmp_path)
     adds = {layer["name"]: layer["inputs"] for layer in layers if layer["type"] == "add"}
     assert {name.rsplit(".", 1)[0] for name in adds} == {sd.rsplit(".", 1)[0] for sd in want}
     assert all(adds[sd.rsplit(".", 1)[0] + ".add1"][0] == sd for sd in want)
+
+
+# -- blocks with several inputs ------------------------------------------------------------------------
+
+JOIN = """\
+input: [2, 6, 6]
+blocks:
+  join:                     # U-Net's copy and crop, then concatenate
+    inputs: [across, below]
+    layers:
+      - crop:
+        name: skip
+        inputs: [across, below]
+      - concat:
+        inputs: [skip, below]
+layers:
+  - maxpool: 2
+    name: pool
+  - join:
+    name: j
+    inputs: [input, pool]
+"""
+
+
+def _run(spec_text, x):
+    import numpy as np
+    import onnxruntime as ort
+
+    from compiler.lower import lower
+    from compiler.weights import seeded
+
+    a = analyse_text(spec_text, "t.yaml")
+    session = ort.InferenceSession(lower(a, seeded(a)).to_model().SerializeToString(),
+                                   providers=["CPUExecutionProvider"])
+    return a, np.asarray(session.run(None, {"input": x})[0])
+
+
+def test_a_block_with_two_inputs_crops_one_to_the_other_and_joins_them_as_numpy_does():
+    import numpy as np
+
+    x = np.random.default_rng(0).standard_normal((1, 2, 6, 6)).astype(np.float32)
+    a, got = _run(JOIN, x)
+    pooled = x.reshape(1, 2, 3, 2, 3, 2).max(axis=(3, 5))
+    centre = x[:, :, 1:4, 1:4]          # (6 - 3) // 2 = 1 row and column cut above and left
+    np.testing.assert_array_equal(got, np.concatenate([centre, pooled], axis=1))
+    assert [(f.node.name, f.node.inputs) for f in a.layers] == [
+        ("pool", ("input",)), ("j.skip", ("input", "pool")), ("j.concat1", ("j.skip", "pool"))]
+
+
+def test_in_reads_each_named_inputs_shape():
+    a = analyse_text("""
+input: [3, 8, 8]
+blocks:
+  mix:
+    inputs: [a, b]
+    layers:
+      - conv: {filters: "${in.a.channels + in.b.channels}", kernel: 1}
+        inputs: b
+layers:
+  - conv: {filters: 5, kernel: 3, padding: 1}
+    name: c
+  - mix:
+    inputs: [input, c]
+""", "t.yaml")
+    assert a.layers[-1].output_shape == (8, 8, 8) and a.layers[-1].params == 8 * 5 + 8
+
+
+def error(spec_text):
+    with pytest.raises(SpecError) as e:
+        analyse_text(spec_text, "t.yaml")
+    return str(e.value)
+
+
+def test_an_instance_giving_too_few_inputs_is_an_error_at_its_inputs_with_the_block_notes():
+    spec_text = JOIN.replace("""layers:
+  - maxpool: 2""", """  outer:
+    layers:
+      - join:
+        name: j
+        inputs: input
+layers:
+  - outer:
+    name: o
+  - maxpool: 2""")
+    assert error(spec_text) == (
+        "t.yaml:15:17: error: layer 'o.j': block 'join' takes 2 inputs (across, below), got 1 (input); list 2 "
+        "layers, in that order, with `inputs: [...]`\n"
+        "t.yaml:17:5: note: in block 'outer'")
+
+
+@pytest.mark.parametrize("body, message", [
+    ("      - relu\n", "t.yaml:6:9: error: layer 'j.relu1': block 'join' has several inputs (across, below), so its "
+                       "first item says which it takes, like `inputs: across`"),
+    ("      - relu:\n        inputs: input\n",
+     "t.yaml:7:17: error: layer 'j.relu1': block 'join' has several inputs; name one of them (across, below), "
+     "not 'input'"),
+    ("      - relu:\n        name: below\n        inputs: across\n",
+     "t.yaml:7:15: error: layer 'j.below': 'below' names one of the block's inputs (across, below); choose "
+     "another name"),
+    ("      - conv: {filters: \"${in.channels}\", kernel: 1}\n        inputs: across\n",
+     "t.yaml:6:25: error: layer 'j.conv1': 'in.channels': this block has several inputs (across, below); read "
+     "one's shape, like in.across.channels"),
+    ("      - conv: {filters: \"${in.left.channels}\", kernel: 1}\n        inputs: across\n",
+     "t.yaml:6:25: error: layer 'j.conv1': 'in.left': the block's inputs are across, below; write "
+     "in.<input>.channels with one of them"),
+])
+def test_inside_a_block_with_several_inputs(body, message):
+    spec_text = ("input: [2, 6, 6]\nblocks:\n  join:\n    inputs: [across, below]\n    layers:\n" + body
+                 + "layers:\n  - maxpool: 2\n    name: pool\n  - join:\n    name: j\n    inputs: [input, pool]\n")
+    assert error(spec_text).split("\n")[0] == message
+
+
+@pytest.mark.parametrize("names", ["[a]", "[input, b]", "[a, a]", "[a.b, c]"])
+def test_block_inputs_are_two_or_more_different_plain_names(names):
+    message = error(f"input: [2, 6, 6]\nblocks:\n  join:\n    inputs: {names}\n    layers:\n      - relu\n"
+                    "layers:\n  - relu\n")
+    assert message.startswith("t.yaml:4:13: error: 'blocks.join.inputs' must be a list of two or more different "
+                              "names for the block's inputs")
