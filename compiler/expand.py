@@ -251,8 +251,9 @@ class Expander:
         start = len(self.nodes)
         if "repeat" in item.meta:
             out = self._repeat(item, scope, inputs, numbered)
-        elif numbered:  # a stage table's copy, unrolled
-            self.op(item, item.value, here, inputs, _numbered(scope, k=numbered[0], total=numbered[1]))
+        elif numbered:  # a stage table's copy, unrolled: its number in its row was kept on the item
+            self.op(item, item.value, here, inputs,
+                    _numbered(scope, i=getattr(item.meta, "copy", 0), k=numbered[0], total=numbered[1]))
         else:
             self.op(item, item.value, here, inputs, scope)
         if item.meta.get("frozen"):
@@ -612,6 +613,7 @@ def _stage_items(table: Map, where, room: int) -> Seq:
         for copy in range(row["repeat"]):
             value = args if copy == 0 or rest is None else _merge(args, rest, rest_at)
             items.append(_row_item(block, value, at, name=f"{pattern}.{number}", name_at=table.value_at["name"]))
+            items[-1].copy = copy  # `$i`, as in a repeat's copies
             items.item_at.append(at)
             number += 1
     return items

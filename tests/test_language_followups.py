@@ -50,9 +50,9 @@ layers:
       table:
         - {{repeat: 2}}
         - {{repeat: 1}}
-        - {{repeat: 2}}
+        - {{repeat: 2, rate: "${{i / 10}}"}}        # $i still numbers the copies of the row
 """)
-    assert sorted(got.values()) == [0.1 * k / 4 for k in range(5)]
+    assert sorted(got.values()) == sorted([0.1 * 0 / 4, 0.1 * 1 / 4, 0.1 * 2 / 4, 0 / 10, 1 / 10])
 
 
 def test_a_repeat_skipped_by_when_makes_no_copies_to_count():
