@@ -435,9 +435,9 @@ class Expander:
             raise SpecError(f"block '{op}' takes {len(names)} inputs ({', '.join(names)}), got {len(inputs)} "
                             f"({', '.join(r.text for r in inputs)}); list {len(names)} layers, in that order, with "
                             f"`inputs: [...]`", item.meta_at("inputs"), here)
-        named = dict(zip(names, inputs))
+        named_inputs = dict(zip(names, inputs))
         source = None if names else self._single(op, inputs, where)
-        bound[IN] = InputShape(named={n: (lambda r=r: self.shape(r)) for n, r in named.items()}) if names \
+        bound[IN] = InputShape(named={n: (lambda r=r: self.shape(r)) for n, r in named_inputs.items()}) if names \
             else InputShape(lambda: self.shape(source))
         shown = ", ".join(f"{key}: {_yaml(value)}" for key, value in list(given.items())[:6])
         shown += ", ..." if len(given) > 6 else ""
@@ -445,7 +445,7 @@ class Expander:
         written = next((at for at in given.value_at.values() if at and where and at.path != where.path), where)
         note = Diagnostic("note", f"in block '{op}'" + (f" ({shown})" if shown else ""), written)
         inner = scope.enter(here, source, params=bound, chain=scope.chain + (op,), calls=(note,) + scope.calls,
-                            named=named)
+                            named=named_inputs)
         start = len(self.nodes)
         try:
             out = self.sequence(block["layers"], inner, indexed=False)
@@ -456,8 +456,8 @@ class Expander:
         self.instances.append(BlockInstance(here, op, tuple(n.name for n, _ in self.nodes[start:])))
         if block.get("output") == INPUT:  # a block that passes its input through
             out = self._single(op, inputs, where)
-        elif block.get("output") in named:
-            out = named[block["output"]]
+        elif block.get("output") in named_inputs:  # one of its inputs, passed through
+            out = named_inputs[block["output"]]
         elif "output" in block:
             named = tuple(it["name"] for it in block["layers"] if isinstance(it, Map) and "name" in it)
             out = Ref(qualify(here, block["output"]), block["output"], block.value_at["output"], named, here)

@@ -227,3 +227,9 @@ def test_block_inputs_are_two_or_more_different_plain_names(names):
                     "layers:\n  - relu\n")
     assert message.startswith("t.yaml:4:13: error: 'blocks.join.inputs' must be a list of two or more different "
                               "names for the block's inputs")
+
+
+def test_a_blocks_output_may_name_one_of_its_inputs():
+    spec_text = JOIN.replace("    inputs: [across, below]\n", "    inputs: [across, below]\n    output: across\n", 1)
+    a = analyse_text(spec_text + "  - relu:\n    inputs: j\n", "t.yaml")
+    assert a.layers[-1].node.inputs == ("input",) and a.layers[-1].output_shape == (2, 6, 6)
