@@ -201,8 +201,9 @@ def spec_schema(detailed: bool = True) -> dict:
             "args": _key("args", "block arguments and their defaults (null: required)"),
             "layers": _key("layers", "the block's layers; `input` names the block's input"),
             "output": {"type": "string", "description": "the layer whose output is the block's (default: the last)"},
-            "inputs": {**BLOCK_INPUTS.schema, "description": "names for a block's several inputs, in the order an "
-                                                              "instance's `inputs:` gives them (default: one, `input`)"},
+            "inputs": {**BLOCK_INPUTS.schema,
+                       "description": "names for a block's several inputs, in the order an instance's `inputs:` "
+                                      "gives them (default: one, `input`)"},
             "description": KEYS["description"].schema,
         },
         "description": "a reusable, parameterised group of layers",
