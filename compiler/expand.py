@@ -14,7 +14,7 @@ only when) an expression asks: shapes flow forward, from nodes already made, nev
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from .attachments import attach
 from .errors import Diagnostic, LayerArgError, Location, ShapeError, SpecError, did_you_mean, shorten as _short
@@ -39,13 +39,14 @@ def qualify(prefix: str, name: str) -> str:
 class Scope:
     """What a list of items is expanded in: the block instance it belongs to and what it can see."""
 
-    source: Ref  # what `input` names here: the spec's input, or the block's
+    source: Ref | None  # what `input` names here: the spec's input, or the block's; None with several
     prefix: str = ""  # the dotted name its items' names are qualified with; "" at the top
     params: dict | None = None  # the block's bound arguments; None outside blocks
     chain: tuple[str, ...] = ()  # the blocks being expanded, outermost first: a block may not use itself
     depth: int = 1  # lists open, this one included, against limits.depth
     nearby: tuple[str, ...] = ()  # the names of this list's items, for "did you mean"
     calls: tuple[Diagnostic, ...] = ()  # "note: in block ..." per block instance entered, innermost first
+    named: dict[str, Ref] = field(default_factory=dict)  # a block's several inputs (`inputs: [skip, below]`)
 
     def qualify(self, name: str) -> str:
         return qualify(self.prefix, name)
@@ -60,7 +61,8 @@ class Scope:
             return substitute(value, self.params or {})
         except ExprError as e:
             outside = (" (block arguments exist only inside a block)"
-                       if not self.params and "argument" in str(e) and "'in." not in str(e) else "")
+                       if not self.params and "argument" in str(e) and "'in." not in str(e)
+                       and "$total" not in str(e) else "")
             raise SpecError(f"{e}{outside}", e.where or where, here) from None
 
     def evaluate(self, value, where, key):
@@ -114,19 +116,37 @@ class Expander:
         self.expanded = 0  # items so far, against limits.expanded_items
 
     # -- lists ---------------------------------------------------------------------------
-    def sequence(self, items: Seq, scope: Scope, indexed: bool) -> Ref:
-        """Expand a list of items; return a reference to its output (its last item's)."""
+    def sequence(self, items: Seq, scope: Scope, indexed: bool, table: bool = False) -> Ref:
+        """Expand a list of items; return a reference to its output (its last item's).
+
+        The copies of the list's repeats (in a stage table, of its rows) are counted across the
+        list: a copy's arguments read its number there as `$k`, and the count as `$total`.
+        """
         if scope.depth > self.limits.depth:  # blocks within blocks nest without nesting the YAML: bound both
             chain = scope.chain
             route = " -> ".join(chain[:3] + ("...",) + chain[-2:] if len(chain) > 6 else chain)
             raise SpecError(f"blocks and groups nest more than {self.limits.depth} deep"
                             + (f" (blocks {route})" if chain else "") + "; --max-depth raises the limit", items.where)
         parsed = self._parse_items(items, scope, indexed)
-        scope = replace(scope, nearby=tuple(n for it in parsed for n in self._instance_names(it, scope)))
-        previous = scope.source
-        for item in parsed:
-            previous = self.item(item, scope, previous)
+        scope = replace(scope, nearby=tuple(n for it in parsed for n in self._instance_names(it, scope))
+                        + tuple(scope.named))
+        copies = [self._copies(item, scope, table) for item in parsed]
+        previous, first, total = scope.source, 0, sum(copies)
+        for item, count in zip(parsed, copies):
+            previous = self.item(item, scope, previous, (first, total) if count else None)
+            first += count
         return previous
+
+    def _copies(self, item: Item, scope: Scope, table: bool) -> int:
+        """The copies an item adds to its list's count: a repeat's, or in a stage table one per
+        item (a row numbered across the rows is unrolled into items of one copy each)."""
+        if "repeat" not in item.meta:
+            return 1 if table else 0
+        if "when" in item.meta and not self._keep(item.meta, scope, item.where):
+            return 0
+        times = scope.evaluate(item.meta["repeat"], item.meta_at("repeat"), "repeat")
+        valid = isinstance(times, int) and not isinstance(times, bool) and 1 <= times <= MAX_REPEAT
+        return times if valid else 0  # _repeat reports an invalid one
 
     def _parse_items(self, items: Seq, scope: Scope, indexed: bool) -> list[Item]:
         parsed, taken, counters = [], {}, {}
@@ -156,6 +176,9 @@ class Expander:
             if name == INPUT:
                 raise SpecError("'input' is reserved for the input of the spec or block; choose another name",
                                 meta.value_at.get("name", where))
+            if name in scope.named:
+                raise SpecError(f"'{name}' names one of the block's inputs ({', '.join(scope.named)}); choose "
+                                "another name", meta.value_at.get("name", where), scope.qualify(name))
             if name in taken:
                 raise SpecError(f"duplicate name '{name}' (first used at line {taken[name].line}); "
                                 "names must be unique within their block", meta.value_at.get("name", where),
@@ -205,7 +228,8 @@ class Expander:
                             "repeats (--max-layers raises the limit)", where, here)
 
     # -- items ---------------------------------------------------------------------------
-    def item(self, item: Item, scope: Scope, previous: Ref) -> Ref:
+    def item(self, item: Item, scope: Scope, previous: Ref, numbered: tuple[int, int] | None = None) -> Ref:
+        """Expand one item; `numbered` is (`$k` of its first copy, `$total`) when it makes copies."""
         here = scope.qualify(item.name)
         out = Ref(here, item.name, item.where)
         self._count(1, item.where, here)
@@ -226,7 +250,10 @@ class Expander:
         inputs = self._inputs(item, scope, previous)
         start = len(self.nodes)
         if "repeat" in item.meta:
-            out = self._repeat(item, scope, inputs)
+            out = self._repeat(item, scope, inputs, numbered)
+        elif numbered:  # a stage table's copy, unrolled: its number in its row was kept on the item
+            self.op(item, item.value, here, inputs,
+                    _numbered(scope, i=getattr(item.meta, "copy", 0), k=numbered[0], total=numbered[1]))
         else:
             self.op(item, item.value, here, inputs, scope)
         if item.meta.get("frozen"):
@@ -246,6 +273,10 @@ class Expander:
 
     def _inputs(self, item: Item, scope: Scope, previous: Ref) -> tuple[Ref, ...]:
         if "inputs" not in item.meta:  # the previous item's output; an error about it points here
+            if previous is None:
+                raise SpecError(f"block '{scope.chain[-1]}' has several inputs ({', '.join(scope.named)}), so its "
+                                f"first item says which it takes, like `inputs: {next(iter(scope.named))}`",
+                                item.where, scope.qualify(item.name))
             return (replace(previous, where=item.where, owner=scope.qualify(item.name)),)
         names = item.meta["inputs"]
         names = [names] if isinstance(names, str) else list(names)
@@ -253,10 +284,22 @@ class Expander:
         where = item.meta_at("inputs")
         positions = getattr(item.meta["inputs"], "item_at", None) or [where] * len(names)
         owner = scope.qualify(item.name)
-        return tuple(Ref(scope.source.target if text == INPUT else scope.qualify(text), text, at, scope.nearby, owner)
+        return tuple(Ref(self._target(text, at, scope, owner), text, at, scope.nearby, owner)
                      for text, at in zip(names, positions))
 
-    def _repeat(self, item: Item, scope: Scope, inputs: tuple[Ref, ...]) -> Ref:
+    @staticmethod
+    def _target(text: str, where, scope: Scope, owner: str) -> str:
+        """The qualified name a written input means: the block's input(s), or an item of the scope."""
+        if text in scope.named:
+            return scope.named[text].target
+        if text != INPUT:
+            return scope.qualify(text)
+        if scope.source is None:
+            raise SpecError(f"block '{scope.chain[-1]}' has several inputs; name one of them "
+                            f"({', '.join(scope.named)}), not 'input'", where, owner)
+        return scope.source.target
+
+    def _repeat(self, item: Item, scope: Scope, inputs: tuple[Ref, ...], numbered: tuple[int, int]) -> Ref:
         times = scope.evaluate(item.meta["repeat"], item.meta_at("repeat"), "repeat")
         if not isinstance(times, int) or isinstance(times, bool) or not 1 <= times <= MAX_REPEAT:
             raise SpecError(f"'repeat' must be an integer from 1 to {MAX_REPEAT}, got {_short(times)}",
@@ -273,8 +316,9 @@ class Expander:
             local = item.name.format(i=i, n=i + 1) if pattern else f"{item.name}.{i}"
             here = scope.qualify(local)
             value = item.value if i == 0 or rest is None else _merge(item.value or Map(), rest, item.meta_at("rest"))
-            # `$i` in a copy's arguments is its number, as `{i}` in its name (ConvNeXt's rising drop rates)
-            self.op(item, value, here, current, replace(scope, params={**(scope.params or {}), "i": i}))
+            # `$i` in a copy's arguments is its number, as `{i}` in its name (ConvNeXt's rising drop
+            # rates); `$k` its number across the list's repeats (EfficientNet's)
+            self.op(item, value, here, current, _numbered(scope, i=i, k=numbered[0] + i, total=numbered[1]))
             last = Ref(here, local, item.where)
             current = (last,)
         if not pattern:
@@ -293,7 +337,8 @@ class Expander:
         elif op == "stages":
             # The stages land in the enclosing scope: layer1..layer4, not stages1.layer1.
             items = _stage_items(value, where, self.limits.expanded_items - self.expanded)
-            out = self.sequence(items, scope.enter(scope.prefix, self._single(op, inputs, where)), indexed=False)
+            out = self.sequence(items, scope.enter(scope.prefix, self._single(op, inputs, where)), indexed=False,
+                                table=True)
             self.names.alias(here, out, where)
         elif op in self.blocks:
             self._block(item, value, here, inputs, scope)
@@ -385,14 +430,22 @@ class Expander:
                 raise SpecError(f"block '{op}' needs the argument '{key}'", where, here)
             else:
                 bound[key] = default
-        source = self._single(op, inputs, where)
-        bound[IN] = InputShape(lambda: self.shape(source))
+        names = block.get("inputs") or ()
+        if names and len(inputs) != len(names):
+            raise SpecError(f"block '{op}' takes {len(names)} inputs ({', '.join(names)}), got {len(inputs)} "
+                            f"({', '.join(r.text for r in inputs)}); list {len(names)} layers, in that order, with "
+                            f"`inputs: [...]`", item.meta_at("inputs"), here)
+        named_inputs = dict(zip(names, inputs))
+        source = None if names else self._single(op, inputs, where)
+        bound[IN] = InputShape(named={n: (lambda r=r: self.shape(r)) for n, r in named_inputs.items()}) if names \
+            else InputShape(lambda: self.shape(source))
         shown = ", ".join(f"{key}: {_yaml(value)}" for key, value in list(given.items())[:6])
         shown += ", ..." if len(given) > 6 else ""
         # The instance as the user wrote it: where a child spec `set:` one of its arguments, that line.
         written = next((at for at in given.value_at.values() if at and where and at.path != where.path), where)
         note = Diagnostic("note", f"in block '{op}'" + (f" ({shown})" if shown else ""), written)
-        inner = scope.enter(here, source, params=bound, chain=scope.chain + (op,), calls=(note,) + scope.calls)
+        inner = scope.enter(here, source, params=bound, chain=scope.chain + (op,), calls=(note,) + scope.calls,
+                            named=named_inputs)
         start = len(self.nodes)
         try:
             out = self.sequence(block["layers"], inner, indexed=False)
@@ -403,6 +456,8 @@ class Expander:
         self.instances.append(BlockInstance(here, op, tuple(n.name for n, _ in self.nodes[start:])))
         if block.get("output") == INPUT:  # a block that passes its input through
             out = self._single(op, inputs, where)
+        elif block.get("output") in named_inputs:  # one of its inputs, passed through
+            out = named_inputs[block["output"]]
         elif "output" in block:
             named = tuple(it["name"] for it in block["layers"] if isinstance(it, Map) and "name" in it)
             out = Ref(qualify(here, block["output"]), block["output"], block.value_at["output"], named, here)
@@ -450,6 +505,11 @@ class Expander:
             return self.names.resolve(ref)
         except SpecError:
             return None
+
+
+def _numbered(scope: Scope, **numbers: int) -> Scope:
+    """The scope of a copy's arguments: its numbers (`$i`, `$k`, `$total`) over the block's arguments."""
+    return replace(scope, params={**(scope.params or {}), **numbers})
 
 
 def _unknown_type(op: str, where, blocks) -> SpecError:
@@ -553,6 +613,7 @@ def _stage_items(table: Map, where, room: int) -> Seq:
         for copy in range(row["repeat"]):
             value = args if copy == 0 or rest is None else _merge(args, rest, rest_at)
             items.append(_row_item(block, value, at, name=f"{pattern}.{number}", name_at=table.value_at["name"]))
+            items[-1].copy = copy  # `$i`, as in a repeat's copies
             items.item_at.append(at)
             number += 1
     return items

@@ -6,7 +6,8 @@ and/or/not, and `a if cond else b`. No calls, attributes, subscripts or powers. 
 numbers only (true is not 1), comparisons take two numbers, two strings or two booleans, and an
 expression is ASCII: Python would read a fullwidth `ｆ` as the argument `f`.
 
-Inside a block, `in.channels`, `in.height` and `in.width` read the shape of the block's input.
+Inside a block, `in.channels`, `in.height` and `in.width` read the shape of the block's input
+(`in.skip.channels`: of its input `skip`, in a block with several).
 `in` is a Python keyword, so `in.` is renamed before parsing, and its shape is asked for (from
 expansion, which infers it) only when an expression reads it.
 """
@@ -33,16 +34,32 @@ _NAME = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")  # fullmatch: `$` would allow 
 IN = "in"  # the scope key of a block's input shape: a keyword, so no argument can be named so
 _IN = "__in__"  # what `in.` is renamed to for Python's parser
 DIMENSIONS = ("channels", "height", "width")
+COPY_NUMBERS = ("i", "k", "total")  # what a repeat's copy knows of its place (expand.py sets them)
 
 
 class InputShape:
     """What `in.` reads: the shape of a block's input, asked for only when an expression uses it
-    (`shape` raises ExprError when it is not known there)."""
+    (`shape` raises ExprError when it is not known there). A block with several named inputs
+    (`inputs: [skip, below]`) has one per name, read as `in.skip.channels`."""
 
-    def __init__(self, shape):
+    def __init__(self, shape=None, named: dict | None = None):
         self._shape = shape
+        self._named = named or {}
+
+    def of(self, name: str, dimension: str):
+        """`in.<name>.<dimension>`: one input's shape, in a block with several."""
+        if not self._named:
+            raise ExprError(f"'in.{name}.{dimension}': this block has one input; write in.{dimension}")
+        if name not in self._named:
+            raise ExprError(f"'in.{name}': the block's inputs are {', '.join(self._named)}; write "
+                            f"in.<input>.{dimension} with one of them")
+        return InputShape(self._named[name]).get(dimension)
 
     def get(self, dimension: str):
+        if self._named:
+            example = next(iter(self._named))
+            raise ExprError(f"'in.{dimension}': this block has several inputs ({', '.join(self._named)}); "
+                            f"read one's shape, like in.{example}.{dimension}")
         if dimension not in DIMENSIONS:
             raise ExprError(f"'in.{dimension}' is not a dimension of the block's input; use in.channels, "
                             "in.height or in.width")
@@ -101,16 +118,20 @@ def _rename_in(source: str) -> str:
 def _lookup(name, scope):
     if name not in scope or name == IN:
         known = ", ".join(sorted(k for k in scope if k != IN)) or "none"
-        raise ExprError(f"unknown block argument '{name}' (arguments here: {known})")
+        copy = ("; $i, $k and $total exist only in the arguments of a repeat's copies (the copy's number in its "
+                "repeat, across the repeats of its list or stage table, and how many copies those make)"
+                if name in COPY_NUMBERS else "")
+        raise ExprError(f"unknown block argument '{name}' (arguments here: {known}){copy}")
     return scope[name]
 
 
-def _input(dimension: str, scope):
-    """`in.channels`: the block's input shape, which exists only inside a block."""
+def _input(dimension: str, scope, name: str | None = None):
+    """`in.channels` (or `in.<name>.channels`): the block's input shape, which exists only inside a block."""
     if IN not in scope:
-        raise ExprError(f"'in.{dimension}' reads the shape of a block's input, so it can be used only inside a "
+        written = f"in.{name}.{dimension}" if name else f"in.{dimension}"
+        raise ExprError(f"'{written}' reads the shape of a block's input, so it can be used only inside a "
                         "block's layers (in their arguments, `when` and `repeat`)")
-    return scope[IN].get(dimension)
+    return scope[IN].of(name, dimension) if name else scope[IN].get(dimension)
 
 
 def _number(value):
@@ -143,6 +164,9 @@ def _eval(node, scope):
         return _lookup(node.id, scope)
     if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == _IN:
         return _input(node.attr, scope)
+    if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute) \
+            and isinstance(node.value.value, ast.Name) and node.value.value.id == _IN:  # in.skip.channels
+        return _input(node.attr, scope, node.value.attr)
     if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _eval(node.left, scope), _eval(node.right, scope)
         if not (_is_number(left) and _is_number(right)):  # no 'a' * 10**9, and true is not 1

@@ -201,6 +201,9 @@ def spec_schema(detailed: bool = True) -> dict:
             "args": _key("args", "block arguments and their defaults (null: required)"),
             "layers": _key("layers", "the block's layers; `input` names the block's input"),
             "output": {"type": "string", "description": "the layer whose output is the block's (default: the last)"},
+            "inputs": {**BLOCK_INPUTS.schema,
+                       "description": "names for a block's several inputs, in the order an instance's `inputs:` "
+                                      "gives them (default: one, `input`)"},
             "description": KEYS["description"].schema,
         },
         "description": "a reusable, parameterised group of layers",
@@ -366,6 +369,10 @@ EXPECTS = {name: kind.expects for name, kind in KEYS.items()} | {
     "preprocess": "a mapping with resize, crop, channels, scale, mean and std",
     "augment": "a mapping with 'transforms' (a list) and optionally 'size' ([h, w])",
 }
+BLOCK_INPUTS = Kind({"type": "array", "items": {"type": "string", "pattern": IDENTIFIER, "not": {"const": "input"}},
+                     "minItems": 2, "uniqueItems": True},
+                    "a list of two or more different names for the block's inputs, each of ASCII letters, digits "
+                    "and _ (not 'input'), like [skip, below]")
 BLOCK = ("a mapping from block name (letters, digits and _, not starting with a digit) to a block: "
          "{layers: [...], args: {...}, output: name}")
 
@@ -426,6 +433,8 @@ def _diagnostic(err, doc, path, layer=None, type_name=None, fallback=None, parts
         expects = SPEC_NAME.expects if parts == ["name"] else EXPECTS.get(key)
         if parts[:1] == ["blocks"] and len(parts) <= 2:
             expects = BLOCK
+        if parts[:1] == ["blocks"] and parts[2:3] == ["inputs"]:
+            expects = BLOCK_INPUTS.expects
         if parts[:1] == ["replace"] and len(parts) == 2:
             expects = "a layer item, like `{dense: 10}`"
         value = args_value(doc, parts[: key_index + 1]) if key_index is not None else err.instance
