@@ -512,7 +512,16 @@ def _numbered(scope: Scope, **numbers: int) -> Scope:
     return replace(scope, params={**(scope.params or {}), **numbers})
 
 
+# Other names for a registered type, from papers and frameworks. A spelling guess would lead
+# astray here ('swish' is nearest to 'hardswish', a different function), so they are named.
+SYNONYMS = {"swish": "silu", "clip": "hardtanh", "fc": "dense", "linear": "dense", "bn": "batchnorm",
+            "conv2d": "conv", "deconv": "conv_transpose", "interpolate": "upsample", "drop_path": "stochastic_depth"}
+
+
 def _unknown_type(op: str, where, blocks) -> SpecError:
+    if SYNONYMS.get(op.lower()) in REGISTRY and op not in blocks:
+        return SpecError(f"unknown layer type '{op}'; convspec calls it '{SYNONYMS[op.lower()]}' "
+                         f"(see `convspec layers`)", where)
     hint = did_you_mean(op, list(REGISTRY) + list(blocks) + list(GROUP_KEYS)) or "; run `convspec layers` for the list"
     return SpecError(f"unknown layer type '{op}'{hint}", where)
 

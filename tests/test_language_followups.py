@@ -233,3 +233,14 @@ def test_a_blocks_output_may_name_one_of_its_inputs():
     spec_text = JOIN.replace("    inputs: [across, below]\n", "    inputs: [across, below]\n    output: across\n", 1)
     a = analyse_text(spec_text + "  - relu:\n    inputs: j\n", "t.yaml")
     assert a.layers[-1].node.inputs == ("input",) and a.layers[-1].output_shape == (2, 6, 6)
+
+
+@pytest.mark.parametrize("written, named", [("swish", "silu"), ("clip", "hardtanh"), ("fc", "dense"),
+                                            ("drop_path", "stochastic_depth")])
+def test_other_frameworks_names_for_a_type_name_convspecs(written, named):
+    """A spelling guess would send 'swish' to 'hardswish', a different function (PyTorch's
+    nn.SiLU is the swish of Ramachandran et al.): a known synonym is named instead."""
+    with pytest.raises(SpecError) as e:
+        analyse_text(f"input: [3, 8, 8]\nlayers:\n  - {written}\n")
+    assert str(e.value) == (f"<spec>:3:5: error: unknown layer type '{written}'; convspec calls it '{named}' "
+                            "(see `convspec layers`)")
