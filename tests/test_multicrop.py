@@ -229,3 +229,28 @@ def test_activation_memory_counts_every_crop(tmp_path):
     # float32 values: the 10x10 input; ten 8x8 crops; per crop the conv's 2x6x6, the flatten's 72 and
     # the dense's 3; the averaged 3
     assert report["memory"]["activation_bytes"] == 4 * (100 + 10 * 64 + 10 * (72 + 72 + 3) + 3)
+
+
+@pytest.mark.slow  # GoogLeNet on 144 crops, in PyTorch and in onnxruntime: about 20 s on two cores
+def test_googlenet_144crop_is_torchvisions_googlenet_on_the_papers_crops(tmp_path):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False).eval()
+    with torch.no_grad():  # BatchNorm off its initial statistics, so that a misplaced one shows
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+    torch.save(model.state_dict(), tmp_path / "w.pth")
+    x = np.random.default_rng(3).random((1, 3, 352, 469), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    ok(tmp_path, "compile", "googlenet_144crop", "-o", "g.onnx", "--weights", "w.pth")
+    ok(tmp_path, "run", "g.onnx", "--input", "x.npy", "-o", "g.npy")
+    crops = googlenet_crops(x, [256, 288, 320, 352], torch_resize, n=224)
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.concatenate(crops))).numpy()
+    want = softmax(logits).mean(axis=0, keepdims=True)
+    np.testing.assert_allclose(np.load(tmp_path / "g.npy"), want, atol=1e-5, rtol=0)
