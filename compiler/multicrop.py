@@ -96,8 +96,10 @@ class Crops(Layer):
 def _resize(g, x: str, size: tuple) -> str:
     """Bilinear to `size` (H, W), antialiased when shrinking, the filter renormalised at the borders
     (exclude_outside): torchvision's Resize and Pillow's bilinear, not ONNX's default edges."""
-    return g.op("Resize", [x, "", "", g.const(list(size))], mode="linear", antialias=1, exclude_outside=1,
-                axes=[2, 3])
+    # sizes for all four axes, not `axes`: onnxruntime's shape inference (int8 quantisation) misreads those
+    sizes = g.op("Concat", [g.op("Slice", [g.op("Shape", [x]), g.const([0]), g.const([2])]), g.const(list(size))],
+                 axis=0)
+    return g.op("Resize", [x, "", "", sizes], mode="linear", antialias=1, exclude_outside=1)
 
 
 @arguments
