@@ -147,11 +147,9 @@ def crop_count(crops) -> int:
     """How many crops `crops` makes, known before any is listed (a grid may claim billions)."""
     if crops in ("center", "ten"):
         return 1 if crops == "center" else 10
-    if crops == "googlenet144":
-        crops = GOOGLENET_144
-    flips = 2 if crops.get("flip", True) else 1
+    crops, flips = _named(crops), 2 if _named(crops).get("flip", True) else 1
     if "grid" in crops:
-        rows, columns = [crops["grid"]] * 2 if isinstance(crops["grid"], int) else crops["grid"]
+        rows, columns = _grid(crops)
         return rows * columns * flips
     return len(crops["scales"]) * crops.get("squares", 3) * 6 * flips
 
@@ -161,17 +159,27 @@ def cuts(crops, big: tuple, small: tuple) -> tuple[Cut, ...]:
     (height, width), (h, w) = big, small
     if crops == "center":
         return (Cut(*_centre(big, small), h, w),)
-    if crops == "googlenet144":
-        crops = GOOGLENET_144
     if crops == "ten":
-        places = _five(big, small)
-    elif "grid" in crops:
-        rows, columns = [crops["grid"]] * 2 if isinstance(crops["grid"], int) else crops["grid"]
-        places = [Cut(t, l, h, w) for t in _spread(height - h, rows) for l in _spread(width - w, columns)]
+        places, flips = _five(big, small), (False, True)
     else:
-        places = [place for scale in crops["scales"] for place in _squares(big, small, scale, crops.get("squares", 3))]
-    flips = (False, True) if crops == "ten" or crops.get("flip", True) else (False,)
+        crops = _named(crops)
+        if "grid" in crops:
+            rows, columns = _grid(crops)
+            places = [Cut(t, l, h, w) for t in _spread(height - h, rows) for l in _spread(width - w, columns)]
+        else:
+            places = [cut for scale in crops["scales"] for cut in _squares(big, small, scale, crops.get("squares", 3))]
+        flips = (False, True) if crops.get("flip", True) else (False,)
     return tuple(place._replace(flipped=f) for f in flips for place in places)
+
+
+def _named(crops):
+    """A named scheme as its mapping."""
+    return GOOGLENET_144 if crops == "googlenet144" else crops
+
+
+def _grid(crops) -> tuple:
+    """(rows, columns) of a grid: `grid: n` is n x n."""
+    return (crops["grid"], crops["grid"]) if isinstance(crops["grid"], int) else tuple(crops["grid"])
 
 
 def _centre(big: tuple, small: tuple) -> tuple:
