@@ -229,8 +229,9 @@ def compose(doc, path: str, member, limits: Limits) -> Graph:
                         f"give {small[0]} channels and at least {small[1]}x{small[2]}", where_input)
     crops = spec.get("crops", "ten")
     if crop_count(crops) > MAX_CROPS:
-        what, fewer = ("grid makes", "a coarser grid") if "grid" in crops else ("scales make", "fewer scales or squares")
-        raise SpecError(f"the {what} {crop_count(crops):,} crops, more than {MAX_CROPS:,}; use {fewer}",
+        grid = "grid" in crops
+        raise SpecError(f"the {'grid makes' if grid else 'scales make'} {crop_count(crops):,} crops, more than "
+                        f"{MAX_CROPS:,}; use {'a coarser grid' if grid else 'fewer scales or squares'}",
                         spec.value_at["crops"])
     if isinstance(crops, dict) and "scales" in crops:
         _check_scales(crops["scales"], big, small, net.name)
@@ -273,9 +274,10 @@ def _check_scales(scales, big: tuple, small: tuple, network: str) -> None:
         if scale < max(small[1:]):
             raise SpecError(f"the scale {scale} makes {scale}x{scale} squares, too small for the {small[1]}x{small[2]} "
                             f"crops that '{network}' takes; give scales of at least {max(small[1:])}", where)
-        if big[0] * numel(resized(big[1:], scale)) > MAX_ELEMENTS:
-            raise SpecError(f"the scale {scale} resizes the input to {big[0]}x{'x'.join(map(str, resized(big[1:], scale)))}"
-                            f", more than {MAX_ELEMENTS:,} values; use a smaller scale", where)
+        height, width = resized(big[1:], scale)
+        if big[0] * height * width > MAX_ELEMENTS:
+            raise SpecError(f"the scale {scale} resizes the input to {big[0]}x{height}x{width}, more than "
+                            f"{MAX_ELEMENTS:,} values; use a smaller scale", where)
 
 
 def _widened(preprocess: dict | None, big: tuple) -> dict | None:

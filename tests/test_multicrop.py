@@ -114,6 +114,12 @@ ERRORS = [
     ("input: [1, 40, 40]\nmulticrop: {spec: lenet5, crops: eleven}\n", 2, 34,
      "'multicrop.crops' must be 'center', 'ten', 'googlenet144', {grid: [rows, columns], flip: true|false} or "
      "{scales: [shorter sides], squares: 3, flip: true|false}; got 'eleven'"),
+    ("input: [1, 40, 40]\nmulticrop: {spec: lenet5, crops: {scales: [34, 30]}}\n", 2, 48,
+     "the scale 30 makes 30x30 squares, too small for the 32x32 crops that 'lenet5' takes; give scales of at least 32"),
+    ("input: [1, 40, 40]\nmulticrop: {spec: lenet5, crops: {scales: [40, 48], squares: 50}}\n", 2, 34,
+     "the scales make 1,200 crops, more than 1,024; use fewer scales or squares"),
+    ("input: [1, 40, 40]\nmulticrop: {spec: lenet5, crops: {scales: [40], grid: 2}}\n", 2, 34,
+     "'multicrop.crops' must be "),
     ("input: [1, 40, 40]\nmulticrop: {spec: net.yaml}\n", 2, 19,
      "the network 'net' has a layer called 'crops', a name the multi-crop needs for its own; rename that layer"),
     ("input: [1, 40, 40]\nmulticrop: {spec: lenet5}\nlayers: [relu]\n", 3, 1,
