@@ -85,8 +85,10 @@ class Analysis:
 
     @property
     def activation_bytes(self) -> int:
-        """Input plus every node's output, float32, batch 1: what a forward pass keeps if nothing is freed."""
-        return BYTES_PER_VALUE * (numel(self.graph.input_shape) + sum(numel(f.output_shape) for f in self.layers))
+        """Input plus every node's output (each of its copies: a multi-crop's, one per crop), float32,
+        batch 1: what a forward pass keeps if nothing is freed."""
+        outputs = sum(f.node.layer.copies * numel(f.output_shape) for f in self.layers)
+        return BYTES_PER_VALUE * (numel(self.graph.input_shape) + outputs)
 
     @property
     def weight_bytes(self) -> int:

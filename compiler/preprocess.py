@@ -71,7 +71,8 @@ def raw_input(lowered, preprocess: dict, input_shape: tuple):
             sizes = g.op("Div", [g.op("Mul", [size, g.const(resize)]), g.op("ReduceMin", [size], keepdims=1)])
         else:
             sizes = g.const(list(resize))
-        x = g.op("Resize", [x, "", "", sizes], mode="linear", antialias=1, axes=[2, 3])
+        # exclude_outside renormalises the filter at the edges, as Pillow does: else borders differ by 15 levels
+        x = g.op("Resize", [x, "", "", sizes], mode="linear", antialias=1, exclude_outside=1, axes=[2, 3])
     if "crop" in preprocess:
         crop = list(crop_box((0, 0), preprocess["crop"])[2:])
         size = g.op("Slice", [g.op("Shape", [x]), g.const([2]), g.const([4])])

@@ -104,6 +104,7 @@ class Layer:
     relu_like: ClassVar[bool] = False  # ends in relu or the like: seeded kernels are He-, not Glorot-initialised
     fp32: ClassVar[bool] = False  # stays float32 in an fp16 model (compiler/half.py): float16 would overflow
     warning_kind: ClassVar[str] = "untiled"  # what its warnings() are, in WARNING_KINDS: so far, only untiled windows
+    copies: ClassVar[int] = 1  # outputs of its shape it makes per input: a multi-crop's network runs once per crop
 
     # -- rules (override what applies) -------------------------------------------------
     def output_shape(self, *ins: Shape) -> Shape:

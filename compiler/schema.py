@@ -93,10 +93,14 @@ KEYS = {
                     "one of 'mean_softmax', 'mean_logits', 'max', 'vote'"),
     "weights": Kind({"type": "array", "items": POSITIVE_NUMBER.schema, "minItems": 1},
                     "a list of positive numbers, one per member"),
-    "crops": Kind({"anyOf": [{"enum": ["center", "ten"]},
+    "crops": Kind({"anyOf": [{"enum": ["center", "ten", "googlenet144"]},
                              {"type": "object", "required": ["grid"], "additionalProperties": False,
-                              "properties": {"grid": SIZE2.schema, "flip": BOOL.schema}}]},
-                  "'center', 'ten', or {grid: [rows, columns], flip: true|false}"),
+                              "properties": {"grid": SIZE2.schema, "flip": BOOL.schema}},
+                             {"type": "object", "required": ["scales"], "additionalProperties": False,
+                              "properties": {"scales": {"type": "array", "items": POSITIVE_INT.schema, "minItems": 1},
+                                             "squares": POSITIVE_INT.schema, "flip": BOOL.schema}}]},
+                  "'center', 'ten', 'googlenet144', {grid: [rows, columns], flip: true|false} or "
+                  "{scales: [shorter sides], squares: 3, flip: true|false}"),
 }
 SPEC_NAME = Kind({"type": "string", "pattern": r"^[A-Za-z0-9_.-]+$"}, "a name made of letters, digits, _, . and -")
 
@@ -270,8 +274,10 @@ def spec_schema(detailed: bool = True) -> dict:
                 "additionalProperties": False,
                 "properties": {
                     "spec": _key("spec", "the network: a bundled name or a path"),
-                    "crops": _key("crops", "center, ten (4 corners + centre, each also flipped) or "
-                                           "{grid: [rows, columns], flip: true|false}"),
+                    "crops": _key("crops", "center, ten (4 corners + centre, each also flipped), "
+                                           "{grid: [rows, columns], flip: true|false}, googlenet144 or "
+                                           "{scales: [shorter sides], squares: 3, flip: true|false} (GoogLeNet's: "
+                                           "per scale and square, 4 corners + centre + the whole square)"),
                     "combine": {"enum": ["mean_softmax", "mean_logits"],
                                 "description": "average the probabilities (default) or the logits"},
                 },

@@ -112,7 +112,14 @@ ERRORS = [
     ("input: [1, 40, 40]\nmulticrop: {spec: lenet5, crops: {grid: [40, 40]}}\n", 2, 34,
      "the grid makes 3,200 crops, more than 1,024; use a coarser grid"),
     ("input: [1, 40, 40]\nmulticrop: {spec: lenet5, crops: eleven}\n", 2, 34,
-     "'multicrop.crops' must be 'center', 'ten', or {grid: [rows, columns], flip: true|false}; got 'eleven'"),
+     "'multicrop.crops' must be 'center', 'ten', 'googlenet144', {grid: [rows, columns], flip: true|false} or "
+     "{scales: [shorter sides], squares: 3, flip: true|false}; got 'eleven'"),
+    ("input: [1, 40, 40]\nmulticrop: {spec: lenet5, crops: {scales: [34, 30]}}\n", 2, 48,
+     "the scale 30 makes 30x30 squares, too small for the 32x32 crops that 'lenet5' takes; give scales of at least 32"),
+    ("input: [1, 40, 40]\nmulticrop: {spec: lenet5, crops: {scales: [40, 48], squares: 50}}\n", 2, 34,
+     "the scales make 1,200 crops, more than 1,024; use fewer scales or squares"),
+    ("input: [1, 40, 40]\nmulticrop: {spec: lenet5, crops: {scales: [40], grid: 2}}\n", 2, 34,
+     "'multicrop.crops' must be "),
     ("input: [1, 40, 40]\nmulticrop: {spec: net.yaml}\n", 2, 19,
      "the network 'net' has a layer called 'crops', a name the multi-crop needs for its own; rename that layer"),
     ("input: [1, 40, 40]\nmulticrop: {spec: lenet5}\nlayers: [relu]\n", 3, 1,
@@ -141,3 +148,129 @@ def test_a_multicrop_may_wrap_an_ensemble_but_not_itself(tmp_path):
     proc = run_cli(tmp_path, "check", "self.yaml")
     assert proc.returncode == 1
     assert proc.stderr.startswith("self.yaml:2:19: error: 'multicrop.spec' makes a loop: self.yaml -> self.yaml")
+
+
+# -- GoogLeNet's scales and squares (Szegedy et al. 2015, section 7) ----------------------------
+SCALES = [34, 37, 45]  # around LeNet-5's 32x32: shrinking, the input's own shorter side, enlarging
+
+
+def torch_resize(x, size):
+    """torchvision's Resize: bilinear, antialiased (F.interpolate's antialias=True)."""
+    import torch
+
+    return torch.nn.functional.interpolate(torch.from_numpy(np.ascontiguousarray(x)), size=tuple(size),
+                                           mode="bilinear", align_corners=False, antialias=True).numpy()
+
+
+def pillow_resize(x, size):
+    """Pillow's bilinear on float images (mode F), one channel at a time."""
+    from PIL import Image
+
+    return np.array([[np.asarray(Image.fromarray(np.ascontiguousarray(c)).resize(size[::-1], Image.BILINEAR))
+                      for c in sample] for sample in x])
+
+
+def googlenet_crops(x, scales, resize, n=32):
+    """The paper's crops of a batch, written from its description: per scale (the shorter side),
+    the left, centre and right squares (top, centre, bottom when portrait), from each its four
+    corners, its centre and itself resized to n x n; then all of them mirrored."""
+    crops = []
+    height, width = x.shape[2:]
+    for s in scales:
+        h, w = s * height // min(height, width), s * width // min(height, width)
+        image = resize(x, (h, w))
+        assert image.shape[2:] == (h, w)
+        if w >= h:
+            squares = [image[:, :, :, left:left + s] for left in (0, round((w - s) / 2), w - s)]
+        else:
+            squares = [image[:, :, top:top + s, :] for top in (0, round((h - s) / 2), h - s)]
+        c = round((s - n) / 2)
+        for q in squares:
+            crops += [q[:, :, :n, :n], q[:, :, :n, s - n:], q[:, :, s - n:, :n], q[:, :, s - n:, s - n:],
+                      q[:, :, c:c + n, c:c + n], resize(q, (n, n))]
+    return [np.ascontiguousarray(c) for c in crops + [c[:, :, :, ::-1] for c in crops]]
+
+
+def crops_of(d, model: str, x) -> np.ndarray:
+    """The output of a compiled multi-crop's node `crops`: every crop, stacked on the batch axis."""
+    import onnx
+    import onnxruntime
+
+    m = onnx.load(str(d / model))
+    m.graph.output.append(onnx.helper.make_tensor_value_info("crops", onnx.TensorProto.FLOAT, None))
+    session = onnxruntime.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    return session.run(["crops"], {"input": x})[0]
+
+
+@pytest.mark.parametrize("reference", ["pillow", pytest.param("torch", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("shape", [(37, 50), (50, 37)], ids=["landscape", "portrait"])
+def test_scales_and_squares_are_googlenets_crops(plain, tmp_path, shape, reference):
+    if reference == "torch":
+        pytest.importorskip("torch", reason="torch is not installed")
+    d, _, run_plain = plain
+    x = np.random.default_rng(2).standard_normal((2, 1, *shape), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    (tmp_path / "mc.yaml").write_text(f"input: [1, {shape[0]}, {shape[1]}]\n"
+                                      f"multicrop: {{spec: lenet5, crops: {{scales: {SCALES}, squares: 3}}}}\n")
+    ok(tmp_path, "compile", "mc.yaml", "-o", "mc.onnx", "--seed", "5")
+    ok(tmp_path, "run", "mc.onnx", "--input", "x.npy", "-o", "mc.npy")
+    want = googlenet_crops(x, SCALES, torch_resize if reference == "torch" else pillow_resize)
+    assert len(want) == 3 * 3 * 6 * 2
+    np.testing.assert_allclose(crops_of(tmp_path, "mc.onnx", x), np.concatenate(want), atol=2e-5, rtol=0)
+    probabilities = np.mean([softmax(y) for y in run_plain(want)], axis=0)
+    np.testing.assert_allclose(np.load(tmp_path / "mc.npy"), probabilities, atol=1e-5, rtol=0)
+
+
+def test_googlenet144_is_four_scales_three_squares_six_crops_mirrored(tmp_path):
+    (tmp_path / "mc.yaml").write_text("input: [1, 352, 469]\nmulticrop: {spec: lenet5, crops: googlenet144}\n")
+    report = json.loads(ok(tmp_path, "summary", "mc.yaml", "--format", "json").stdout)
+    assert report["macs"] == 4 * 3 * 6 * 2 * 416_520  # LeNet-5's MACs per crop (test_specs' published row)
+
+
+def test_activation_memory_counts_every_crop(tmp_path):
+    (tmp_path / "net.yaml").write_text("input: [1, 8, 8]\nlayers:\n  - conv: {filters: 2, kernel: 3}\n"
+                                       "  - flatten\n  - dense: 3\n")
+    (tmp_path / "mc.yaml").write_text("input: [1, 10, 10]\nmulticrop: {spec: net.yaml, crops: ten}\n")
+    report = json.loads(ok(tmp_path, "summary", "mc.yaml", "--format", "json").stdout)
+    # float32 values: the 10x10 input; ten 8x8 crops; per crop the conv's 2x6x6, the flatten's 72 and
+    # the dense's 3; the averaged 3
+    assert report["memory"]["activation_bytes"] == 4 * (100 + 10 * 64 + 10 * (72 + 72 + 3) + 3)
+
+
+@pytest.mark.slow  # GoogLeNet on 144 crops, in PyTorch and in onnxruntime: about 20 s on two cores
+def test_googlenet_144crop_is_torchvisions_googlenet_on_the_papers_crops(tmp_path):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False).eval()
+    with torch.no_grad():  # BatchNorm off its initial statistics, so that a misplaced one shows
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.2, 0.2)
+                module.running_var.uniform_(0.5, 1.5)
+    torch.save(model.state_dict(), tmp_path / "w.pth")
+    x = np.random.default_rng(3).random((1, 3, 352, 469), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    ok(tmp_path, "compile", "googlenet_144crop", "-o", "g.onnx", "--weights", "w.pth")
+    ok(tmp_path, "run", "g.onnx", "--input", "x.npy", "-o", "g.npy")
+    crops = np.concatenate(googlenet_crops(x, [256, 288, 320, 352], torch_resize, n=224))
+    # float32 filters summed in another order: 5e-5 at most (a crop one pixel off, or not antialiased: 0.1 and more)
+    np.testing.assert_allclose(crops_of(tmp_path, "g.onnx", x), crops, atol=1e-4, rtol=0)
+    with torch.no_grad():
+        want = softmax(model(torch.from_numpy(crops)).numpy()).mean(axis=0, keepdims=True)
+    got = np.load(tmp_path / "g.npy")
+    # a random GoogLeNet's probabilities are all near 1/1000: measured from the mean, to 0.1%
+    assert np.abs(got - want).max() < 1e-3 * np.abs(want - want.mean()).max()
+
+
+@pytest.mark.slow  # calibrating: about 4 s
+def test_scales_quantise_to_int8(tmp_path):
+    """onnxruntime's quantiser infers shapes through the Resize and Slice nodes (it misread Resize's `axes`)."""
+    (tmp_path / "mc.yaml").write_text("input: [1, 37, 50]\nmulticrop: {spec: lenet5, crops: {scales: [34, 45]}}\n")
+    ok(tmp_path, "compile", "mc.yaml", "-o", "q.onnx", "--quantize", "int8")
+    ok(tmp_path, "run", "q.onnx", "--batch", "2", "-o", "q.npy")
+    probabilities = np.load(tmp_path / "q.npy")
+    assert probabilities.shape == (2, 10)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=0.01)  # an average of softmaxes, in int8 steps

@@ -57,6 +57,9 @@ PUBLISHED = {
                                for key in ("params_trainable", "params_non_trainable", "macs")) + ((1000,),),
     # Krizhevsky et al. 2012's ten crops on torchvision's AlexNet: its params, its MACs ten times
     "alexnet_10crop": (TORCHVISION["alexnet"]["params_trainable"], 0, 10 * TORCHVISION["alexnet"]["macs"], (1000,)),
+    # GoogLeNet's ILSVRC 2014 test-time scheme: 4 scales x 3 squares x 6 crops x 2 mirrors
+    "googlenet_144crop": (TORCHVISION["googlenet"]["params_trainable"], TORCHVISION["googlenet"]["params_non_trainable"],
+                          144 * TORCHVISION["googlenet"]["macs"], (1000,)),
 }
 # Every bundled spec named like a torchvision model must match it exactly.
 TORCHVISION_SPECS = sorted(p.stem for p in bundled() if p.stem in TORCHVISION)
