@@ -514,8 +514,8 @@ def _numbered(scope: Scope, **numbers: int) -> Scope:
 
 # Other names for a registered type, from papers and frameworks. A spelling guess would lead
 # astray here ('swish' is nearest to 'hardswish', a different function), so they are named.
-SYNONYMS = {"swish": "silu", "clip": "hardtanh", "fc": "dense", "linear": "dense", "bn": "batchnorm",
-            "conv2d": "conv", "deconv": "conv_transpose", "interpolate": "upsample", "drop_path": "stochastic_depth"}
+SYNONYMS = {"swish": "silu", "clip": "hardtanh", "fc": "dense", "bn": "batchnorm", "deconv": "conv_transpose",
+            "interpolate": "upsample", "drop_path": "stochastic_depth"}
 
 
 def _unknown_type(op: str, where, blocks) -> SpecError:
