@@ -70,7 +70,7 @@ def quantize(model: onnx.ModelProto, calibration: np.ndarray, source: str,
         onnx.save(model, fp32)
         graph = fp32
         if recipe.prepare:
-            quant_pre_process(fp32, prepared)
+            quant_pre_process(fp32, prepared, auto_merge=True)  # Resize by scales makes the batch floor(1.0 * N)
             graph = prepared
         # named in the graph that is quantised: pre-processing fuses and may rename nodes
         exclude = [n.name for n in onnx.load(graph).graph.node if {n.op_type, n.name} & set(recipe.exclude)]
