@@ -44,3 +44,21 @@ def test_int8_upsample_feeding_a_concat(tmp_path, upsample, reference, pad):
     got = outputs(tmp_path / "up.onnx", x)
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() < 2 * 2 / 255  # two steps of an 8-bit scale over [-1, 1]
+
+
+def test_int8_global_pool_after_instance_norm(tmp_path):
+    """Each channel of an instance norm averages to 0, so the global pool's output calibrates to a
+    near-zero scale that onnxruntime's QLinearGlobalAveragePool refuses (from a worker thread: the
+    comparison run used to end in 'internal error', or a segmentation fault with a batch of 4).
+    The pool is kept in float and named."""
+    (tmp_path / "inorm.yaml").write_text("input: [3, 8, 8]\nlayers:\n  - instancenorm: null\n"
+                                         "  - global_avgpool\n  - flatten\n")
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 3, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "calib.npz", input=x)
+    result = run_cli(tmp_path, "compile", "inorm.yaml", "-o", "inorm.onnx", "--quantize", "int8",
+                     "--calibration", "calib.npz")
+    assert result.returncode == 0, result.stderr
+    assert "kept in float: global_avgpool1" in result.stdout
+    expected = torch.nn.InstanceNorm2d(3)(torch.from_numpy(x)).mean(dim=(2, 3)).numpy()  # zeros, to rounding
+    got = outputs(tmp_path / "inorm.onnx", x)
+    assert got.shape == (4, 3) and np.abs(got - expected).max() < 2 / 255  # within one step of the input's scale
