@@ -563,7 +563,9 @@ def _transform(item, at, k: int):
         raise SpecError(f"unknown transform '{name}'{hint}", at)
     cls = TRANSFORMS[name]
     if not isinstance(args, Map):
-        raise SpecError(f"the arguments of '{name}' must be a mapping, like {{p: 0.5}}; got {shorten(args)}", at)
+        first = fields(cls)[0].name  # `pad: 4` most likely meant its first argument
+        raise SpecError(f"the arguments of '{name}' must be a mapping, like {{{first}: {shorten(args)}}}; got "
+                        f"{shorten(args)}", at)
     known = {f.name: f for f in fields(cls)}
     values = {}
     for key, value in args.items():

@@ -62,3 +62,13 @@ def test_int8_global_pool_after_instance_norm(tmp_path):
     expected = torch.nn.InstanceNorm2d(3)(torch.from_numpy(x)).mean(dim=(2, 3)).numpy()  # zeros, to rounding
     got = outputs(tmp_path / "inorm.onnx", x)
     assert got.shape == (4, 3) and np.abs(got - expected).max() < 2 / 255  # within one step of the input's scale
+
+
+def test_augment_arguments_not_a_mapping_hint_the_transforms_own_argument(tmp_path):
+    """`pad: 4` used to be told 'like {p: 0.5}', an argument pad does not have."""
+    (tmp_path / "a.yaml").write_text("input: [3, 16, 16]\nlayers: [flatten]\naugment:\n  transforms:\n"
+                                     "    - pad: 4\n    - center_crop: {size: 16}\n")
+    result = run_cli(tmp_path, "check", "a.yaml")
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("a.yaml:5:7: error: the arguments of 'pad' must be a mapping, like "
+                                     "{padding: 4}; got 4")
