@@ -146,7 +146,8 @@ def cmd_diagram(args) -> int:
     from compiler.output import check_writable, write_bytes
     from compiler.pipeline import analyse
 
-    renderers = {".svg": lambda scene: to_svg(scene).encode("utf-8"), ".png": to_png}
+    renderers = {".svg": lambda scene: to_svg(scene).encode("utf-8"),
+                 ".png": lambda scene: to_png(scene, collapsed=args.collapse)}
     check_writable([args.output], args.force)  # before the work, not after it
     kind = os.path.splitext(args.output)[1].lower()
     if kind not in renderers:

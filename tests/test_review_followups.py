@@ -72,3 +72,18 @@ def test_augment_arguments_not_a_mapping_hint_the_transforms_own_argument(tmp_pa
     assert result.returncode == 1
     assert result.stderr.strip() == ("a.yaml:5:7: error: the arguments of 'pad' must be a mapping, like "
                                      "{padding: 4}; got 4")
+
+
+def test_diagram_too_large_with_collapse_does_not_suggest_collapse(tmp_path, monkeypatch):
+    """A plain stack has no blocks, so collapsed it is as large: the error used to suggest
+    --collapse to a user who had just passed it. (The pixel limit is lowered to keep this fast.)"""
+    import compiler.diagram_png
+
+    monkeypatch.setattr(compiler.diagram_png, "MAX_PIXELS", 10_000)
+    (tmp_path / "deep.yaml").write_text("input: [8, 4, 4]\nlayers:\n" + "  - relu\n" * 3)
+    plain = run_cli(tmp_path, "diagram", "deep.yaml", "-o", "deep.png")
+    collapsed = run_cli(tmp_path, "diagram", "deep.yaml", "-o", "deep.png", "--collapse")
+    assert plain.returncode == collapsed.returncode == 2
+    assert plain.stderr.rstrip().endswith("write an .svg instead, or pass --collapse for one box per block")
+    assert collapsed.stderr.rstrip().endswith("too large to draw; write an .svg instead")
+    assert not (tmp_path / "deep.png").exists()
