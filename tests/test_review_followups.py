@@ -87,3 +87,25 @@ def test_diagram_too_large_with_collapse_does_not_suggest_collapse(tmp_path, mon
     assert plain.stderr.rstrip().endswith("write an .svg instead, or pass --collapse for one box per block")
     assert collapsed.stderr.rstrip().endswith("too large to draw; write an .svg instead")
     assert not (tmp_path / "deep.png").exists()
+
+
+@pytest.mark.parametrize("layer, message", [
+    # used to be 'internal error: OverflowError: cannot convert float infinity to integer'
+    ("upsample: {scale: 1.0e300}", "argument 'scale' is 1e+300, beyond the float32 range the model computes in "
+                                   "(at most 3.403e+38); is it a typo?"),
+    # used to compile with an inf pad value, and numpy's 'overflow encountered in cast' on stderr
+    ("pad: {padding: 1, value: 1.0e300}", "argument 'value' is 1e+300, beyond the float32 range the model "
+                                          "computes in (at most 3.403e+38); is it a typo?"),
+    # used to compile with eps = inf: every output 0
+    ("layernorm: {eps: 1.0e300}", "argument 'eps' is 1e+300, beyond the float32 range the model computes in "
+                                  "(at most 3.403e+38); is it a typo?"),
+    # used to suggest `size: [2000000000000000039769249677312, ...]`
+    ("upsample: {scale: 1.0e30}", "the output would be [2e+30, 2e+30] from [2, 2], beyond what ONNX Runtime "
+                                  "can compute with; use a smaller scale"),
+])
+def test_float_arguments_beyond_float32(tmp_path, layer, message):
+    (tmp_path / "big.yaml").write_text(f"input: [4, 2, 2]\nlayers:\n  - {layer}\n")
+    result = run_cli(tmp_path, "check", "big.yaml")
+    assert result.returncode == 1
+    assert result.stderr.startswith("big.yaml:3:"), result.stderr
+    assert result.stderr.rstrip().endswith(message), result.stderr

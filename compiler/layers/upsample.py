@@ -17,7 +17,7 @@ from fractions import Fraction
 
 from ..arith import Step, pair
 from ..errors import LayerArgError
-from ..registry import BOOL, POSITIVE_NUMBER, SIZE2, Kind, Layer, arg, enum, numel, register, spatial
+from ..registry import BOOL, MAX_ARGUMENT, POSITIVE_NUMBER, SIZE2, Kind, Layer, arg, enum, numel, register, spatial
 
 SCALE2 = Kind({"anyOf": [POSITIVE_NUMBER.schema,
                          {"type": "array", "items": POSITIVE_NUMBER.schema, "minItems": 2, "maxItems": 2}]},
@@ -59,6 +59,9 @@ class Upsample(Layer):
         if min(out) < 1:
             raise LayerArgError(f"the output would be {list(out)} from [{h}, {w}]; use a larger scale",
                                 arg="scale")
+        if max(out) > MAX_ARGUMENT:
+            raise LayerArgError(f"the output would be [{out[0]:.3g}, {out[1]:.3g}] from [{h}, {w}], beyond what "
+                                f"ONNX Runtime can compute with; use a smaller scale", arg="scale")
         if self._by_scale(((h, w), out, self.scale)):
             # onnxruntime sizes its output as (int)(float32(scale) * n), which can round below PyTorch's
             ort = tuple(int(_float32(_float32(s) * n)) for n, s in zip((h, w), self.scale))
