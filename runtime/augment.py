@@ -18,7 +18,7 @@ import numpy as np
 
 from compiler.errors import RunError
 
-from .inputs import IMAGE_SUFFIXES, load_image
+from .inputs import IMAGE_SUFFIXES, folder_images, load_image
 
 
 def image_paths(paths: list[str]) -> list[Path]:
@@ -27,13 +27,7 @@ def image_paths(paths: list[str]) -> list[Path]:
     for path in paths:
         p = Path(path)
         if p.is_dir():
-            try:
-                found = sorted(e for e in p.iterdir() if e.suffix.lower() in IMAGE_SUFFIXES and e.is_file())
-            except OSError as e:
-                raise RunError(f"{path}: cannot list the folder: {e.strerror or e}") from None
-            if not found:
-                raise RunError(f"{path}: the folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            out += found
+            out += folder_images(p)
         elif not p.exists():
             raise RunError(f"{path}: no such file")
         elif p.suffix.lower() not in IMAGE_SUFFIXES:
