@@ -109,3 +109,18 @@ def test_float_arguments_beyond_float32(tmp_path, layer, message):
     assert result.returncode == 1
     assert result.stderr.startswith("big.yaml:3:"), result.stderr
     assert result.stderr.rstrip().endswith(message), result.stderr
+
+
+@pytest.mark.parametrize("source, message", [
+    ("top", "layer 'b1': 'top' has 2 outputs; name the one this layer takes in `inputs:` (top.0, top.1)"),
+    ("top.7", "layer 'b1': 'top.7' names output 7 of 'top', which has 2 outputs: top.0, top.1"),
+])
+def test_block_reading_in_channels_of_a_split(tmp_path, source, message):
+    """A block whose `in.channels` reads a split's bare name used to be told that the split 'is
+    defined after this point'; the error is the reference's own, at its line."""
+    (tmp_path / "s.yaml").write_text(
+        "input: [8, 4, 4]\nblocks:\n  b:\n    layers:\n      - conv: {filters: \"${in.channels}\", kernel: 1}\n"
+        f"layers:\n  - split: [4, 4]\n    name: top\n  - b:\n    inputs: [{source}]\n")
+    result = run_cli(tmp_path, "check", "s.yaml")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == f"s.yaml:10:14: error: {message}"
