@@ -124,3 +124,15 @@ def test_block_reading_in_channels_of_a_split(tmp_path, source, message):
     result = run_cli(tmp_path, "check", "s.yaml")
     assert result.returncode == 1
     assert result.stderr.splitlines()[0] == f"s.yaml:10:14: error: {message}"
+
+
+@pytest.mark.parametrize("layer", ["chunk: 16262781", "split: [" + ", ".join(["1"] * 1025) + "]"])
+def test_a_split_into_millions_of_values_is_refused_at_once(tmp_path, layer):
+    """Found by the fuzzer: a six-line spec with `chunk: 16262781` took 16 s and 1.9 GB before its
+    error, wiring one name per value."""
+    (tmp_path / "c.yaml").write_text(f"input: [14]\nlayers:\n  - {layer}\n    name: c\n  - relu:\n    inputs: c.1\n")
+    result = run_cli(tmp_path, "check", "c.yaml", timeout=5)
+    assert result.returncode == 1
+    what = "'chunks' of chunk must be an integer from 2 to 1,024" if "chunk" in layer else \
+        "'sizes' of split must be a list of 2 to 1,024 positive integers"
+    assert result.stderr.startswith("c.yaml:3:") and what in result.stderr, result.stderr
