@@ -344,6 +344,9 @@ def _compile_augment(args) -> int:
         if given:
             raise UsageError(f"{flag} is for the network; --augment writes the augmentation graph, which has no "
                              "weights")
+    if args.raw_input:
+        raise UsageError("--raw-input is for the network; the augmentation graph takes images [N, C, H, W] "
+                         "with pixels in [0, 1]")
     if args.seed:
         _warn("--seed seeds a network's weights; the augmentation's seed is an input of its graph, given at each run")
     check_writable([args.output], args.force)
@@ -374,10 +377,13 @@ def _augment_session(args):
 
 
 def cmd_augment_preview(args) -> int:
+    from compiler.errors import UsageError
     from compiler.limits import INPUT_BYTES
     from compiler.output import check_writable, write_bytes
     from runtime.augment import augment, grid_png, image_paths, read_images
 
+    if not args.output.lower().endswith(".png"):
+        raise UsageError(f"{args.output}: the grid is written as PNG; end the name with .png")
     check_writable([args.output], args.force)
     paths = image_paths([args.image])
     plan, session = _augment_session(args)

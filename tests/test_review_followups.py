@@ -136,3 +136,28 @@ def test_a_split_into_millions_of_values_is_refused_at_once(tmp_path, layer):
     what = "'chunks' of chunk must be an integer from 2 to 1,024" if "chunk" in layer else \
         "'sizes' of split must be a list of 2 to 1,024 positive integers"
     assert result.stderr.startswith("c.yaml:3:") and what in result.stderr, result.stderr
+
+
+AUGMENTED = "input: [3, 16, 16]\nlayers: [flatten]\naugment:\n  transforms: [hflip]\n"
+
+
+def test_augment_refuses_raw_input(tmp_path):
+    """`compile --augment --raw-input` used to write the augmentation graph, --raw-input ignored."""
+    (tmp_path / "a.yaml").write_text(AUGMENTED)
+    result = run_cli(tmp_path, "compile", "a.yaml", "--augment", "--raw-input", "-o", "a.onnx")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: --raw-input is for the network; the augmentation graph takes images "
+                                     "[N, C, H, W] with pixels in [0, 1]")
+    assert not (tmp_path / "a.onnx").exists()
+
+
+def test_augment_preview_writes_png_only(tmp_path):
+    """`augment preview -o grid.jpg` used to write PNG bytes under a .jpg name."""
+    from PIL import Image
+
+    (tmp_path / "a.yaml").write_text(AUGMENTED)
+    Image.new("RGB", (20, 20), "red").save(tmp_path / "img.png")
+    result = run_cli(tmp_path, "augment", "preview", "a.yaml", "img.png", "-n", "2", "-o", "grid.jpg")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: grid.jpg: the grid is written as PNG; end the name with .png"
+    assert not (tmp_path / "grid.jpg").exists()
