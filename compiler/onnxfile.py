@@ -247,6 +247,11 @@ def onnx_node_layer(path, where, shown: str) -> OnnxModel:
             shape = ["?" if d is None else d for d in dims]
             raise SpecError(f"the {what} '{name}' of '{shown}' is {shape}; an ensemble member needs a batch axis and "
                             "fixed sizes after it", where)
+    if outputs[0][2][0] != inputs[0][2][0]:  # a fixed size where the input has the batch: not one output per input
+        shape = lambda dims: ["?" if d is None else d for d in dims]  # noqa: E731
+        raise SpecError(f"the output '{outputs[0][0]}' of '{shown}' is {shape(outputs[0][2])}, whose first axis is not "
+                        f"the batch of its input {shape(inputs[0][2])}; an ensemble member gives one output per input",
+                        where)
     macs = header.metadata.get("convspec.macs")
     return OnnxModel(file=str(path), input_shape=tuple(inputs[0][2][1:]), output_shape_=tuple(outputs[0][2][1:]),
                      floats=tuple((name, dims) for name, (kind, dims) in header.initializers.items() if kind == FLOAT),

@@ -161,3 +161,22 @@ def test_augment_preview_writes_png_only(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == "error: grid.jpg: the grid is written as PNG; end the name with .png"
     assert not (tmp_path / "grid.jpg").exists()
+
+
+def test_onnx_member_whose_output_is_not_per_input(tmp_path):
+    """A member whose output is a weight (no batch axis) used to be taken with its first axis, 192,
+    as the batch: a batch of 1 came out as 192 rows."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((192, 5), np.float32), "W")
+    graph = helper.make_graph([], "constant", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                              [helper.make_tensor_value_info("W", TensorProto.FLOAT, [192, 5])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
+    onnx.save(model, tmp_path / "constant.onnx")
+    (tmp_path / "e.yaml").write_text("ensemble: {members: [constant.onnx, lenet5]}\n")
+    result = run_cli(tmp_path, "check", "e.yaml")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "e.yaml:1:22: error: the output 'W' of 'constant.onnx' is [192, 5], whose first axis is not the batch of its "
+        "input ['?', 3, 8, 8]; an ensemble member gives one output per input")
