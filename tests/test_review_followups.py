@@ -180,3 +180,12 @@ def test_onnx_member_whose_output_is_not_per_input(tmp_path):
     assert result.stderr.strip() == (
         "e.yaml:1:22: error: the output 'W' of 'constant.onnx' is [192, 5], whose first axis is not the batch of its "
         "input ['?', 3, 8, 8]; an ensemble member gives one output per input")
+
+
+def test_preprocess_mean_of_a_grey_input(tmp_path):
+    """The message used to say 'so give 1 (or 1 for all)'."""
+    (tmp_path / "g.yaml").write_text("input: [1, 16, 16]\npreprocess: {mean: [0.5, 0.5, 0.5]}\nlayers: [flatten]\n")
+    result = run_cli(tmp_path, "check", "g.yaml")
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("g.yaml:2:20: error: 'preprocess.mean' has 3 values; the input has 1 channel, "
+                                     "so give 1")
