@@ -189,3 +189,14 @@ def test_preprocess_mean_of_a_grey_input(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == ("g.yaml:2:20: error: 'preprocess.mean' has 3 values; the input has 1 channel, "
                                      "so give 1")
+
+
+def test_expected_output_of_a_split_shows_its_values(tmp_path):
+    """A split's expectation used to report its input's shape as its output ('output is [8, 4, 4]')."""
+    (tmp_path / "s.yaml").write_text("input: [8, 4, 4]\nlayers:\n  - split: [3, 5]\n    name: s\n"
+                                     "    expect: {output: [3, 4, 4]}\n")
+    result = run_cli(tmp_path, "check", "s.yaml")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        "s.yaml:5:22: error: layer 's': expect failed: output is [3, 4, 4] + [5, 4, 4], the spec expects [3, 4, 4]; "
+        "fix the layer's arguments, or the expectation if it is the one that is wrong")
