@@ -34,10 +34,10 @@ def graph_of(text: str, path: str, limits: Limits = DEFAULT, spent: Spent | None
     spent = spent if spent is not None else Spent(bytes=len(text.encode("utf-8", "surrogatepass")))
     doc = load(text, path, limits, spent)
     validate(doc, path)
-    wrapper = next((k for k in WRAPPERS if k in doc), None)
-    if wrapper:  # a network made of other specs: they are read through `member`
-        return WRAPPERS[wrapper](doc, path, Members(path, limits, spent, chain + (path,)), limits)
     doc, sources = extend(doc, path, validate, limits, spent)  # a spec without `extends` comes back as it is
+    wrapper = next((k for k in WRAPPERS if k in doc), None)
+    if wrapper:  # a network made of other specs (its own, or its base's): they are read through `member`
+        return WRAPPERS[wrapper](doc, path, Members(path, limits, spent, chain + (path,)), limits)
     _check_input_size(doc)
     return expand(doc, path, sources, limits, spent)
 

@@ -200,3 +200,19 @@ def test_expected_output_of_a_split_shows_its_values(tmp_path):
     assert result.stderr.strip() == (
         "s.yaml:5:22: error: layer 's': expect failed: output is [3, 4, 4] + [5, 4, 4], the spec expects [3, 4, 4]; "
         "fix the layer's arguments, or the expectation if it is the one that is wrong")
+
+
+def test_extending_a_wrapper_spec(tmp_path):
+    """`extends:` of an ensemble or a multi-crop used to be 'internal error: KeyError'."""
+    import json
+
+    (tmp_path / "center.yaml").write_text("extends: alexnet_10crop\nset:\n  multicrop/crops: center\n")
+    (tmp_path / "more.yaml").write_text("extends: alexnet_10crop\nappend: [softmax]\n")
+    report = json.loads(run_cli(tmp_path, "summary", "center.yaml", "--format", "json").stdout)
+    # torchvision's AlexNet: 61,100,840 params, 714,188,480 MACs at 224x224; one crop
+    assert (report["params"]["total"], report["macs"]) == (61_100_840, 714_188_480)
+    result = run_cli(tmp_path, "check", "more.yaml")
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("more.yaml:2:1: error: 'append' changes the base's layers, and the base has "
+                                     "none (its network is made of other specs); change it with `set:` or its own "
+                                     "keys")
