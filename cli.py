@@ -400,7 +400,8 @@ def cmd_augment_run(args) -> int:
 
     from compiler.errors import UsageError
     from compiler.output import check_writable, replacing
-    from runtime.augment import Progress, augment_all, image_paths
+    from compiler.progress import Progress
+    from runtime.augment import augment_all, image_paths
 
     if not args.output.endswith(".npz"):
         raise UsageError(f"{args.output}: the output is an .npz file (its array 'input' feeds `convspec run --input`)")
@@ -412,7 +413,7 @@ def cmd_augment_run(args) -> int:
         raise UsageError(f"{len(paths)} images make {size:,} bytes of float32 inputs, more than the limit of "
                          f"{args.max_output_bytes:,}; augment fewer per call, or raise --max-output-bytes")
     _check_batch_bytes(min(args.batch, len(paths)), plan, args.max_output_bytes, "use a smaller --batch")
-    progress = Progress("augmenting", True if args.progress else None)
+    progress = Progress("augmenting", "images", delay=0, enabled=True if args.progress else None, rate=True)
     try:
         inputs = augment_all(session, paths, (plan.channels, *plan.size), args.seed, args.batch, progress)
     finally:
