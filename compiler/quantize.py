@@ -60,6 +60,10 @@ def quantize(model: onnx.ModelProto, calibration: np.ndarray, source: str,
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
     from onnxruntime.quantization.calibrate import CalibrationMethod
 
+    quantized_nodes = [n.name for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    if quantized_nodes:  # quantize_static would quantise them again, into nodes of clashing names
+        raise LoweringError(f"the model is already partly int8 (node '{quantized_nodes[0]}': an ensemble member "
+                            "compiled with --quantize?); quantise its float32 members, or compile without --quantize")
     if model.ByteSize() > 1_900_000_000:  # quantize_static keeps the whole model in one protobuf message
         raise LoweringError("quantising a model over 1.9 GB is not supported; compile it in fp32")
     types = {"u8": QuantType.QUInt8, "s8": QuantType.QInt8}

@@ -216,3 +216,16 @@ def test_extending_a_wrapper_spec(tmp_path):
     assert result.stderr.strip() == ("more.yaml:2:1: error: 'append' changes the base's layers, and the base has "
                                      "none (its network is made of other specs); change it with `set:` or its own "
                                      "keys")
+
+
+def test_int8_ensemble_of_an_int8_member(tmp_path):
+    """Quantising an ensemble whose member is already int8 used to end in onnxruntime's 'two nodes
+    with same node name' from inside the quantiser: an internal error."""
+    assert run_cli(tmp_path, "compile", "lenet5", "-o", "int8.onnx", "--quantize", "int8").returncode == 0
+    (tmp_path / "e.yaml").write_text("ensemble: {members: [int8.onnx, lenet5]}\n")
+    result = run_cli(tmp_path, "compile", "e.yaml", "-o", "e.onnx", "--quantize", "int8")
+    assert result.returncode == 1
+    assert result.stderr.rstrip().endswith(
+        "error: the model is already partly int8 (node 'int8.model/c1.bias_DequantizeLinear': an ensemble member "
+        "compiled with --quantize?); quantise its float32 members, or compile without --quantize")
+    assert not (tmp_path / "e.onnx").exists()
