@@ -18,6 +18,7 @@ from .ir import INPUT, Graph, Node
 from .registry import GLOBAL, Layer, Weight, arguments
 
 FLOAT = 1  # TensorProto.FLOAT
+FLOATING = {FLOAT, 10, 11, 16}  # FLOAT16, DOUBLE, BFLOAT16: the weights of an fp16 model count as params too
 MAX_ITEMS = 10_000_000  # fields in one message: far above any real model, short of a runaway file
 
 
@@ -164,7 +165,7 @@ class OnnxModel(Layer):
     file: str
     input_shape: tuple
     output_shape_: tuple
-    floats: tuple  # (name, shape) of its float initializers: its parameters
+    floats: tuple  # (name, shape) of its floating-point initializers: its parameters
     model_macs: int | None  # from its convspec metadata; None for a model convspec did not compile
 
     type_name = "onnx"
@@ -254,7 +255,7 @@ def onnx_node_layer(path, where, shown: str) -> OnnxModel:
                         where)
     macs = header.metadata.get("convspec.macs")
     return OnnxModel(file=str(path), input_shape=tuple(inputs[0][2][1:]), output_shape_=tuple(outputs[0][2][1:]),
-                     floats=tuple((name, dims) for name, (kind, dims) in header.initializers.items() if kind == FLOAT),
+                     floats=tuple((name, dims) for name, (kind, dims) in header.initializers.items() if kind in FLOATING),
                      model_macs=int(macs) if macs and macs.isdigit() else None)
 
 

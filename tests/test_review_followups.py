@@ -229,3 +229,14 @@ def test_int8_ensemble_of_an_int8_member(tmp_path):
         "error: the model is already partly int8 (node 'int8.model/c1.bias_DequantizeLinear': an ensemble member "
         "compiled with --quantize?); quantise its float32 members, or compile without --quantize")
     assert not (tmp_path / "e.onnx").exists()
+
+
+def test_fp16_onnx_member_counts_its_weights(tmp_path):
+    """An fp16 model as an ensemble member used to count 0 params (only float32 weights counted)."""
+    import json
+
+    assert run_cli(tmp_path, "compile", "lenet5", "-o", "half.onnx", "--precision", "fp16").returncode == 0
+    (tmp_path / "e.yaml").write_text("ensemble: {members: [half.onnx, lenet5]}\n")
+    report = json.loads(run_cli(tmp_path, "summary", "e.yaml", "--format", "json").stdout)
+    # LeNet-5's conv and dense weights and biases, 156 + 2,416 + 48,120 + 10,164 + 850 = 61,706, twice
+    assert report["params"]["total"] == 2 * 61_706
