@@ -240,3 +240,16 @@ def test_fp16_onnx_member_counts_its_weights(tmp_path):
     report = json.loads(run_cli(tmp_path, "summary", "e.yaml", "--format", "json").stdout)
     # LeNet-5's conv and dense weights and biases, 156 + 2,416 + 48,120 + 10,164 + 850 = 61,706, twice
     assert report["params"]["total"] == 2 * 61_706
+
+
+def test_extended_ensemble_reads_its_members_beside_itself(tmp_path):
+    """A base ensemble in a sub-folder names its members relative to itself, not to the child."""
+    import json
+
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "small.yaml").write_text("input: [1, 32, 32]\nlayers:\n  - flatten\n  - dense: 10\n")
+    (tmp_path / "nets" / "base.yaml").write_text("ensemble: {members: [small.yaml, lenet5]}\n")
+    (tmp_path / "child.yaml").write_text("extends: nets/base.yaml\nset:\n  ensemble/members/1: lenet5\n")
+    report = json.loads(run_cli(tmp_path, "summary", "child.yaml", "--format", "json").stdout)
+    # a 1024 -> 10 dense layer (10,250) and LeNet-5 (61,706)
+    assert report["params"]["total"] == 1024 * 10 + 10 + 61_706
