@@ -21,6 +21,14 @@ def outputs(path, x) -> np.ndarray:
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
+def refused(folder, name: str, text: str) -> str:
+    """`convspec check` of the spec `text` written to `folder/name`: invalid (exit 1); its message."""
+    (folder / name).write_text(text)
+    result = run_cli(folder, "check", name)
+    assert result.returncode == 1, result.stderr
+    return result.stderr.strip()
+
+
 @pytest.mark.parametrize("upsample, reference, pad", [
     ("{size: [8, 8]}", dict(size=(8, 8)), 2),  # lowered with sizes
     ("2", dict(scale_factor=2.0), 2),
@@ -66,12 +74,10 @@ def test_int8_global_pool_after_instance_norm(tmp_path):
 
 def test_augment_arguments_not_a_mapping_hint_the_transforms_own_argument(tmp_path):
     """`pad: 4` used to be told 'like {p: 0.5}', an argument pad does not have."""
-    (tmp_path / "a.yaml").write_text("input: [3, 16, 16]\nlayers: [flatten]\naugment:\n  transforms:\n"
-                                     "    - pad: 4\n    - center_crop: {size: 16}\n")
-    result = run_cli(tmp_path, "check", "a.yaml")
-    assert result.returncode == 1
-    assert result.stderr.strip() == ("a.yaml:5:7: error: the arguments of 'pad' must be a mapping, like "
-                                     "{padding: 4}; got 4")
+    text = ("input: [3, 16, 16]\nlayers: [flatten]\naugment:\n  transforms:\n"
+            "    - pad: 4\n    - center_crop: {size: 16}\n")
+    assert refused(tmp_path, "a.yaml", text) == \
+        "a.yaml:5:7: error: the arguments of 'pad' must be a mapping, like {padding: 4}; got 4"
 
 
 def test_diagram_too_large_with_collapse_does_not_suggest_collapse(tmp_path, monkeypatch):
@@ -174,30 +180,22 @@ def test_onnx_member_whose_output_is_not_per_input(tmp_path):
                               [helper.make_tensor_value_info("W", TensorProto.FLOAT, [192, 5])], [weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)], ir_version=10)
     onnx.save(model, tmp_path / "constant.onnx")
-    (tmp_path / "e.yaml").write_text("ensemble: {members: [constant.onnx, lenet5]}\n")
-    result = run_cli(tmp_path, "check", "e.yaml")
-    assert result.returncode == 1
-    assert result.stderr.strip() == (
+    assert refused(tmp_path, "e.yaml", "ensemble: {members: [constant.onnx, lenet5]}\n") == (
         "e.yaml:1:22: error: the output 'W' of 'constant.onnx' is [192, 5], whose first axis is not the batch of its "
         "input ['?', 3, 8, 8]; an ensemble member gives one output per input")
 
 
 def test_preprocess_mean_of_a_grey_input(tmp_path):
     """The message used to say 'so give 1 (or 1 for all)'."""
-    (tmp_path / "g.yaml").write_text("input: [1, 16, 16]\npreprocess: {mean: [0.5, 0.5, 0.5]}\nlayers: [flatten]\n")
-    result = run_cli(tmp_path, "check", "g.yaml")
-    assert result.returncode == 1
-    assert result.stderr.strip() == ("g.yaml:2:20: error: 'preprocess.mean' has 3 values; the input has 1 channel, "
-                                     "so give 1")
+    text = "input: [1, 16, 16]\npreprocess: {mean: [0.5, 0.5, 0.5]}\nlayers: [flatten]\n"
+    assert refused(tmp_path, "g.yaml", text) == \
+        "g.yaml:2:20: error: 'preprocess.mean' has 3 values; the input has 1 channel, so give 1"
 
 
 def test_expected_output_of_a_split_shows_its_values(tmp_path):
     """A split's expectation used to report its input's shape as its output ('output is [8, 4, 4]')."""
-    (tmp_path / "s.yaml").write_text("input: [8, 4, 4]\nlayers:\n  - split: [3, 5]\n    name: s\n"
-                                     "    expect: {output: [3, 4, 4]}\n")
-    result = run_cli(tmp_path, "check", "s.yaml")
-    assert result.returncode == 1
-    assert result.stderr.strip() == (
+    text = "input: [8, 4, 4]\nlayers:\n  - split: [3, 5]\n    name: s\n    expect: {output: [3, 4, 4]}\n"
+    assert refused(tmp_path, "s.yaml", text) == (
         "s.yaml:5:22: error: layer 's': expect failed: output is [3, 4, 4] + [5, 4, 4], the spec expects [3, 4, 4]; "
         "fix the layer's arguments, or the expectation if it is the one that is wrong")
 
