@@ -254,8 +254,9 @@ def onnx_node_layer(path, where, shown: str) -> OnnxModel:
                         f"the batch of its input {shape(inputs[0][2])}; an ensemble member gives one output per input",
                         where)
     macs = header.metadata.get("convspec.macs")
+    floats = tuple((name, dims) for name, (kind, dims) in header.initializers.items() if kind in FLOATING)
     return OnnxModel(file=str(path), input_shape=tuple(inputs[0][2][1:]), output_shape_=tuple(outputs[0][2][1:]),
-                     floats=tuple((name, dims) for name, (kind, dims) in header.initializers.items() if kind in FLOATING),
+                     floats=floats,
                      model_macs=int(macs) if macs and macs.isdigit() else None)
 
 
