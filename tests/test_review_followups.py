@@ -251,3 +251,15 @@ def test_extended_ensemble_reads_its_members_beside_itself(tmp_path):
     report = json.loads(run_cli(tmp_path, "summary", "child.yaml", "--format", "json").stdout)
     # a 1024 -> 10 dense layer (10,250) and LeNet-5 (61,706)
     assert report["params"]["total"] == 1024 * 10 + 10 + 61_706
+
+
+def test_weights_for_a_nested_member(tmp_path):
+    """`--weights inner.lenet5=FILE` on an ensemble of an ensemble used to say 'no such file'."""
+    (tmp_path / "inner.yaml").write_text("ensemble: {members: [lenet5, {spec: lenet5, name: b}]}\n")
+    (tmp_path / "outer.yaml").write_text("ensemble: {members: [inner.yaml, lenet5]}\n")
+    np.savez(tmp_path / "w.npz", x=np.zeros(1, np.float32))
+    result = run_cli(tmp_path, "compile", "outer.yaml", "-o", "o.onnx", "--weights", "inner.lenet5=w.npz")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: --weights inner.lenet5=w.npz: 'outer' has no member 'inner.lenet5'; its "
+                                     "members are inner, lenet5; give 'inner' a file keyed by its own names "
+                                     "(lenet5.*)")
