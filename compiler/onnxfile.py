@@ -167,6 +167,7 @@ class OnnxModel(Layer):
     output_shape_: tuple
     floats: tuple  # (name, shape) of its floating-point initializers: its parameters
     model_macs: int | None  # from its convspec metadata; None for a model convspec did not compile
+    model_flops: int = 0  # likewise (0 from a convspec before this figure was written)
 
     type_name = "onnx"
     family = "ensemble"
@@ -179,6 +180,9 @@ class OnnxModel(Layer):
 
     def macs(self, out, x) -> int:
         return self.model_macs or 0
+
+    def flops(self, out, x) -> int:
+        return self.model_flops
 
     def window(self, x):
         return GLOBAL  # not known from the header: every output may see the whole input
@@ -253,11 +257,16 @@ def onnx_node_layer(path, where, shown: str) -> OnnxModel:
         raise SpecError(f"the output '{outputs[0][0]}' of '{shown}' is {shape(outputs[0][2])}, whose first axis is not "
                         f"the batch of its input {shape(inputs[0][2])}; an ensemble member gives one output per input",
                         where)
-    macs = header.metadata.get("convspec.macs")
     floats = tuple((name, dims) for name, (kind, dims) in header.initializers.items() if kind in FLOATING)
     return OnnxModel(file=str(path), input_shape=tuple(inputs[0][2][1:]), output_shape_=tuple(outputs[0][2][1:]),
                      floats=floats,
-                     model_macs=int(macs) if macs and macs.isdigit() else None)
+                     model_macs=_count(header.metadata.get("convspec.macs")),
+                     model_flops=_count(header.metadata.get("convspec.flops")) or 0)
+
+
+def _count(text: str | None) -> int | None:
+    """A figure from a model's metadata: a whole number below 2^63, else unknown (a damaged file)."""
+    return int(text) if text and text.isdigit() and len(text) < 19 else None
 
 
 def onnx_graph(path, where, shown: str) -> Graph:

@@ -263,3 +263,15 @@ def test_weights_for_a_nested_member(tmp_path):
     assert result.stderr.strip() == ("error: --weights inner.lenet5=w.npz: 'outer' has no member 'inner.lenet5'; its "
                                      "members are inner, lenet5; give 'inner' a file keyed by its own names "
                                      "(lenet5.*)")
+
+
+def test_compiled_member_brings_its_flops(tmp_path):
+    """A compiled .onnx member counted its MACs (from the model's metadata) but 0 FLOPs."""
+    import json
+
+    assert run_cli(tmp_path, "compile", "lenet5", "-o", "l5.onnx").returncode == 0
+    (tmp_path / "e.yaml").write_text("ensemble: {members: [l5.onnx, lenet5]}\n")
+    report = json.loads(run_cli(tmp_path, "summary", "e.yaml", "--format", "json").stdout)
+    member = next(row for row in report["layers"] if row["name"] == "l5.model")
+    # LeNet-5's 416,520 multiply-accumulates, each two FLOPs, plus its biases and activations
+    assert member["macs"] == 416_520 and member["flops"] > 2 * 416_520
