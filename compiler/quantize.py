@@ -18,8 +18,10 @@ Measurements behind the defaults of `Recipe` are in docs/quantization.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -75,8 +77,12 @@ def quantize(model: onnx.ModelProto, calibration: np.ndarray, source: str,
         onnx.save(model, fp32)
         graph = fp32
         if recipe.prepare:
-            quant_pre_process(fp32, prepared, auto_merge=True)  # Resize by scales makes the batch floor(1.0 * N)
-            graph = prepared
+            try:
+                with _inside(tmp):  # its shape inference, failing, dumps sym_shape_infer_temp.onnx in the folder
+                    quant_pre_process(fp32, prepared, auto_merge=True)  # merge: Resize by scales makes floor(1.0*N)
+                graph = prepared
+            except Exception:  # its symbolic shape inference gives up on some graphs: quantise them unprepared
+                graph = fp32
         # named in the graph that is quantised: pre-processing fuses and may rename nodes
         exclude = [n.name for n in onnx.load(graph).graph.node if {n.op_type, n.name} & set(recipe.exclude)]
         while True:
@@ -174,6 +180,17 @@ class _Reader:
 
     def get_next(self):
         return next(self.feeds, None)
+
+
+@contextlib.contextmanager
+def _inside(folder: str):
+    """Run in `folder` as the working folder (contextlib.chdir, which Python 3.10 lacks)."""
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 class _quiet:
