@@ -146,7 +146,8 @@ def cmd_diagram(args) -> int:
     from compiler.output import check_writable, write_bytes
     from compiler.pipeline import analyse
 
-    renderers = {".svg": lambda scene: to_svg(scene).encode("utf-8"), ".png": to_png}
+    renderers = {".svg": lambda scene: to_svg(scene).encode("utf-8"),
+                 ".png": lambda scene: to_png(scene, collapsed=args.collapse)}
     check_writable([args.output], args.force)  # before the work, not after it
     kind = os.path.splitext(args.output)[1].lower()
     if kind not in renderers:
@@ -343,6 +344,9 @@ def _compile_augment(args) -> int:
         if given:
             raise UsageError(f"{flag} is for the network; --augment writes the augmentation graph, which has no "
                              "weights")
+    if args.raw_input:
+        raise UsageError("--raw-input is for the network; the augmentation graph takes images [N, C, H, W] "
+                         "with pixels in [0, 1]")
     if args.seed:
         _warn("--seed seeds a network's weights; the augmentation's seed is an input of its graph, given at each run")
     check_writable([args.output], args.force)
@@ -373,10 +377,13 @@ def _augment_session(args):
 
 
 def cmd_augment_preview(args) -> int:
+    from compiler.errors import UsageError
     from compiler.limits import INPUT_BYTES
     from compiler.output import check_writable, write_bytes
     from runtime.augment import augment, grid_png, image_paths, read_images
 
+    if not args.output.lower().endswith(".png"):
+        raise UsageError(f"{args.output}: the grid is written as PNG; end the name with .png")
     check_writable([args.output], args.force)
     paths = image_paths([args.image])
     plan, session = _augment_session(args)
@@ -393,7 +400,8 @@ def cmd_augment_run(args) -> int:
 
     from compiler.errors import UsageError
     from compiler.output import check_writable, replacing
-    from runtime.augment import Progress, augment_all, image_paths
+    from compiler.progress import Progress
+    from runtime.augment import augment_all, image_paths
 
     if not args.output.endswith(".npz"):
         raise UsageError(f"{args.output}: the output is an .npz file (its array 'input' feeds `convspec run --input`)")
@@ -405,7 +413,7 @@ def cmd_augment_run(args) -> int:
         raise UsageError(f"{len(paths)} images make {size:,} bytes of float32 inputs, more than the limit of "
                          f"{args.max_output_bytes:,}; augment fewer per call, or raise --max-output-bytes")
     _check_batch_bytes(min(args.batch, len(paths)), plan, args.max_output_bytes, "use a smaller --batch")
-    progress = Progress("augmenting", True if args.progress else None)
+    progress = Progress("augmenting", "images", delay=0, enabled=True if args.progress else None, rate=True)
     try:
         inputs = augment_all(session, paths, (plan.channels, *plan.size), args.seed, args.batch, progress)
     finally:

@@ -56,7 +56,7 @@ def _check_preprocess(pre: Map, input_shape: tuple) -> None:
     for key in ("mean", "std"):
         if key in pre and len(pre[key]) not in (1, channels):
             raise SpecError(f"'preprocess.{key}' has {len(pre[key])} values; the input has {channels} channel"
-                            f"{'s' if channels > 1 else ''}, so give {channels} (or 1 for all)", pre.value_at[key])
+                            f"{'s, so give 3 (or 1 for all)' if channels > 1 else ', so give 1'}", pre.value_at[key])
     resize, crop = pre.get("resize"), pre.get("crop")
     if crop is not None:  # the centre crop sets the size, from the resized image (or the image itself)
         final, key = _pair(crop), "crop"

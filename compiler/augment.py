@@ -26,8 +26,10 @@ from typing import ClassVar
 
 import jsonschema
 
+from .arith import padding_arg, pair
 from .errors import SpecError, did_you_mean, shorten
 from .limits import MAX_ELEMENTS
+from .preprocess import crop_box
 from .registry import Kind, arg, arguments
 from .source import Map, Seq
 
@@ -82,16 +84,6 @@ EIGENVALUES = Kind({"type": "array", "items": _NON_NEG, "minItems": 3, "maxItems
 EIGENVECTORS = Kind({"type": "array", "minItems": 3, "maxItems": 3,
                      "items": {"type": "array", "items": _NUM, "minItems": 3, "maxItems": 3}},
                     "a 3x3 list of numbers (rows R, G, B; one eigenvector per column)")
-
-
-def _pair(v):
-    return (v, v) if isinstance(v, int) else tuple(v)
-
-
-def _four(v):
-    """[top, left, bottom, right]."""
-    v = [v] * 4 if isinstance(v, int) else list(v)
-    return tuple(v * 2 if len(v) == 2 else v)
 
 
 def _symmetric(v):
@@ -187,9 +179,9 @@ class RandomCrop(Transform):
     """A crop of `size` at a random whole-pixel position, of the image padded with zeros by `padding`."""
 
     geometric = True
-    size: tuple = arg(SIZE, "crop size, s or [h, w]", convert=_pair)
+    size: tuple = arg(SIZE, "crop size, s or [h, w]", convert=pair)
     padding: tuple = arg(PAD, "zeros added around the image first: p, [h, w] or [top, left, bottom, right]",
-                         default=0, convert=_four)
+                         default=0, convert=padding_arg)
 
     @property
     def fills(self):
@@ -220,7 +212,7 @@ class CenterCrop(Transform):
     """The centre `size` of the image (torchvision's rounding of the offset)."""
 
     geometric = True
-    size: tuple = arg(SIZE, "crop size, s or [h, w]", convert=_pair)
+    size: tuple = arg(SIZE, "crop size, s or [h, w]", convert=pair)
 
     def out_size(self, hw):
         if self.size[0] > hw[0] or self.size[1] > hw[1]:
@@ -229,7 +221,8 @@ class CenterCrop(Transform):
         return self.size
 
     def matrix(self, r, hw, out):
-        return ((1.0, 0.0, float(round((hw[1] - out[1]) / 2))), (0.0, 1.0, float(round((hw[0] - out[0]) / 2))))
+        top, left, _, _ = crop_box(hw, out)
+        return ((1.0, 0.0, float(left)), (0.0, 1.0, float(top)))
 
 
 @transform("random_resized_crop")
@@ -237,7 +230,7 @@ class RandomResizedCrop(Transform):
     """A crop of random area and aspect ratio, resized to `size` (Inception's scale augmentation)."""
 
     geometric = True
-    size: tuple = arg(SIZE, "output size, s or [h, w]", convert=_pair)
+    size: tuple = arg(SIZE, "output size, s or [h, w]", convert=pair)
     scale: tuple = arg(AREA, "range of the crop's area, as a fraction of the image's", default=(0.08, 1.0),
                        convert=tuple)
     ratio: tuple = arg(RATIO, "range of the crop's aspect ratio, width / height (drawn log-uniformly)",
@@ -263,7 +256,7 @@ class Resize(Transform):
     """Resize to `size`, bilinear (no antialiasing: shrink by at most 2x per step for a clean result)."""
 
     geometric = True
-    size: tuple = arg(SIZE, "output size, s or [h, w]", convert=_pair)
+    size: tuple = arg(SIZE, "output size, s or [h, w]", convert=pair)
 
     def out_size(self, hw):
         return self.size
@@ -278,7 +271,7 @@ class Pad(Transform):
 
     geometric = True
     fills = True
-    padding: tuple = arg(PAD, "p, [h, w] or [top, left, bottom, right]", convert=_four)
+    padding: tuple = arg(PAD, "p, [h, w] or [top, left, bottom, right]", convert=padding_arg)
 
     def out_size(self, hw):
         top, left, bottom, right = self.padding
@@ -490,7 +483,7 @@ def plan(section, input_shape: tuple, preprocess: dict | None) -> Augment:
     size = (height, width)
     if "size" in section:
         _check(SIZE, section["size"], "'augment.size'", section.value_at["size"])
-        size = _pair(section["size"])
+        size = pair(section["size"])
         if channels * size[0] * size[1] > MAX_ELEMENTS:
             raise SpecError(f"'augment.size' {list(size)} makes {channels * size[0] * size[1]:,} values per image, "
                             f"more than {MAX_ELEMENTS:,}; use a smaller size", section.value_at["size"])
@@ -563,7 +556,9 @@ def _transform(item, at, k: int):
         raise SpecError(f"unknown transform '{name}'{hint}", at)
     cls = TRANSFORMS[name]
     if not isinstance(args, Map):
-        raise SpecError(f"the arguments of '{name}' must be a mapping, like {{p: 0.5}}; got {shorten(args)}", at)
+        first = fields(cls)[0].name  # `pad: 4` most likely meant its first argument
+        raise SpecError(f"the arguments of '{name}' must be a mapping, like {{{first}: {shorten(args)}}}; got "
+                        f"{shorten(args)}", at)
     known = {f.name: f for f in fields(cls)}
     values = {}
     for key, value in args.items():

@@ -15,8 +15,6 @@ import hashlib
 import json
 import os
 import re
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,34 +24,10 @@ from onnx import TensorProto, helper
 from .infer import Analysis
 from .lower import DEFAULT_OPSET, Lowered, lower
 from .output import replacing
+from .progress import Progress
 from .weights import imported, read_weight_files, seeded
 
 EXTERNAL_THRESHOLD = 1_900_000_000  # bytes of weights past which they go to a side file (2 GB limit)
-
-
-class Progress:
-    """A one-line progress bar on stderr, shown only on a terminal and only after a moment."""
-
-    def __init__(self, label: str, delay: float = 0.5, stream=None):
-        stream = stream or sys.stderr  # looked up now: a caller may have redirected it since import
-        self.label, self.delay, self.stream = label, delay, stream
-        self.start = time.monotonic()
-        self.shown = False
-        self.enabled = stream.isatty()
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled or time.monotonic() - self.start < self.delay:
-            return
-        width = 30
-        filled = width * done // total
-        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} layers")
-        self.stream.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def compile_spec(analysis: Analysis, weights: str | list[str] | None = None, seed: int = 0,

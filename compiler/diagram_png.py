@@ -24,14 +24,15 @@ def require_pillow() -> None:
                          "(or write an .svg, which needs nothing more)") from None
 
 
-def to_png(scene: Scene) -> bytes:
+def to_png(scene: Scene, collapsed: bool = False) -> bytes:
+    """The PNG's bytes; `collapsed`: the scene is already one box per block (the hint then leaves --collapse out)."""
     require_pillow()
     from PIL import Image, ImageDraw
 
     width, height = math.ceil(scene.width), math.ceil(scene.height)
     if width * height > MAX_PIXELS:
         raise UsageError(f"the PNG would be {width:,} x {height:,} pixels, too large to draw; write an .svg "
-                         "instead, or pass --collapse for one box per block")
+                         "instead" + ("" if collapsed else ", or pass --collapse for one box per block"))
     scale = 2 if width * height <= SMOOTH_PIXELS else 1  # Pillow's lines have no antialiasing of their own
     image = Image.new("RGB", (width * scale, height * scale), "#ffffff")
     draw = ImageDraw.Draw(image)

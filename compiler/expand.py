@@ -25,7 +25,7 @@ from .limits import DEFAULT, Limits
 from .registry import REGISTRY
 from .schema import GROUP_KEYS, MAX_REPEAT, META_KEYS, validate_args
 from .source import MAX_NODES, Map, Seq, Spent, count_nodes
-from .wiring import Names, Ref, topological
+from .wiring import Names, Ref, UndefinedName, topological
 
 
 MAX_NAME = 1_000  # characters in a layer's dotted name: a copy of a repeat holds its own
@@ -474,7 +474,7 @@ class Expander:
             ref = todo[-1]
             try:
                 name = self.names.resolve(ref)
-            except SpecError:
+            except UndefinedName:  # other errors (a split's bare name) are the reference's own
                 raise ExprError(f"the block's input shape is not known here: it depends on '{ref.text}', which is "
                                 "defined after this point; `in.` needs the layers before the block to come first "
                                 "in the spec") from None

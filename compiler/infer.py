@@ -287,6 +287,8 @@ def _check_expectations(analysis: Analysis) -> None:
             "flops": sum(f.flops for f in group),
             "output": list(out.output_shape if out else analysis.graph.input_shape),
         }
+        if out and len(out.output_shapes) > 1:  # a split: its values, as the summary shows them, never one shape
+            actual["output"] = " + ".join(str(list(shape)) for shape in out.output_shapes)
         rf = out.receptive_field if out else None
         actual["receptive_field"] = list(rf.size) if rf else None
         for key, wanted in exp.values.items():

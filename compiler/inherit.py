@@ -93,6 +93,12 @@ def _merge(base: Map, child: Map) -> Map:
             _set(out, key, merged, child, key)
         else:
             _set(out, key, value, child, key)
+    if "layers" not in out:  # a wrapper (ensemble, multicrop): its members bring the layers
+        for key in ("replace", "append"):
+            if key in child:
+                raise SpecError(f"'{key}' changes the base's layers, and the base has none (its network is made of "
+                                "other specs); change it with `set:` or its own keys", child.key_at[key])
+        return out
     layers = _copy(out["layers"])
     for name, item in (child.get("replace") or {}).items():
         names = [it.get("name") if isinstance(it, Map) else None for it in layers]

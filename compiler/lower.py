@@ -150,6 +150,7 @@ def lower(analysis: Analysis, weights_for, opset: int = DEFAULT_OPSET, progress=
         "convspec.params": str(analysis.params),
         "convspec.params_trainable": str(analysis.trainable),
         "convspec.macs": str(analysis.macs),
+        "convspec.flops": str(analysis.flops),
         **{f"convspec.{k}": str(v) for k, v in graph.meta.items()},
     }
     helper.set_model_props(model, metadata)

@@ -18,6 +18,7 @@ from .ir import INPUT, Graph, Node
 from .registry import GLOBAL, Layer, Weight, arguments
 
 FLOAT = 1  # TensorProto.FLOAT
+FLOATING = {FLOAT, 10, 11, 16}  # FLOAT16, DOUBLE, BFLOAT16: the weights of an fp16 model count as params too
 MAX_ITEMS = 10_000_000  # fields in one message: far above any real model, short of a runaway file
 
 
@@ -164,8 +165,9 @@ class OnnxModel(Layer):
     file: str
     input_shape: tuple
     output_shape_: tuple
-    floats: tuple  # (name, shape) of its float initializers: its parameters
+    floats: tuple  # (name, shape) of its floating-point initializers: its parameters
     model_macs: int | None  # from its convspec metadata; None for a model convspec did not compile
+    model_flops: int = 0  # likewise (0 from a convspec before this figure was written)
 
     type_name = "onnx"
     family = "ensemble"
@@ -178,6 +180,9 @@ class OnnxModel(Layer):
 
     def macs(self, out, x) -> int:
         return self.model_macs or 0
+
+    def flops(self, out, x) -> int:
+        return self.model_flops
 
     def window(self, x):
         return GLOBAL  # not known from the header: every output may see the whole input
@@ -247,10 +252,21 @@ def onnx_node_layer(path, where, shown: str) -> OnnxModel:
             shape = ["?" if d is None else d for d in dims]
             raise SpecError(f"the {what} '{name}' of '{shown}' is {shape}; an ensemble member needs a batch axis and "
                             "fixed sizes after it", where)
-    macs = header.metadata.get("convspec.macs")
+    if outputs[0][2][0] != inputs[0][2][0]:  # a fixed size where the input has the batch: not one output per input
+        shape = lambda dims: ["?" if d is None else d for d in dims]  # noqa: E731
+        raise SpecError(f"the output '{outputs[0][0]}' of '{shown}' is {shape(outputs[0][2])}, whose first axis is not "
+                        f"the batch of its input {shape(inputs[0][2])}; an ensemble member gives one output per input",
+                        where)
+    floats = tuple((name, dims) for name, (kind, dims) in header.initializers.items() if kind in FLOATING)
     return OnnxModel(file=str(path), input_shape=tuple(inputs[0][2][1:]), output_shape_=tuple(outputs[0][2][1:]),
-                     floats=tuple((name, dims) for name, (kind, dims) in header.initializers.items() if kind == FLOAT),
-                     model_macs=int(macs) if macs and macs.isdigit() else None)
+                     floats=floats,
+                     model_macs=_count(header.metadata.get("convspec.macs")),
+                     model_flops=_count(header.metadata.get("convspec.flops")) or 0)
+
+
+def _count(text: str | None) -> int | None:
+    """A figure from a model's metadata: a whole number below 2^63, else unknown (a damaged file)."""
+    return int(text) if text and text.isdigit() and len(text) < 19 else None
 
 
 def onnx_graph(path, where, shown: str) -> Graph:

@@ -34,10 +34,10 @@ def graph_of(text: str, path: str, limits: Limits = DEFAULT, spent: Spent | None
     spent = spent if spent is not None else Spent(bytes=len(text.encode("utf-8", "surrogatepass")))
     doc = load(text, path, limits, spent)
     validate(doc, path)
-    wrapper = next((k for k in WRAPPERS if k in doc), None)
-    if wrapper:  # a network made of other specs: they are read through `member`
-        return WRAPPERS[wrapper](doc, path, Members(path, limits, spent, chain + (path,)), limits)
     doc, sources = extend(doc, path, validate, limits, spent)  # a spec without `extends` comes back as it is
+    wrapper = next((k for k in WRAPPERS if k in doc), None)
+    if wrapper:  # a network made of other specs (its own, or its base's): they are read through `member`
+        return WRAPPERS[wrapper](doc, path, Members(path, limits, spent, chain + (path,)), limits)
     _check_input_size(doc)
     return expand(doc, path, sources, limits, spent)
 
@@ -55,10 +55,11 @@ class Members:
     def __call__(self, ref: str, key: str, where) -> Graph:
         """The graph of the spec `ref` (a bundled name or a path relative to the wrapper), or of
         a compiled model (an .onnx path): one node that runs it whole."""
+        written_in = getattr(where, "path", None) or self.path  # an extended base's members: relative to the base
         if ref.endswith(".onnx"):
-            found = referenced_file(ref, self.path, key, where, self.limits)
+            found = referenced_file(ref, written_in, key, where, self.limits)
             return onnx_graph(found, where, display_path(found))
-        found = spec_file(ref, self.path, where, self.limits, key)
+        found = spec_file(ref, written_in, where, self.limits, key)
         shown = display_path(found)
         seen = [Path(p).resolve() for p in self.chain]
         if found.resolve() in seen:

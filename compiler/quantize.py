@@ -18,14 +18,17 @@ Measurements behind the defaults of `Recipe` are in docs/quantization.md.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from .errors import LoweringError
 
@@ -59,6 +62,10 @@ def quantize(model: onnx.ModelProto, calibration: np.ndarray, source: str,
     from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, quantize_static
     from onnxruntime.quantization.calibrate import CalibrationMethod
 
+    quantized_nodes = [n.name for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    if quantized_nodes:  # quantize_static would quantise them again, into nodes of clashing names
+        raise LoweringError(f"the model is already partly int8 (node '{quantized_nodes[0]}': an ensemble member "
+                            "compiled with --quantize?); quantise its float32 members, or compile without --quantize")
     if model.ByteSize() > 1_900_000_000:  # quantize_static keeps the whole model in one protobuf message
         raise LoweringError("quantising a model over 1.9 GB is not supported; compile it in fp32")
     types = {"u8": QuantType.QUInt8, "s8": QuantType.QInt8}
@@ -70,17 +77,31 @@ def quantize(model: onnx.ModelProto, calibration: np.ndarray, source: str,
         onnx.save(model, fp32)
         graph = fp32
         if recipe.prepare:
-            quant_pre_process(fp32, prepared)
-            graph = prepared
+            try:
+                with _inside(tmp):  # its shape inference, failing, dumps sym_shape_infer_temp.onnx in the folder
+                    quant_pre_process(fp32, prepared, auto_merge=True)  # merge: Resize by scales makes floor(1.0*N)
+                graph = prepared
+            except Exception:  # its symbolic shape inference gives up on some graphs: quantise them unprepared
+                graph = fp32
         # named in the graph that is quantised: pre-processing fuses and may rename nodes
         exclude = [n.name for n in onnx.load(graph).graph.node if {n.op_type, n.name} & set(recipe.exclude)]
-        quantize_static(graph, int8, _Reader(input_name, calibration),
-                        quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
-                        reduce_range=recipe.reduce_range, activation_type=types[recipe.activations],
-                        weight_type=types[recipe.weights], calibrate_method=methods[recipe.method],
-                        nodes_to_exclude=exclude, calibration_providers=["CPUExecutionProvider"])
+        while True:
+            quantize_static(graph, int8, _Reader(input_name, calibration),
+                            quant_format=QuantFormat.QDQ, per_channel=recipe.per_channel,
+                            reduce_range=recipe.reduce_range, activation_type=types[recipe.activations],
+                            weight_type=types[recipe.weights], calibrate_method=methods[recipe.method],
+                            nodes_to_exclude=exclude, calibration_providers=["CPUExecutionProvider"])
+            refused = [name for name in refused_pools(onnx.load(int8)) if name not in exclude]
+            if not refused:
+                break
+            exclude += refused  # each pass keeps more nodes in float, so this ends
         quantized = onnx.load(int8)
-        figures = compare(fp32, int8, input_name, calibration)
+        try:
+            figures = compare(fp32, int8, input_name, calibration)
+        except Exception as e:  # onnxruntime's Fail, RuntimeException...: no common base class
+            raise LoweringError(f"the int8 model does not run in onnxruntime ({str(e).strip()}); compile it in "
+                                "fp32 or fp16") from None
+    figures["float_nodes"] = [name for name in exclude if name not in recipe.exclude]
     figures = {**figures, "calibration": source, "samples": len(calibration), "recipe": asdict(recipe)}
     used = {n.domain for n in quantized.graph.node} | {""}  # pre-processing declares every domain onnxruntime knows
     kept = [o for o in quantized.opset_import if o.domain in used]
@@ -106,15 +127,47 @@ def compare(reference: str, candidate: str, input_name: str, inputs: np.ndarray)
 
 def describe(figures: dict) -> str:
     """One line for the user."""
+    kept = figures.get("float_nodes")
     return (f"int8 against fp32 on the calibration set ({figures['samples']} samples, {figures['calibration']}): "
             f"cosine {figures['cosine']:.4f} (worst sample), max relative error "
-            f"{figures['max_relative_error']:.2%}, top-1 agreement {figures['top1_agreement']:.0%}")
+            f"{figures['max_relative_error']:.2%}, top-1 agreement {figures['top1_agreement']:.0%}"
+            + (f"; kept in float: {', '.join(kept)}" if kept else ""))
+
+
+def refused_pools(model: onnx.ModelProto) -> list[str]:
+    """The QDQ GlobalAveragePool nodes whose int8 kernel would refuse their scales. onnxruntime's
+    QLinearGlobalAveragePool needs x_scale / (y_scale * H * W) in [2^-32, 256) and H * W < 2^24
+    (MLAS's rule); past it the kernel throws from a worker thread and can crash the process, so
+    the model must not be run. A global pool after an instance norm, whose output is one constant
+    per channel, calibrates to a tiny y_scale and is refused."""
+    model = onnx.shape_inference.infer_shapes(model)
+    graph = model.graph
+    scales = {t.name: float(numpy_helper.to_array(t).reshape(-1)[0]) for t in graph.initializer if t.dims in ([], [1])}
+    sizes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in (*graph.value_info, *graph.input)}
+    made_by = {out: n for n in graph.node for out in n.output}
+    read_by = {}
+    for n in graph.node:
+        for value in n.input:
+            read_by.setdefault(value, []).append(n)
+    refused = []
+    for pool in (n for n in graph.node if n.op_type == "GlobalAveragePool"):
+        dq = made_by.get(pool.input[0])
+        qs = [n for n in read_by.get(pool.output[0], []) if n.op_type == "QuantizeLinear"]
+        pixels = int(np.prod(sizes.get(pool.input[0], [0, 0, 0, 0])[2:]))
+        if not (dq and dq.op_type == "DequantizeLinear" and qs and pixels > 0):
+            continue
+        ratio = scales.get(dq.input[1], 1.0) / (scales.get(qs[0].input[1], 1.0) * pixels)
+        if not 2.0**-32 <= ratio < 256 or pixels >= 2**24:
+            refused.append(pool.name)
+    return refused
 
 
 def _outputs(path: str, input_name: str, inputs: np.ndarray, batch: int = 8) -> np.ndarray:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    options.log_severity_level = 4  # a failing kernel's log line: the LoweringError says it again
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     return np.concatenate([session.run(None, {input_name: inputs[i:i + batch]})[0]
                            for i in range(0, len(inputs), batch)])
 
@@ -127,6 +180,17 @@ class _Reader:
 
     def get_next(self):
         return next(self.feeds, None)
+
+
+@contextlib.contextmanager
+def _inside(folder: str):
+    """Run in `folder` as the working folder (contextlib.chdir, which Python 3.10 lacks)."""
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 class _quiet:

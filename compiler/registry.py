@@ -159,8 +159,7 @@ class Layer:
         values = {}
         for f in fields(cls):
             value = args[f.name] if f.name in args else f.default
-            if f.metadata["kind"].schema.get("type") != "number":  # a float argument may be any size
-                _check_magnitude(f.name, value)
+            _check_magnitude(f.name, value, sizes=f.metadata["kind"].schema.get("type") != "number")
             convert = f.metadata["convert"]
             values[f.name] = convert(value) if convert and value is not None else value
         return cls(**values)
@@ -191,11 +190,18 @@ def arguments(cls):
 
 
 MAX_ARGUMENT = 2**31 - 1  # ONNX Runtime's kernels overflow on sizes, strides and pads beyond this
+MAX_FLOAT32 = 3.4028234663852886e38  # a number argument becomes a float32 attribute or constant
 
 
-def _check_magnitude(name: str, value) -> None:
+def _check_magnitude(name: str, value, sizes: bool) -> None:
+    """`sizes`: the argument holds integer sizes (any float in it is a number all the same)."""
     for v in value if isinstance(value, (list, tuple)) else (value,):
-        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_ARGUMENT:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue
+        if (isinstance(v, float) or not sizes) and abs(v) > MAX_FLOAT32:
+            raise LayerArgError(f"argument '{name}' is {v:g}, beyond the float32 range the model computes in "
+                                f"(at most {MAX_FLOAT32:.4g}); is it a typo?", arg=name)
+        if sizes and isinstance(v, int) and abs(v) > MAX_ARGUMENT:
             raise LayerArgError(f"argument '{name}' is {v}, beyond what ONNX Runtime can compute with "
                                 f"(at most {MAX_ARGUMENT:,}); is it a typo?", arg=name)
 

@@ -89,10 +89,13 @@ def read_weight_files(analysis: Analysis, refs: list[str]) -> dict:
     arrays: dict = {}
     for ref in refs:
         member, sep, path = ref.partition("=")
-        if not sep or Path(ref).exists() or not re.fullmatch(r"[A-Za-z0-9_]+", member):
+        if not sep or Path(ref).exists() or not re.fullmatch(r"[A-Za-z0-9_.]+", member):  # a dot: a nested one
             member, path = "", ref
         elif member not in members:
             known = f"its members are {', '.join(members)}" if members else "it is not an ensemble"
+            outer, _, inner = member.partition(".")
+            if inner and outer in members:  # a member's own member: through its file, keyed as that member's
+                known += f"; give '{outer}' a file keyed by its own names ({inner}.*)"
             raise UsageError(f"--weights {ref}: '{analysis.graph.name}' has no member '{member}'; {known}")
         if member and any(f.node.name.startswith(f"{member}.") and f.node.type == "onnx" for f in analysis.layers):
             raise UsageError(f"--weights {ref}: the member '{member}' is a compiled model and keeps its own weights")

@@ -110,7 +110,11 @@ class Names:
         if not hint:
             shown = [INPUT] + [n for n in ref.nearby if n != ref.text][:12]
             hint = f"; the names here are: {', '.join(shown)}"
-        raise SpecError(f"undefined name '{ref.text}'{hint}", ref.where, ref.owner)
+        raise UndefinedName(f"undefined name '{ref.text}'{hint}", ref.where, ref.owner)
+
+
+class UndefinedName(SpecError):
+    """A name no item defines (so far: a block's `in.` reads names while the spec is expanded)."""
 
 
 def _output_of(name: str) -> tuple[str | None, int]:

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import io
 import math
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
 from compiler.errors import RunError
 
-from .inputs import IMAGE_SUFFIXES, load_image
+from .inputs import IMAGE_SUFFIXES, folder_images, load_image
 
 
 def image_paths(paths: list[str]) -> list[Path]:
@@ -27,13 +25,7 @@ def image_paths(paths: list[str]) -> list[Path]:
     for path in paths:
         p = Path(path)
         if p.is_dir():
-            try:
-                found = sorted(e for e in p.iterdir() if e.suffix.lower() in IMAGE_SUFFIXES and e.is_file())
-            except OSError as e:
-                raise RunError(f"{path}: cannot list the folder: {e.strerror or e}") from None
-            if not found:
-                raise RunError(f"{path}: the folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-            out += found
+            out += folder_images(p)
         elif not p.exists():
             raise RunError(f"{path}: no such file")
         elif p.suffix.lower() not in IMAGE_SUFFIXES:
@@ -86,27 +78,3 @@ def grid_png(pixels: np.ndarray, gap: int = 2) -> bytes:
     return buffer.getvalue()
 
 
-class Progress:
-    """`augmenting [####....] 64/100 images` on stderr: on a terminal, or when asked (--progress)."""
-
-    def __init__(self, label: str, enabled: bool | None = None, stream=None):
-        self.stream = stream or sys.stderr
-        self.label = label
-        self.enabled = self.stream.isatty() if enabled is None else enabled
-        self.start = time.monotonic()
-        self.shown = False
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        filled = 30 * done // total
-        rate = done / max(time.monotonic() - self.start, 1e-9)
-        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {done}/{total} images, "
-                          f"{rate:.0f}/s")
-        self.stream.flush()
-        self.shown = True
-
-    def close(self) -> None:
-        if self.shown:
-            self.stream.write("\n")
-            self.stream.flush()

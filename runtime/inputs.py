@@ -82,12 +82,7 @@ def calibration_set(path: str, shape, preprocess: dict, max_bytes: int) -> np.nd
     if not p.is_dir():
         inputs = load_input(path, shape, preprocess, max_bytes)
     else:
-        try:
-            images = sorted(e for e in p.iterdir() if e.suffix.lower() in IMAGE_SUFFIXES and e.is_file())
-        except OSError as e:
-            raise RunError(f"{path}: cannot list the folder: {e.strerror or e}") from None
-        if not images:
-            raise RunError(f"{path}: the folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        images = folder_images(p)
         size = 4 * len(images) * int(np.prod(shape))
         if size > max_bytes:
             raise RunError(f"{path}: {len(images)} images make {size:,} bytes of float32 inputs, more than the limit "
@@ -96,6 +91,17 @@ def calibration_set(path: str, shape, preprocess: dict, max_bytes: int) -> np.nd
     if not np.isfinite(inputs).all():
         raise RunError(f"{path}: NaN or Inf inputs cannot calibrate int8 scales", exit_code=1)
     return inputs
+
+
+def folder_images(folder: Path) -> list[Path]:
+    """The images of a folder, sorted by name; an error if it cannot be listed or has none."""
+    try:
+        images = sorted(e for e in folder.iterdir() if e.suffix.lower() in IMAGE_SUFFIXES and e.is_file())
+    except OSError as e:
+        raise RunError(f"{folder}: cannot list the folder: {e.strerror or e}") from None
+    if not images:
+        raise RunError(f"{folder}: the folder has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return images
 
 
 def _npz_input(p: Path) -> Stored:

@@ -595,13 +595,14 @@ def generated_spec(draw, hostile_pct: int = 5, max_layers: int = 6) -> dict:
     else:
         shape = [draw(st.integers(1, 8)), draw(st.integers(1, 32)), draw(st.integers(1, 32))]
     spec: dict = {"input": shape}
-    items, names = [], ["input"]
+    items, names, values = [], ["input"], ["input"]  # values: what `inputs:` can name (a split's `l3.0`)
+    split = []  # the values of the item before, where it has several (split, chunk): the next takes one
     for i in range(draw(st.integers(1, max_layers))):
         type_name = draw(st.sampled_from(TYPES))
         cls = REGISTRY[type_name]
         args = draw(layer_args(cls, hostile_pct))
         style = draw(st.integers(0, 3))
-        if not args and style == 0:
+        if not args and style == 0 and not split:
             item = type_name  # a bare type name
         elif cls.shorthand and list(args) == [cls.shorthand] and style <= 1:
             item = {type_name: args[cls.shorthand]}
@@ -610,9 +611,11 @@ def generated_spec(draw, hostile_pct: int = 5, max_layers: int = 6) -> dict:
         if isinstance(item, dict):
             item["name"] = f"l{i}"
             if cls.variadic:
-                item["inputs"] = draw(st.lists(st.sampled_from(names), min_size=2, max_size=3))
-            elif i and draw(st.integers(0, 5)) == 0:
-                item["inputs"] = draw(st.sampled_from(names))
+                item["inputs"] = draw(st.lists(st.sampled_from(values), min_size=2, max_size=3))
+            elif split or i and draw(st.integers(0, 5)) == 0:
+                item["inputs"] = draw(st.sampled_from(split or values))
+            if cls.second_input and draw(st.integers(0, 2)) == 0:  # crop to another value's size
+                item["inputs"] = [item.get("inputs", values[-1]), draw(st.sampled_from(values))]
             if draw(st.integers(0, 7)) == 0:
                 item["repeat"] = draw(st.integers(1, 3))
             if draw(st.integers(0, 9)) == 0:
@@ -622,6 +625,9 @@ def generated_spec(draw, hostile_pct: int = 5, max_layers: int = 6) -> dict:
             if draw(st.integers(0, 9)) == 0:
                 item["expect"] = {"output": draw(st.lists(st.integers(1, 40), min_size=1, max_size=3))}
             names.append(f"l{i}")
+            count = _outputs(cls, args)
+            split = [f"l{i}.{k}" for k in range(min(count, 4))] if count > 1 else []
+            values += split or [f"l{i}"]
         items.append(item)
     plain = all(not isinstance(it, dict) or "inputs" not in it for it in items)
     if plain and len(items) > 1 and draw(st.integers(0, 4)) == 0:  # a run of items as a sequential group
@@ -646,6 +652,15 @@ def generated_spec(draw, hostile_pct: int = 5, max_layers: int = 6) -> dict:
     if len(names) > 2 and draw(st.integers(0, 7)) == 0 and "blocks" not in spec:
         spec["outputs"] = draw(st.lists(st.sampled_from(names[1:]), min_size=1, max_size=2, unique=True))
     return spec
+
+
+def _outputs(cls, args: dict) -> int:
+    """How many values a generated layer makes (1 where its arguments do not build)."""
+    try:
+        count = cls.from_args(args).outputs()
+    except Exception:
+        return 1
+    return count if isinstance(count, int) else 1  # a missing argument stays dataclasses.MISSING
 
 
 @st.composite
@@ -693,6 +708,7 @@ def test_generated_specs(spec):
 # -- 3b. ... compiled to ONNX, checked, and run -----------------------------------------------------
 SMALL_PARAMS = 1_000_000
 SMALL_MACS = 50_000_000
+SMALL_ACTIVATIONS = 64 << 20  # bytes at batch 1: pad, upsample and conv_transpose grow maps without MACs
 
 
 @lru_cache(maxsize=None)
@@ -736,7 +752,8 @@ def compile_and_run(a, text):
 def test_generated_specs_compile(spec):
     text = dump(spec)
     a = holds(analyse_text, text, "spec.yaml", what=text)
-    if isinstance(a, ConvspecError) or a.params > SMALL_PARAMS or a.macs > SMALL_MACS:
+    if isinstance(a, ConvspecError) or a.params > SMALL_PARAMS or a.macs > SMALL_MACS \
+            or a.activation_bytes > SMALL_ACTIVATIONS:
         return
     start = time.monotonic()
     try:

@@ -285,8 +285,8 @@ ERRORS = [
     (item("relu", inputs="x.0"), "t.yaml:4:13: error: layer 'relu1': undefined name 'x.0'; the names here are: input, relu1"),
     (item("split", [2, 5]), "t.yaml:3:5: error: layer 'split1': the sizes [2, 5] add up to 7, but the input has 8; "
      "make them add up to 8"),
-    (item("split", [8]), "t.yaml:3:5: error: layer 'split1': argument 'sizes' of split must be a list of two or "
-     "more positive integers; got [8]"),
+    (item("split", [8]), "t.yaml:3:5: error: layer 'split1': argument 'sizes' of split must be a list of 2 to "
+     "1,024 positive integers; got [8]"),
     (item("chunk", 5), "t.yaml:3:12: error: layer 'chunk1': 8 channels do not make 5 chunks of ceil(8/5) = 2: "
      "the last would be empty; use split with explicit sizes"),
     (item("channel_shuffle", {"groups": 3}), "t.yaml:3:33: error: layer 'channel_shuffle1': 8 channels do not "

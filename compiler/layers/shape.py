@@ -20,9 +20,10 @@ from ..registry import (GLOBAL, NON_NEGATIVE_INT, NUMBER, POSITIVE_INT, SIZE2, K
 SHAPE = Kind({"type": "array", "items": {"type": "integer", "minimum": -1, "not": {"const": 0}},
               "minItems": 1, "maxItems": 3},
              "a shape without the batch, [features] or [C, H, W], of positive integers and at most one -1")
-AT_LEAST_2 = Kind({"type": "integer", "minimum": 2}, "an integer >= 2")
-SIZES = Kind({"type": "array", "items": POSITIVE_INT.schema, "minItems": 2},
-             "a list of two or more positive integers")
+MAX_PARTS = 1024  # the values one split or chunk makes: each is wired by name, so they are bounded like layers
+PARTS = Kind({"type": "integer", "minimum": 2, "maximum": MAX_PARTS}, f"an integer from 2 to {MAX_PARTS:,}")
+SIZES = Kind({"type": "array", "items": POSITIVE_INT.schema, "minItems": 2, "maxItems": MAX_PARTS},
+             f"a list of 2 to {MAX_PARTS:,} positive integers")
 SIDES = Kind({"anyOf": [NON_NEGATIVE_INT.schema,
                         {"type": "array", "items": NON_NEGATIVE_INT.schema, "minItems": 2, "maxItems": 2},
                         {"type": "array", "items": NON_NEGATIVE_INT.schema, "minItems": 4, "maxItems": 4}]},
@@ -154,7 +155,7 @@ class Split(Parts):
 class Chunk(Parts):
     """Split the channels (or features) into `chunks` parts (torch.chunk): ceil(C/chunks) each, the last the rest."""
 
-    chunks: int = arg(AT_LEAST_2, "the number of parts; outputs `name.0` ... `name.<chunks - 1>`")
+    chunks: int = arg(PARTS, "the number of parts; outputs `name.0` ... `name.<chunks - 1>`")
     shorthand = "chunks"
 
     def outputs(self):

@@ -24,22 +24,26 @@ class Flatten(Layer):
         return g.op("Flatten", ins, axis=1)
 
 
-@register("dropout")
-class Dropout(Layer):
-    """Dropout: zeroes a fraction of units while training; the identity at inference."""
-
-    rate: float = arg(RATE, "fraction of units dropped while training", default=0.5)
-    shorthand = "rate"
+class _PassThrough(Layer):
+    """The identity at inference (all that is compiled): the value passes unchanged."""
 
     def output_shape(self, x):
         return x
 
     def lower(self, g, ins, shapes, out):
-        return ins[0]  # inference only
+        return ins[0]
+
+
+@register("dropout")
+class Dropout(_PassThrough):
+    """Dropout: zeroes a fraction of units while training; the identity at inference."""
+
+    rate: float = arg(RATE, "fraction of units dropped while training", default=0.5)
+    shorthand = "rate"
 
 
 @register("stochastic_depth")
-class StochasticDepth(Layer):
+class StochasticDepth(_PassThrough):
     """Stochastic depth (torchvision.ops.StochasticDepth): drops a residual branch while training; the identity at inference.
 
     `rate` and `mode` only matter to training; they are kept with the layer (the JSON summary's
@@ -51,22 +55,10 @@ class StochasticDepth(Layer):
                     default="row")
     shorthand = "rate"
 
-    def output_shape(self, x):
-        return x
-
-    def lower(self, g, ins, shapes, out):
-        return ins[0]  # inference only
-
 
 @register("identity")
-class Identity(Layer):
+class Identity(_PassThrough):
     """Passes its input through unchanged (a named tap or an explicit shortcut)."""
-
-    def output_shape(self, x):
-        return x
-
-    def lower(self, g, ins, shapes, out):
-        return ins[0]
 
 
 @register("zero_pad_shortcut")

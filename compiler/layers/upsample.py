@@ -17,7 +17,7 @@ from fractions import Fraction
 
 from ..arith import Step, pair
 from ..errors import LayerArgError
-from ..registry import BOOL, POSITIVE_NUMBER, SIZE2, Kind, Layer, arg, enum, numel, register, spatial
+from ..registry import BOOL, MAX_ARGUMENT, POSITIVE_NUMBER, SIZE2, Kind, Layer, arg, enum, numel, register, spatial
 
 SCALE2 = Kind({"anyOf": [POSITIVE_NUMBER.schema,
                          {"type": "array", "items": POSITIVE_NUMBER.schema, "minItems": 2, "maxItems": 2}]},
@@ -59,6 +59,9 @@ class Upsample(Layer):
         if min(out) < 1:
             raise LayerArgError(f"the output would be {list(out)} from [{h}, {w}]; use a larger scale",
                                 arg="scale")
+        if max(out) > MAX_ARGUMENT:
+            raise LayerArgError(f"the output would be [{out[0]:.3g}, {out[1]:.3g}] from [{h}, {w}], beyond what "
+                                f"ONNX Runtime can compute with; use a smaller scale", arg="scale")
         if self._by_scale(((h, w), out, self.scale)):
             # onnxruntime sizes its output as (int)(float32(scale) * n), which can round below PyTorch's
             ort = tuple(int(_float32(_float32(s) * n)) for n, s in zip((h, w), self.scale))
@@ -79,7 +82,7 @@ class Upsample(Layer):
         from in/out (n * scale not whole). Elsewhere `sizes` fixes the output size exactly."""
         if self.scale is None or self.align_corners:
             return False
-        return any(Fraction(str(s)) * n != o for n, s, o in zip(*ins))
+        return any(Fraction(str(s)) * n != o for n, o, s in zip(*ins))
 
     def _step(self, n, o, s):
         """Input pixels between neighbouring outputs, as PyTorch maps them."""
@@ -102,15 +105,18 @@ class Upsample(Layer):
     def lower(self, g, ins, shapes, out):
         sizes = self._sizes(shapes[0])
         taps, onnx_mode = MODES[self.mode]
+        # scales and sizes name all four axes, not `axes=[2, 3]`: onnxruntime's symbolic shape
+        # inference (run before int8 quantisation) ignores `axes` and would make the output 2-D
         if self._by_scale((*sizes, self.scale)):
-            targets = ["", g.const([float(s) for s in self.scale], dtype="float32"), ""]
+            targets = ["", g.const([1.0, 1.0, *(float(s) for s in self.scale)], dtype="float32"), ""]
         else:
-            targets = ["", "", g.const(list(sizes[1]))]
+            batch_channels = g.op("Shape", [ins[0]], end=2)
+            targets = ["", "", g.op("Concat", [batch_channels, g.const(list(sizes[1]))], axis=0)]
         if self.mode == "nearest":
             coords = "asymmetric"  # PyTorch's legacy 'nearest': floor(dst / scale)
         else:
             coords = "align_corners" if self.align_corners else "half_pixel"
-        return g.op("Resize", [ins[0]] + targets, axes=[2, 3], mode=onnx_mode,
+        return g.op("Resize", [ins[0]] + targets, mode=onnx_mode,
                     coordinate_transformation_mode=coords,
                     nearest_mode="floor" if self.mode == "nearest" else None,
                     cubic_coeff_a=-0.75 if self.mode == "bicubic" else None)  # PyTorch's a
