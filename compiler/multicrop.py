@@ -33,7 +33,7 @@ from dataclasses import replace
 from typing import NamedTuple
 
 from .attachments import attach
-from .errors import SpecError
+from .errors import LayerArgError, SpecError
 from .ir import INPUT, Expectation, Graph, Node
 from .limits import MAX_ELEMENTS, Limits
 from .preprocess import resized
@@ -113,6 +113,9 @@ class CropMean(Layer):
     family = "multicrop"
 
     def output_shape(self, x):
+        if len(x) != 1:  # maps from different crop positions (and mirrored ones) do not line up pixel by pixel
+            raise LayerArgError(f"multi-crop averages class scores, [classes]; the network gives {list(x)}, whose "
+                                "pixels differ in place from crop to crop; run the network on the whole input instead")
         return x
 
     def flops(self, out, x) -> int:

@@ -274,3 +274,15 @@ def test_scales_quantise_to_int8(tmp_path):
     probabilities = np.load(tmp_path / "q.npy")
     assert probabilities.shape == (2, 10)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=0.01)  # an average of softmaxes, in int8 steps
+
+
+def test_a_network_that_outputs_maps_is_refused(tmp_path):
+    """Crops from different places give maps whose pixels do not line up (and mirrored ones are
+    mirrored): averaging them would be wrong, so only class scores are averaged."""
+    (tmp_path / "seg.yaml").write_text("name: seg\ninput: [3, 32, 32]\nlayers:\n"
+                                       "  - conv: {filters: 4, kernel: 3, padding: 1}\n")
+    (tmp_path / "mc.yaml").write_text("name: mc\ninput: [3, 40, 40]\nmulticrop: {spec: seg.yaml, crops: center}\n")
+    result = run_cli(tmp_path, "check", "mc.yaml")
+    assert result.returncode == 1
+    assert result.stderr.startswith("mc.yaml:3:12: error: layer 'multicrop': multi-crop averages class scores, "
+                                    "[classes]; the network gives [4, 32, 32]")
