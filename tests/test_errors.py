@@ -722,6 +722,7 @@ def test_billion_laughs_fails_fast(tmp_path):
     assert 4 <= int(match.group(1)) <= 12  # somewhere in the alias lines
 
 
+@pytest.mark.slow  # 200,001 YAML nodes are read before the budget stops them: seconds
 def test_too_many_nodes_without_aliases_does_not_blame_aliases(tmp_path):
     text = "input: [3, 8, 8]\nlayers: [relu]\nnotes: [" + ",".join(["0"] * 200_001) + "]\n"
     proc = check(tmp_path, text, timeout=20)

@@ -121,7 +121,8 @@ def test_small_arguments_and_passed_references_stay_cheap(tmp_path, repeat):
     assert (proc.returncode, proc.stderr) == (0, "")
 
 
-@pytest.mark.parametrize("width, repeat", [(20_000, 1000), (2_000, 10_000), (100_000, 3)])
+@pytest.mark.parametrize("width, repeat", [(20_000, 1000), (2_000, 10_000),
+                                           pytest.param(100_000, 3, marks=pytest.mark.slow)])
 def test_an_inputs_list_counts_in_every_copy(tmp_path, width, repeat):
     names = ", ".join(["input"] * width)
     spec = (f"input: [3, 8, 8]\nblocks:\n  b:\n    layers:\n      - add: null\n        inputs: [{names}]\n"
