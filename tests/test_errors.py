@@ -792,6 +792,7 @@ def test_oversized_file_is_refused(tmp_path):
     assert "limit" in proc.stderr or "larger than" in proc.stderr
 
 
+@pytest.mark.slow  # expands to the 200,000-item limit before it stops: seconds
 def test_repeat_bomb_is_bounded(tmp_path):
     proc = check(tmp_path, """\
 input: [3, 8, 8]

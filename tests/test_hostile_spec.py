@@ -46,8 +46,9 @@ def test_the_table_covers_the_folder():
     assert run_cli(FRONT, "check", *HELPERS).returncode == 0
 
 
-@pytest.mark.parametrize("name", sorted(FRONT_ERRORS))
-@pytest.mark.parametrize("command", ["check", "summary", "compile"])
+@pytest.mark.parametrize("command, name", [  # chain_child.yaml reads 200,000 YAML nodes first: seconds
+    pytest.param(command, name, marks=[pytest.mark.slow] if name == "chain_child.yaml" else [])
+    for command in ("check", "summary", "compile") for name in sorted(FRONT_ERRORS)])
 def test_hostile_front_spec(name, command, tmp_path):
     out = tmp_path / "model.onnx"
     proc = run_cli(FRONT, command, name, *(["-o", str(out)] if command == "compile" else []), timeout=20)
@@ -73,7 +74,8 @@ def _block_spec(value: str, repeat: int, wrap: str = "") -> str:
 
 
 @pytest.mark.parametrize("size, copies", [(1000, 60), (200, 20), (5000, 5), (30, 300)])
-@pytest.mark.parametrize("repeat", [100, 1000, 10000])
+@pytest.mark.parametrize("repeat", [pytest.param(100, marks=pytest.mark.slow),  # the quick loop: 10,000, which
+                                    pytest.param(1000, marks=pytest.mark.slow), 10000])  # once took hours
 def test_a_repeat_cannot_multiply_a_large_argument(tmp_path, size, copies, repeat):
     """Before, each copy substituted the whole list again: 61,000 numbers x 100 copies took 12 s, and
     10,000 copies hours. Now each copy spends the list's nodes, and the spec stops at the budget."""
