@@ -712,6 +712,7 @@ def billion_laughs(levels: int = 9, width: int = 10) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow  # 10**9 nodes if expanded: a second to reach the budget
 def test_billion_laughs_fails_fast(tmp_path):
     # 10**9 leaves if expanded; the loader must stop at its node budget, well within the timeout.
     proc = check(tmp_path, billion_laughs(), timeout=20)
