@@ -129,7 +129,7 @@ def _cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-# specs that take a second or more to reach their limit; test_errors.py has a quick billion laughs
+# specs that take a second or more to reach their limit: the full suite runs them (`make test`)
 HEAVY = {"billion_laughs.yaml", "nested_repeats.yaml"}
 
 
