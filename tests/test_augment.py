@@ -237,6 +237,7 @@ def torch_of(x):
     return torch.from_numpy(np.ascontiguousarray(x[0]))
 
 
+@pytest.mark.slow  # importing torchvision takes seconds
 @pytest.mark.parametrize("transform, reference", [
     ("hflip: {p: 1}", lambda TF, B, t: TF.hflip(t)),
     ("vflip: {p: 1}", lambda TF, B, t: TF.vflip(t)),
@@ -261,6 +262,7 @@ def test_transform_matches_torchvision(transform, reference):
     np.testing.assert_allclose(ours[0], reference(TF, bilinear, torch_of(x)).numpy(), atol=1e-5)
 
 
+@pytest.mark.slow  # importing torchvision takes seconds
 @pytest.mark.parametrize("transform, size, reference", [
     ("center_crop: {size: [6, 7]}", (15, 13), lambda TF, t: TF.center_crop(t, [6, 7])),
     ("pad: {padding: [1, 2, 3, 0]}", (6, 10), lambda TF, t: TF.pad(t, [2, 1, 0, 3])),  # torchvision: l, t, r, b
@@ -332,6 +334,7 @@ def reference_pipeline(images: np.ndarray, seed: int, TF, inverse_affine) -> np.
     return np.stack(out)
 
 
+@pytest.mark.slow  # importing torchvision takes seconds
 def test_whole_pipeline_equals_the_numpy_reference():
     TF, _, inverse_affine = _tf()
     images = np.random.default_rng(3).random((24, 3, 16, 14), dtype=np.float32)

@@ -53,6 +53,7 @@ def test_check_every_bundled_spec_by_name(tmp_path):
         assert line.startswith(f"{path}: ok: "), line
 
 
+@pytest.mark.slow  # the whole library again; `check` by name keeps it in the quick loop
 def test_check_every_bundled_spec_by_path(tmp_path):
     proc = run_cli(ROOT, "check", *(f"specs/{p.name}" for p in SPECS))
     assert proc.returncode == 0, proc.stderr
@@ -311,6 +312,7 @@ def zoo_json(tmp_path_factory):
     return json.loads(proc.stdout)
 
 
+@pytest.mark.slow  # the whole library again; `check` by name keeps it in the quick loop
 def test_zoo_json_lists_every_bundled_spec(zoo_json):
     assert isinstance(zoo_json, list)
     assert sorted(e["name"] for e in zoo_json) == sorted(NAMES)
@@ -321,6 +323,7 @@ def test_zoo_json_lists_every_bundled_spec(zoo_json):
         assert entry["title"]
 
 
+@pytest.mark.slow  # the whole library again; `check` by name keeps it in the quick loop
 def test_zoo_json_figures(zoo_json):
     by_name = {e["name"]: e for e in zoo_json}
     assert by_name["resnet50"]["params"] == RESNET50_TRAINABLE + RESNET50_NON_TRAINABLE
@@ -328,6 +331,7 @@ def test_zoo_json_figures(zoo_json):
     assert by_name["alexnet_paper"]["params"] == ALEXNET_PARAMS
 
 
+@pytest.mark.slow  # the whole library again; `check` by name keeps it in the quick loop
 def test_zoo_table(tmp_path):
     proc = run_cli(tmp_path, "zoo")
     assert proc.returncode == 0

@@ -21,6 +21,7 @@ def test_layer_table_in_docs_is_fresh():
     assert current == docgen.doc_text(current), "run `make docs`"
 
 
+@pytest.mark.slow  # the whole library again; `check` by name keeps it in the quick loop
 def test_readme_library_table_is_current():
     current = docgen.README_FILE.read_text()
     assert current == docgen.readme_text(current), "run `make docs`"

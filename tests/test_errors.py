@@ -712,6 +712,7 @@ def billion_laughs(levels: int = 9, width: int = 10) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow  # 10**9 nodes if expanded: a second to reach the budget
 def test_billion_laughs_fails_fast(tmp_path):
     # 10**9 leaves if expanded; the loader must stop at its node budget, well within the timeout.
     proc = check(tmp_path, billion_laughs(), timeout=20)
@@ -722,6 +723,7 @@ def test_billion_laughs_fails_fast(tmp_path):
     assert 4 <= int(match.group(1)) <= 12  # somewhere in the alias lines
 
 
+@pytest.mark.slow  # 200,001 YAML nodes are read before the budget stops them: seconds
 def test_too_many_nodes_without_aliases_does_not_blame_aliases(tmp_path):
     text = "input: [3, 8, 8]\nlayers: [relu]\nnotes: [" + ",".join(["0"] * 200_001) + "]\n"
     proc = check(tmp_path, text, timeout=20)
@@ -791,6 +793,7 @@ def test_oversized_file_is_refused(tmp_path):
     assert "limit" in proc.stderr or "larger than" in proc.stderr
 
 
+@pytest.mark.slow  # expands to the 200,000-item limit before it stops: seconds
 def test_repeat_bomb_is_bounded(tmp_path):
     proc = check(tmp_path, """\
 input: [3, 8, 8]
@@ -848,9 +851,6 @@ ADVERSARIAL = [
                  7, 15, "cannot compare 1 with 'x'", id="compare-number-with-string"),
     pytest.param("input: [3, 8, 8]\nlayers:\n  - conv: {filters: 3, kernel: \"${'aaaaaaaaaa' * 100000000}\"}\n",
                  3, 32, "arithmetic needs numbers", id="string-repeat-bomb"),
-    pytest.param("input: [3, 8, 8]\nblocks:\n  a: {layers: [{relu: null, when: false}]}\n"
-                 "  b: {layers: [{a: null, repeat: 10000}]}\n  c: {layers: [{b: null, repeat: 10000}]}\n"
-                 "layers: [c, relu]\n", None, None, "more than 200,000 items", id="skipped-items-bomb"),
     pytest.param("input: [3, 8, 8]\nblocks:\n  relu: {layers: [{conv: {filters: 2, kernel: 1}}]}\nlayers: [relu]\n",
                  3, 3, "a block cannot be called 'relu'", id="block-shadows-a-layer-type"),
     pytest.param("input: [3, 8]\nlayers: [relu]\n", 1, 8, "[C, H, W] or [features]", id="input-of-rank-2"),
@@ -872,6 +872,15 @@ def test_adversarial_specs_fail_cleanly_and_fast(batch, request, text, line, col
     assert phrase in mine[0], mine[0]
     if line is not None:
         assert mine[0].startswith(f"{path}:{line}:{col}: error: "), mine[0]
+
+
+@pytest.mark.slow  # 200,000 skipped block instances are expanded before the limit stops it: seconds
+def test_skipped_items_count_towards_the_item_limit(tmp_path):
+    proc = check(tmp_path, "input: [3, 8, 8]\nblocks:\n  a: {layers: [{relu: null, when: false}]}\n"
+                           "  b: {layers: [{a: null, repeat: 10000}]}\n  c: {layers: [{b: null, repeat: 10000}]}\n"
+                           "layers: [c, relu]\n", timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert "more than 200,000 items" in error_lines(proc.stderr)[0], proc.stderr
 
 
 def test_block_may_pass_its_input_through(tmp_path):

@@ -407,7 +407,7 @@ REPRODUCERS = [
                  "        when: false\nlayers:\n  - s:\n    repeat: 10000\n", "analyse", id="skipped-repeat-names-slow"),
     # ... and a top-level `frozen:` list, each entry matched against every layer: 10,000 x 10,000 (19 s)
     pytest.param("input: [3]\nlayers:\n  - relu:\n    name: r\n    repeat: 10000\nfrozen: [" + ", ".join(["r"] * 10000)
-                 + "]\n", "analyse", id="frozen-quadratic"),
+                 + "]\n", "analyse", id="frozen-quadratic", marks=pytest.mark.slow),  # 10,000 layers: seconds
     # accepted, but `convspec run x.png` then fails with an internal error (exit 3): numpy cannot broadcast
     pytest.param("input: [3, 4, 4]\npreprocess: {mean: [0.5, 0.5]}\nlayers: [relu]\n", "analyse",
                  id="preprocess-mean-length"),

@@ -129,8 +129,13 @@ def _cli(capsys, *argv) -> tuple[int, str, str]:
     return code, out, err
 
 
-@pytest.mark.parametrize("name", sorted(SPEC_ERRORS))
-@pytest.mark.parametrize("command", ["check", "summary", "compile"])
+# specs that take a second or more to reach their limit: the full suite runs them (`make test`)
+HEAVY = {"billion_laughs.yaml", "nested_repeats.yaml"}
+
+
+@pytest.mark.parametrize("command, name", [
+    pytest.param(command, name, marks=[pytest.mark.slow] if name in HEAVY else [])
+    for command in ("check", "summary", "compile") for name in sorted(SPEC_ERRORS)])
 def test_hostile_spec(name, command, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(SPECS)
     out = tmp_path / "model.onnx"
@@ -140,6 +145,7 @@ def test_hostile_spec(name, command, capsys, monkeypatch, tmp_path):
     assert list(tmp_path.iterdir()) == []  # no model, no temporary file
 
 
+@pytest.mark.slow  # the whole corpus again, HEAVY included: seconds
 def test_hostile_specs_through_the_real_cli():
     """One process for the corpus: exit 1, one positioned error per file, no traceback."""
     proc = run_cli(SPECS, "check", *sorted(SPEC_ERRORS), timeout=120)
@@ -164,9 +170,9 @@ def test_the_python_tag_never_runs(monkeypatch, tmp_path, capsys):
                                                + "deep_blocks.yaml:364:5: note: in block 'b0', through 95 more blocks "
                                                "not shown"),
     ("--max-params", str(13 * 10**12), "huge_params.yaml", ""),
-    ("--max-layers", "60000", "nested_repeats.yaml", "nested_repeats.yaml:4:9: error: layer 'sequential1.6.0.0': the "
-                                                     "spec expands to more than 60,000 layers; reduce the repeats "
-                                                     "(--max-layers raises the limit)"),
+    pytest.param("--max-layers", "60000", "nested_repeats.yaml", "nested_repeats.yaml:4:9: error: layer "
+                 "'sequential1.6.0.0': the spec expands to more than 60,000 layers; reduce the repeats "
+                 "(--max-layers raises the limit)", marks=pytest.mark.slow),  # 60,000 layers: seconds
 ])
 def test_each_limit_has_a_flag_that_raises_it(flag, value, name, after, capsys, monkeypatch):
     monkeypatch.chdir(SPECS)

@@ -299,6 +299,7 @@ def test_every_kind_of_tensor_loads_identically(tmp_path, protocol):
     _assert_loads_identically(tmp_path / "w.pth", state)
 
 
+@pytest.mark.slow  # torch.optim's first use imports seconds of modules
 def test_a_training_checkpoint_loads_its_state_dict(tmp_path):
     """A state_dict inside a checkpoint with an optimizer's state, numbers, strings and None."""
     torch = _torch()

@@ -56,7 +56,8 @@ def test_hostile_run(name, capfd):
 
 
 # -- a run that never ends: --timeout, Ctrl-C and SIGTERM stop it ---------------------------------------
-@pytest.mark.parametrize("command, seconds", [("run", "0.3"), ("bench", "0.5"), ("run", "1.5")])
+@pytest.mark.parametrize("command, seconds", [("run", "0.3"), ("bench", "0.5"),
+                                             pytest.param("run", "1.5", marks=pytest.mark.slow)])
 def test_timeout_stops_a_run_that_never_ends(command, seconds, capfd):
     started = time.monotonic()
     result = run_cli(MODELS, command, "endless_loop.onnx", "--device", "cpu", "--timeout", seconds)

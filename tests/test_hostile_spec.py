@@ -46,8 +46,9 @@ def test_the_table_covers_the_folder():
     assert run_cli(FRONT, "check", *HELPERS).returncode == 0
 
 
-@pytest.mark.parametrize("name", sorted(FRONT_ERRORS))
-@pytest.mark.parametrize("command", ["check", "summary", "compile"])
+@pytest.mark.parametrize("command, name", [  # chain_child.yaml reads 200,000 YAML nodes first: seconds
+    pytest.param(command, name, marks=[pytest.mark.slow] if name == "chain_child.yaml" else [])
+    for command in ("check", "summary", "compile") for name in sorted(FRONT_ERRORS)])
 def test_hostile_front_spec(name, command, tmp_path):
     out = tmp_path / "model.onnx"
     proc = run_cli(FRONT, command, name, *(["-o", str(out)] if command == "compile" else []), timeout=20)
@@ -73,7 +74,8 @@ def _block_spec(value: str, repeat: int, wrap: str = "") -> str:
 
 
 @pytest.mark.parametrize("size, copies", [(1000, 60), (200, 20), (5000, 5), (30, 300)])
-@pytest.mark.parametrize("repeat", [100, 1000, 10000])
+@pytest.mark.parametrize("repeat", [pytest.param(100, marks=pytest.mark.slow),  # the quick loop: 10,000, which
+                                    pytest.param(1000, marks=pytest.mark.slow), 10000])  # once took hours
 def test_a_repeat_cannot_multiply_a_large_argument(tmp_path, size, copies, repeat):
     """Before, each copy substituted the whole list again: 61,000 numbers x 100 copies took 12 s, and
     10,000 copies hours. Now each copy spends the list's nodes, and the spec stops at the budget."""
@@ -89,7 +91,8 @@ def test_a_repeat_cannot_multiply_a_large_argument(tmp_path, size, copies, repea
 
 
 @pytest.mark.parametrize("value", [
-    "[$n, " + ", ".join(["1"] * 20_000) + "]",  # a wide list with a reference: rebuilt in every copy
+    # a wide list with a reference: rebuilt in every copy
+    pytest.param("[$n, " + ", ".join(["1"] * 20_000) + "]", marks=pytest.mark.slow),
     "{" + ", ".join(f"k{i}: $n" for i in range(10_000)) + "}",
     _aliased_list(2000, 9).replace("[1,", "[$n,", 1),
 ])
@@ -110,7 +113,7 @@ def test_many_declared_arguments_count_in_every_instance(tmp_path):
     assert proc.returncode == 1 and proc.stderr.endswith(NODES + "\n"), proc.stderr
 
 
-@pytest.mark.parametrize("repeat", [1000, 10000])
+@pytest.mark.parametrize("repeat", [1000, pytest.param(10000, marks=pytest.mark.slow)])
 def test_small_arguments_and_passed_references_stay_cheap(tmp_path, repeat):
     """What real specs do: a few numbers per block, and `$v` handing a value on (shared, not copied)."""
     spec = (f"input: [3, 8, 8]\nblocks:\n  inner:\n    args: {{w: null, k: 1}}\n    layers: [relu]\n"
@@ -121,7 +124,8 @@ def test_small_arguments_and_passed_references_stay_cheap(tmp_path, repeat):
     assert (proc.returncode, proc.stderr) == (0, "")
 
 
-@pytest.mark.parametrize("width, repeat", [(20_000, 1000), (2_000, 10_000), (100_000, 3)])
+@pytest.mark.parametrize("width, repeat", [pytest.param(20_000, 1000, marks=pytest.mark.slow), (2_000, 10_000),
+                                           pytest.param(100_000, 3, marks=pytest.mark.slow)])
 def test_an_inputs_list_counts_in_every_copy(tmp_path, width, repeat):
     names = ", ".join(["input"] * width)
     spec = (f"input: [3, 8, 8]\nblocks:\n  b:\n    layers:\n      - add: null\n        inputs: [{names}]\n"
@@ -131,7 +135,8 @@ def test_an_inputs_list_counts_in_every_copy(tmp_path, width, repeat):
     assert proc.stderr.endswith(f".add1': {NODES}\nspec.yaml:8:5: note: in block 'b'\n")
 
 
-@pytest.mark.parametrize("length, repeat", [(1_000_000, 10_000), (1_001, 2), (600, 10_000)])
+@pytest.mark.parametrize("length, repeat", [(1_000_000, 10_000), (1_001, 2),
+                                            pytest.param(600, 10_000, marks=pytest.mark.slow)])
 def test_a_long_name_is_refused_before_its_copies_are_made(tmp_path, length, repeat):
     """A 1 MB name in a block repeated 3,000 times took 3 GB; a dotted name is at most 1,000 characters."""
     spec = (f"input: [3, 8, 8]\nblocks:\n  b:\n    layers:\n      - relu: null\n        name: {'a' * length}\n"
@@ -220,7 +225,8 @@ def test_each_file_of_a_chain_is_validated_once(tmp_path, monkeypatch, files):
     assert sorted(calls) == [f"s{k}.yaml" for k in range(files)]
 
 
-@pytest.mark.parametrize("per_file, files, fails", [(70_000, 3, True), (45_000, 5, True), (45_000, 4, False)])
+@pytest.mark.parametrize("per_file, files, fails", [(70_000, 3, True), (45_000, 4, False),
+                                                     pytest.param(45_000, 5, True, marks=pytest.mark.slow)])
 def test_the_node_budget_is_for_the_whole_chain(tmp_path, per_file, files, fails):
     for k in range(files):
         head = "input: [3, 8, 8]\nlayers: [relu]\n" if k == 0 else f"extends: s{k - 1}.yaml\n"

@@ -403,6 +403,7 @@ layers:
 
 
 # -- 9. MobileNet v2 under torchvision's names -------------------------------------------------
+@pytest.mark.slow  # importing torchvision takes seconds
 def test_mobilenet_v2_has_torchvisions_state_dict_keys():
     model = torchvision().models.mobilenet_v2(weights=None)
     expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}

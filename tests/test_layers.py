@@ -945,6 +945,7 @@ TORCH_MODULES = {
 }
 
 
+@pytest.mark.slow  # a torch module per layer type: seconds
 def test_cross_check_with_pytorch():
     torch = pytest.importorskip("torch")
     nn = torch.nn

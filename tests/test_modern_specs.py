@@ -37,6 +37,7 @@ def spec_shapes(name: str) -> dict:
             for f in a.layers for w in f.node.layer.weights(*f.input_shapes)}
 
 
+@pytest.mark.slow  # importing torchvision takes seconds
 @pytest.mark.parametrize("name", MODELS)
 def test_weight_keys_and_shapes_are_torchvisions(name):
     expected = torchvision_shapes(name)

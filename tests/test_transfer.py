@@ -81,6 +81,7 @@ def test_item_level_frozen(tmp_path):
     assert (a.trainable, a.non_trainable) == (2 * 3 + 2, 4 * 3 + 3)
 
 
+@pytest.mark.slow  # ResNet-50's 25 M weights, written and compiled three times
 def test_weights_that_still_fit_are_loaded(tmp_path):
     base = analyse("resnet50")
     arrays = {}
