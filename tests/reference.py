@@ -9,6 +9,8 @@ params_trainable, params_non_trainable, macs, input_shape, output_shape.
 from __future__ import annotations
 
 import json
+import sys
+import types
 from pathlib import Path
 
 DATA = Path(__file__).parent / "data"
@@ -25,3 +27,21 @@ MODERN = {name: _modern_row(row) for name, row in json.loads((DATA / "modern_fig
 REFERENCE = {**CLASSIC, **MODERN}
 # models in the reference that torchvision does not define (no parity test is possible)
 NOT_IN_TORCHVISION = {"unet"}
+
+
+def import_torchvision():
+    """torchvision, the test reference, or the test skipped with how to install it.
+
+    torchvision 0.28's package import fails on CPU torch until its module
+    `torchvision._meta_registrations` is replaced by an empty one (DESIGN.md); after that its
+    model definitions and transforms work.
+    """
+    import pytest
+
+    pytest.importorskip("torch", reason="torch is not installed: `pip install torch==2.13.0` runs these")
+    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+    try:
+        import torchvision
+    except ImportError as e:
+        pytest.skip(f"torchvision is not importable ({e}): `pip install --no-deps torchvision==0.28.0`")
+    return torchvision

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import pytest
 from clirun import run_cli
 from compiler.augment import lower_augment
 from compiler.pipeline import analyse_text
+from reference import import_torchvision
 
 torch = pytest.importorskip("torch", reason="torch is not installed: `pip install torch==2.13.0` runs these")
 
@@ -31,12 +31,10 @@ IMAGENET_EIGENVECTORS = np.array([[-0.5675, 0.7192, 0.4009],
 
 
 def _tf():
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    try:
-        import torchvision.transforms.functional as TF
-        from torchvision.transforms.functional import InterpolationMode, _get_inverse_affine_matrix
-    except ImportError as e:
-        pytest.skip(f"torchvision is not importable ({e})")
+    import_torchvision()
+    import torchvision.transforms.functional as TF
+    from torchvision.transforms.functional import InterpolationMode, _get_inverse_affine_matrix
+
     return TF, InterpolationMode.BILINEAR, _get_inverse_affine_matrix
 
 

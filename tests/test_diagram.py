@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
-import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import pytest
 
 from clirun import ROOT, run_cli
 from compiler.layout import layered
-from reference import REFERENCE
+from reference import REFERENCE, import_torchvision
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -155,9 +154,7 @@ def test_collapse_draws_the_block_instances_of_the_bundled_networks(tmp_path, sp
 
 @pytest.mark.slow  # importing torch takes seconds
 def test_a_collapsed_box_holds_what_torchvision_s_module_holds(tmp_path):
-    pytest.importorskip("torch")
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = import_torchvision()
     model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
     root, _, _ = parse(draw(tmp_path, "googlenet", "g.svg", "--collapse"))
     for g in root.iter(f"{SVG}g"):

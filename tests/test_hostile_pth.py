@@ -14,8 +14,6 @@ from __future__ import annotations
 import collections
 import importlib.util
 import pickletools
-import sys
-import types
 import zipfile
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from hypothesis import strategies as st
 from clirun import run_cli
 from compiler.errors import UsageError
 from compiler.weights import read_weights
+from reference import import_torchvision
 
 HOSTILE = Path(__file__).resolve().parent / "hostile"
 PTH = HOSTILE / "pth"
@@ -249,14 +248,7 @@ def _torch():
 
 
 def _torchvision():
-    _torch()
-    # torchvision 0.28's package import fails on CPU torch until this module is stubbed (DESIGN.md).
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    try:
-        import torchvision
-    except ImportError as e:
-        pytest.skip(f"torchvision is not importable ({e})")
-    return torchvision
+    return import_torchvision()
 
 
 def _assert_loads_identically(path: Path, state: dict) -> None:

@@ -4,14 +4,13 @@ EfficientNet's stochastic depth against torchvision, and blocks with several inp
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import pytest
 
 from clirun import run_cli
 from compiler.errors import SpecError
 from compiler.pipeline import analyse_text
+from reference import import_torchvision
 
 
 def rates(text):
@@ -80,10 +79,7 @@ def test_k_outside_a_copy_is_an_unknown_argument_at_its_position():
 # -- EfficientNet's stochastic depth, rate by rate, against torchvision --------------------------------
 
 def _torchvision():
-    pytest.importorskip("torch", reason="torch is not installed")
-    # torchvision 0.28's package import fails on CPU torch until this module is stubbed (DESIGN.md).
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    return pytest.importorskip("torchvision")
+    return import_torchvision()
 
 
 def _torchvision_rates(model):

@@ -8,8 +8,6 @@ state_dict keys) and the arithmetic of PyTorch's output-size formula, written ou
 
 from __future__ import annotations
 
-import sys
-import types
 
 import pytest
 
@@ -17,6 +15,7 @@ from clirun import run_cli
 from compiler.errors import SpecError
 from compiler.pipeline import analyse, analyse_text
 from compiler.zoo import SPECS_DIR
+from reference import import_torchvision
 
 
 def nodes(text, **kw):
@@ -31,8 +30,7 @@ def error(text, **kw) -> str:
 
 
 def torchvision():
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    return pytest.importorskip("torchvision")
+    return import_torchvision()
 
 
 # -- 1. a block reads its input's shape --------------------------------------------------------

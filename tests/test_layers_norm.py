@@ -13,8 +13,6 @@ Parameter counts are the torch modules'. Errors are checked for their file:line:
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import numpy as np
 import onnxruntime as ort
@@ -25,19 +23,14 @@ from compiler.errors import SpecError
 from compiler.lower import lower
 from compiler.pipeline import analyse_text
 from compiler.weights import imported
+from reference import import_torchvision
 
 torch = pytest.importorskip("torch", reason="torch is not installed: `pip install torch==2.13.0` runs these")
 F = torch.nn.functional
 
 
 def torchvision():
-    # torchvision 0.28's package import fails on CPU torch until this module is stubbed (DESIGN.md).
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    try:
-        import torchvision as tv
-    except ImportError as e:
-        pytest.skip(f"torchvision is not importable ({e}): `pip install --no-deps torchvision==0.28.0`")
-    return tv
+    return import_torchvision()
 
 
 def spec(in_shape, *layers) -> str:

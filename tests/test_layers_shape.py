@@ -11,8 +11,6 @@ their file:line:col.
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import numpy as np
 import onnxruntime as ort
@@ -24,6 +22,7 @@ from compiler.lower import lower
 from compiler.pipeline import analyse_text
 from compiler.report import to_dict, to_table
 from compiler.weights import seeded
+from reference import import_torchvision
 
 torch = pytest.importorskip("torch", reason="torch is the reference: `pip install torch==2.13.0`")
 F = torch.nn.functional
@@ -84,12 +83,7 @@ def test_unflatten_after_dense_matches_torch(args, torch_shape):
 
 
 def _torchvision_channel_shuffle():
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    try:
-        from torchvision.models.shufflenetv2 import channel_shuffle
-    except ImportError as e:
-        pytest.skip(f"torchvision is not importable ({e})")
-    return channel_shuffle
+    return import_torchvision().models.shufflenetv2.channel_shuffle
 
 
 @pytest.mark.parametrize("channels, groups", [(6, 2), (6, 3), (12, 4), (5, 1)])

@@ -7,13 +7,12 @@ names and shapes against torchvision's own model definitions (a test reference o
 
 from __future__ import annotations
 
-import sys
-import types
 
 import pytest
 
 from compiler.errors import SpecError
 from compiler.pipeline import analyse, analyse_text
+from reference import import_torchvision
 
 MODELS = ["squeezenet1_0", "squeezenet1_1", "wide_resnet50_2", "inception_v3", "regnet_x_400mf",
           "mnasnet1_0", "fcn_resnet50"]
@@ -23,9 +22,7 @@ CONSTRUCTOR = {"inception_v3": {"aux_logits": False, "init_weights": False},
 
 
 def torchvision_shapes(name: str) -> dict:
-    pytest.importorskip("torch", reason="torch is not installed: `pip install torch==2.13.0` runs these")
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    torchvision = pytest.importorskip("torchvision")
+    torchvision = import_torchvision()
     models = torchvision.models.segmentation if name.startswith("fcn_") else torchvision.models
     model = getattr(models, name)(weights=None, **CONSTRUCTOR.get(name, {}))
     return {key: tuple(t.shape) for key, t in model.state_dict().items() if not key.endswith("num_batches_tracked")}

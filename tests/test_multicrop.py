@@ -8,14 +8,13 @@ averaged in numpy.
 from __future__ import annotations
 
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
 
 from clirun import run_cli
 from compiler.pipeline import analyse
+from reference import import_torchvision
 
 H, W = 37, 40  # around LeNet-5's 32x32: odd margins, so the centre's rounding shows
 
@@ -73,8 +72,7 @@ def test_ten_crops_average_the_networks_probabilities_on_numpy_crops(plain):
 @pytest.mark.slow  # importing torchvision
 def test_the_crops_are_torchvisions_ten_crop(plain):
     torch = pytest.importorskip("torch", reason="torch is not installed")
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    from torchvision.transforms import functional
+    functional = import_torchvision().transforms.functional
 
     d, x, run_plain = plain
     crops = [c.numpy() for c in functional.ten_crop(torch.from_numpy(x), [32, 32])]
@@ -240,8 +238,7 @@ def test_activation_memory_counts_every_crop(tmp_path):
 @pytest.mark.slow  # GoogLeNet on 144 crops, in PyTorch and in onnxruntime: about 20 s on two cores
 def test_googlenet_144crop_is_torchvisions_googlenet_on_the_papers_crops(tmp_path):
     torch = pytest.importorskip("torch", reason="torch is not installed")
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    import torchvision
+    torchvision = import_torchvision()
 
     torch.manual_seed(0)
     model = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False).eval()

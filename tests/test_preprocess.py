@@ -8,8 +8,6 @@ the Pillow path to within the two bilinear resizes' difference.
 
 from __future__ import annotations
 
-import sys
-import types
 
 import numpy as np
 import onnx
@@ -22,6 +20,7 @@ from compiler.build import compile_spec
 from compiler.pipeline import analyse_text
 from compiler.preprocess import crop_box, raw_input, resized
 from runtime.inputs import load_image
+from reference import import_torchvision
 
 MEAN, STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]  # ImageNet's, as torchvision's models use
 SPEC = """name: tiny
@@ -62,8 +61,7 @@ def test_sizes_follow_torchvisions_arithmetic():
 @pytest.mark.slow  # importing torchvision
 def test_run_reads_an_image_as_torchvisions_transforms_do(tmp_path):
     torch = pytest.importorskip("torch", reason="torch is not installed")
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    from torchvision import transforms
+    transforms = import_torchvision().transforms
 
     picture(50, 70, tmp_path / "p.png")
     got = load_image(tmp_path / "p.png", (3, 24, 24), {"resize": 28, "crop": 24, "mean": MEAN, "std": STD})

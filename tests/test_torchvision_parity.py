@@ -11,8 +11,6 @@ skip, and test_compile checks these specs on its own compile instead.
 
 from __future__ import annotations
 
-import sys
-import types
 
 import numpy as np
 import onnxruntime as ort
@@ -21,7 +19,7 @@ import pytest
 from compiler.build import compile_spec, save
 from compiler.pipeline import analyse
 from compiler.zoo import bundled
-from reference import NOT_IN_TORCHVISION, REFERENCE
+from reference import NOT_IN_TORCHVISION, REFERENCE, import_torchvision
 from test_compile import assert_sound
 from weightfiles import write_safetensors
 
@@ -29,13 +27,7 @@ torch = pytest.importorskip("torch", reason="torch is not installed: `pip instal
 
 
 def _torchvision():
-    # torchvision 0.28's package import fails on CPU torch until this module is stubbed (DESIGN.md).
-    sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
-    try:
-        import torchvision
-    except ImportError as e:
-        pytest.skip(f"torchvision is not importable ({e}): `pip install --no-deps torchvision==0.28.0`")
-    return torchvision
+    return import_torchvision()
 
 
 SPECS = sorted(p.stem for p in bundled() if p.stem in REFERENCE and p.stem not in NOT_IN_TORCHVISION)
