@@ -74,6 +74,9 @@ def read_info(model) -> ModelInfo:
         raise RunError("the model has no input to feed", exit_code=1)
     first = inputs[0]
     meta = {p.key: p.value for p in model.metadata_props}
+    if "convspec.augment" in meta:  # its inputs are images, a seed and an offset, not one batch to classify
+        raise RunError("the model is an augmentation graph (compile --augment), not a network; apply it with "
+                       "`convspec augment run SPEC IMAGES... -o OUT.npz`", exit_code=2)
     raw = _metadata(meta, RAW_KEY, None, lambda v: isinstance(v, dict) and isinstance(v.get("size"), list)
                     and len(v["size"]) == 2 and all(type(x) is int and 0 < x <= 2**16 for x in v["size"]))
     if raw and first.type.tensor_type.elem_type != UINT8:

@@ -415,6 +415,10 @@ def test_compile_augment_writes_a_graph_with_seed_and_offset_inputs(photos):
     out = session.run(["pixels"], {"images": x, "seed": np.array(3), "offset": np.array(2)})[0]
     factor = between(uniform(3, 2, 1, 1), 0.7, 1.3)
     np.testing.assert_allclose(out, np.clip(x[:, :, :, ::-1] * factor, 0, 1), atol=1e-6)
+    # `run` and `bench` take networks: the augmentation graph is pointed to `augment run`
+    result = run_cli(folder, "run", "aug.onnx")
+    assert result.returncode == 2
+    assert result.stderr.strip().endswith("apply it with `convspec augment run SPEC IMAGES... -o OUT.npz`")
 
 
 def test_preview_writes_a_grid_of_samples(photos):
