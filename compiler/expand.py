@@ -518,6 +518,15 @@ SYNONYMS = {"swish": "silu", "clip": "hardtanh", "fc": "dense", "bn": "batchnorm
             "interpolate": "upsample", "drop_path": "stochastic_depth"}
 
 
+def _wired(node: Node, refs, names) -> Node:
+    """The node with its inputs resolved; a wiring error inside a block instance says which
+    instance, as the expansion's own errors do."""
+    try:
+        return replace(node, inputs=tuple(names.resolve(r) for r in refs))
+    except SpecError as e:
+        raise e.noted(node.notes) from None
+
+
 def _unknown_type(op: str, where, blocks) -> SpecError:
     if SYNONYMS.get(op.lower()) in REGISTRY and op not in blocks:
         return SpecError(f"unknown layer type '{op}'; convspec calls it '{SYNONYMS[op.lower()]}' "
@@ -649,7 +658,7 @@ def expand(doc: Map, path: str, sources: tuple[str, ...], limits: Limits = DEFAU
     names = ex.names
     name = doc.get("name") or path.rsplit("/", 1)[-1].rsplit(".", 1)[0]
 
-    nodes = [replace(node, inputs=tuple(names.resolve(r) for r in refs)) for node, refs in ex.nodes]
+    nodes = [_wired(node, refs, names) for node, refs in ex.nodes]
     outputs_raw = doc.get("outputs")
     # a layer with several outputs, last or listed by its bare name, gives the graph all of them
     if outputs_raw is None:

@@ -240,3 +240,17 @@ def test_other_frameworks_names_for_a_type_name_convspecs(written, named):
         analyse_text(f"input: [3, 8, 8]\nlayers:\n  - {written}\n")
     assert str(e.value) == (f"<spec>:3:5: error: unknown layer type '{written}'; convspec calls it '{named}' "
                             "(see `convspec layers`)")
+
+
+def test_a_wiring_error_inside_a_block_names_the_instance():
+    """Names are resolved after expansion; an undefined one inside a block body still says which
+    instance it is in, as the expansion's own errors do."""
+    text = ("input: [3, 8, 8]\nblocks:\n  res:\n    args: {c: 4}\n    layers:\n"
+            "      - conv: {filters: $c, kernel: 3, padding: 1}\n        name: a\n"
+            "      - add:\n        inputs: [a, b]\nlayers:\n  - conv: {filters: 4, kernel: 1}\n"
+            "  - res: {c: 4}\n    name: r1\n")
+    with pytest.raises(SpecError) as e:
+        analyse_text(text)
+    assert str(e.value).splitlines() == [
+        "<spec>:9:21: error: layer 'r1.add1': undefined name 'b'; the names here are: input, a, add1",
+        "<spec>:12:5: note: in block 'res' (c: 4)"]
